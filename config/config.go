@@ -1,0 +1,294 @@
+// Package config holds vigil's one YAML configuration file: its types, defaults,
+// strict decoding with file and line in every error, `${VAR}` expansion and
+// validation.
+package config
+
+import (
+	"time"
+)
+
+// Environments vigil knows. They decide how far notifications and rollbacks go.
+const (
+	EnvDevelopment = "development"
+	EnvStaging     = "staging"
+	EnvProduction  = "production"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Service     string `yaml:"service"`
+	Environment string `yaml:"environment"`
+	DataDir     string `yaml:"data_dir"`
+
+	Server  ServerConfig  `yaml:"server"`
+	Logging LoggingConfig `yaml:"logging"`
+	Metrics MetricsConfig `yaml:"metrics"`
+	Storage StorageConfig `yaml:"storage"`
+
+	Collectors CollectorsConfig `yaml:"collectors"`
+	Alerts     AlertsConfig     `yaml:"alerts"`
+	RuleFiles  []string         `yaml:"rule_files"`
+
+	Escalation EscalationConfig `yaml:"escalation"`
+	Receivers  []ReceiverConfig `yaml:"receivers"`
+	Rollback   RollbackConfig   `yaml:"rollback"`
+
+	Users       []UserConfig      `yaml:"users"`
+	Roles       RolesConfig       `yaml:"roles"`
+	Permissions PermissionsConfig `yaml:"permissions"`
+
+	// File is the path the config was loaded from; empty for the built-in default.
+	File string `yaml:"-"`
+	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.
+	Warnings []string `yaml:"-"`
+	// positions maps a key path ("alerts.rules[2].duration") to its line.
+	positions map[string]int
+}
+
+// ServerConfig is the one HTTP listener.
+type ServerConfig struct {
+	// Listen is host:port; it wins over metrics.port.
+	Listen string    `yaml:"listen"`
+	TLS    TLSConfig `yaml:"tls"`
+	// CertFile and KeyFile are accepted here as well as under tls.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ExternalURL is how users reach vigil; it goes into alert links.
+	ExternalURL string `yaml:"external_url"`
+}
+
+// TLSConfig names the server's certificate and key.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// LoggingConfig is the seed's logging block, for vigil's own log.
+type LoggingConfig struct {
+	Level    string   `yaml:"level"`  // debug | info | warn | error
+	Format   string   `yaml:"format"` // json | text
+	Output   string   `yaml:"output"` // stdout | stderr | file | both
+	File     string   `yaml:"file"`
+	MaxSize  Size     `yaml:"maxSize"`
+	MaxFiles int      `yaml:"maxFiles"`
+	MaxAge   Duration `yaml:"maxAge"`
+	Compress bool     `yaml:"compress"`
+}
+
+// MetricsConfig is the seed's metrics block: vigil's own endpoint, the scrape and
+// evaluation interval, and labels added to vigil's own metrics.
+type MetricsConfig struct {
+	Port     int               `yaml:"port"`
+	Path     string            `yaml:"path"`
+	Interval Duration          `yaml:"interval"`
+	Labels   map[string]string `yaml:"labels"`
+}
+
+// StorageConfig is the embedded TSDB.
+type StorageConfig struct {
+	Retention Duration `yaml:"retention"`
+}
+
+// CollectorsConfig lists the collectors; each entry also takes the seed's metrics keys.
+type CollectorsConfig struct {
+	App            *AppCollectorConfig      `yaml:"app"`
+	Infrastructure *InfraCollectorConfig    `yaml:"infrastructure"`
+	Database       *DatabaseCollectorConfig `yaml:"database"`
+	Logs           []LogConfig              `yaml:"logs"`
+	Loki           *LokiConfig              `yaml:"loki"`
+	// Self controls the scrape of vigil's own /metrics (default on).
+	Self *SelfCollectorConfig `yaml:"self"`
+}
+
+// CollectorMetrics are the seed's metrics keys as they appear in each collector.
+type CollectorMetrics struct {
+	Port     int               `yaml:"port"`
+	Path     string            `yaml:"path"`
+	Interval Duration          `yaml:"interval"`
+	Labels   map[string]string `yaml:"labels"`
+}
+
+// AppCollectorConfig scrapes the application's metrics endpoints.
+type AppCollectorConfig struct {
+	CollectorMetrics `yaml:",inline"`
+	// Targets are host:port of the app's metrics endpoints. When absent, the
+	// app is localhost:<port><path>.
+	Targets []string `yaml:"targets"`
+	// FileSD are Prometheus file_sd files (globs) with more targets.
+	FileSD  []string `yaml:"file_sd"`
+	Scheme  string   `yaml:"scheme"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// InfraCollectorConfig is the host collector and optional node_exporter targets.
+type InfraCollectorConfig struct {
+	CollectorMetrics `yaml:",inline"`
+	Targets          []string `yaml:"targets"`
+	Mountpoints      []string `yaml:"mountpoints"`
+	Devices          []string `yaml:"devices"`
+	// LinkSpeed is used for network_usage when the system does not report one.
+	LinkSpeedMbps int `yaml:"link_speed_mbps"`
+}
+
+// DatabaseCollectorConfig is the database collector.
+type DatabaseCollectorConfig struct {
+	CollectorMetrics `yaml:",inline"`
+	DSN              Secret   `yaml:"dsn"`
+	DSNFile          string   `yaml:"dsn_file"`
+	Timeout          Duration `yaml:"timeout"`
+	MaxConns         int      `yaml:"max_conns"`
+}
+
+// LogConfig is one entry of collectors.logs; it takes the seed's logging keys.
+type LogConfig struct {
+	Name     string   `yaml:"name"`
+	Paths    []string `yaml:"paths"`
+	File     string   `yaml:"file"`
+	MaxSize  Size     `yaml:"maxSize"`
+	MaxFiles int      `yaml:"maxFiles"`
+	MaxAge   Duration `yaml:"maxAge"`
+	Compress bool     `yaml:"compress"`
+	// The seed's logging keys that describe the app's own log.
+	Level  string            `yaml:"level"`
+	Format string            `yaml:"format"`
+	Output string            `yaml:"output"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+// LokiConfig is where logs are shipped.
+type LokiConfig struct {
+	URL       string   `yaml:"url"`
+	TenantID  string   `yaml:"tenant_id"`
+	BatchSize Size     `yaml:"batch_size"`
+	BatchWait Duration `yaml:"batch_wait"`
+}
+
+// SelfCollectorConfig is the scrape of vigil's own metrics.
+type SelfCollectorConfig struct {
+	Enabled *bool `yaml:"enabled"`
+}
+
+// AlertsConfig is the seed's alerts block.
+type AlertsConfig struct {
+	Rules []RuleConfig `yaml:"rules"`
+}
+
+// RuleConfig is one seed-format alert rule.
+type RuleConfig struct {
+	Name        string            `yaml:"name"`
+	Condition   string            `yaml:"condition"`
+	Duration    Duration          `yaml:"duration"`
+	Severity    string            `yaml:"severity"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+	Summary     string            `yaml:"summary"`
+	Description string            `yaml:"description"`
+	Runbook     string            `yaml:"runbook"`
+	Dashboard   string            `yaml:"dashboard"`
+}
+
+// EscalationConfig is how incidents climb the support tiers.
+type EscalationConfig struct {
+	ResponseTimes map[string]Duration `yaml:"response_times"`
+	Priorities    map[string]string   `yaml:"priorities"`
+	Levels        []LevelConfig       `yaml:"levels"`
+	RepeatLimit   int                 `yaml:"repeat_limit"`
+	Rearm         Duration            `yaml:"rearm"`
+}
+
+// LevelConfig is one support tier.
+type LevelConfig struct {
+	Name   string   `yaml:"name"`
+	Notify []string `yaml:"notify"`
+	Wait   Duration `yaml:"wait"`
+}
+
+// ReceiverConfig is one place notifications go.
+type ReceiverConfig struct {
+	Name    string         `yaml:"name"`
+	Slack   *SlackConfig   `yaml:"slack"`
+	Webhook *WebhookConfig `yaml:"webhook"`
+	Log     *LogReceiver   `yaml:"log"`
+}
+
+// SlackConfig posts to a Slack channel with a bot token.
+type SlackConfig struct {
+	Token         Secret `yaml:"token"`
+	TokenFile     string `yaml:"token_file"`
+	Channel       string `yaml:"channel"`
+	SigningSecret Secret `yaml:"signing_secret"`
+	APIURL        string `yaml:"api_url"`
+}
+
+// WebhookConfig posts signed JSON to a URL.
+type WebhookConfig struct {
+	URL        string   `yaml:"url"`
+	Secret     Secret   `yaml:"secret"`
+	SecretFile string   `yaml:"secret_file"`
+	Timeout    Duration `yaml:"timeout"`
+}
+
+// LogReceiver writes notifications to vigil's log.
+type LogReceiver struct {
+	Level string `yaml:"level"`
+}
+
+// RollbackConfig is the deploy controller's rollback webhook.
+type RollbackConfig struct {
+	Webhook  *WebhookConfig    `yaml:"webhook"`
+	When     map[string]string `yaml:"when"`
+	Window   Duration          `yaml:"window"`
+	Cooldown Duration          `yaml:"cooldown"`
+	DryRun   bool              `yaml:"dry_run"`
+}
+
+// UserConfig is one user of the API and page.
+type UserConfig struct {
+	Name  string   `yaml:"name"`
+	Email string   `yaml:"email"`
+	Role  string   `yaml:"role"`
+	Roles []string `yaml:"roles"`
+	// Tokens are hashes of the user's API tokens (`vigil token new` prints one).
+	Tokens    []string `yaml:"tokens"`
+	SlackUser string   `yaml:"slack_user"`
+	Password  Secret   `yaml:"password"`
+}
+
+// AllRoles returns the user's roles, single role first.
+func (u UserConfig) AllRoles() []string {
+	var out []string
+	if u.Role != "" {
+		out = append(out, u.Role)
+	}
+	return append(out, u.Roles...)
+}
+
+// RoleConfig is a named set of permissions.
+type RoleConfig struct {
+	Description string   `yaml:"description"`
+	Permissions []string `yaml:"permissions"`
+}
+
+// RolesConfig maps a role name to its permissions.
+type RolesConfig map[string]RoleConfig
+
+// PermissionsConfig maps a permission name to its description.
+type PermissionsConfig map[string]string
+
+// Interval returns the scrape and rule evaluation interval.
+func (c *Config) Interval() time.Duration { return time.Duration(c.Metrics.Interval) }
+
+// ListenAddress returns the HTTP listener address: server.listen, else
+// metrics.port, else :9090.
+func (c *Config) ListenAddress() string {
+	switch {
+	case c.Server.Listen != "":
+		return c.Server.Listen
+	case c.Metrics.Port != 0:
+		return ":" + itoa(c.Metrics.Port)
+	}
+	return ":9090"
+}
+
+// Line returns the line of a key path such as "alerts.rules[2].duration", or 0.
+func (c *Config) Line(path string) int { return c.positions[path] }
