@@ -1,0 +1,150 @@
+// Command rss measures vigil's resident memory on the sidecar job of the
+// performance targets: one target of 2,000 series scraped every 5 s with the
+// seed's rules loaded. It serves the target itself on 127.0.0.1, starts the
+// vigil binary it is given, and prints VmRSS over time.
+//
+//	go run ./bench/rss -vigil bin/vigil -duration 2m
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var (
+		bin      = flag.String("vigil", "bin/vigil", "vigil binary")
+		series   = flag.Int("series", 2000, "series on the target")
+		interval = flag.Duration("interval", 5*time.Second, "scrape and evaluation interval")
+		duration = flag.Duration("duration", 2*time.Minute, "how long to run before the reading")
+		every    = flag.Duration("every", 15*time.Second, "how often to print a reading")
+	)
+	flag.Parse()
+
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { _ = http.Serve(target, exposition(*series)) }()
+
+	dir, err := os.MkdirTemp("", "vigil-rss")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	listen, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	addr := listen.Addr().String()
+	listen.Close()
+
+	// The built-in default config already holds the seed's rules; this file
+	// adds the app target and the interval.
+	cfg := fmt.Sprintf(`service: bench
+environment: development
+data_dir: %s
+server: {listen: "%s"}
+logging: {level: warn}
+metrics: {interval: %s}
+collectors:
+  app: {targets: ["%s"], labels: {app: app}}
+rule_files: ["%s"]
+`, filepath.Join(dir, "data"), addr, interval, target.Addr(), filepath.Join(dir, "seed-rules.yml"))
+	if err := os.WriteFile(filepath.Join(dir, "seed-rules.yml"), []byte(seedRules), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		log.Fatal(err)
+	}
+
+	cmd := exec.Command(*bin, "--config", cfgFile)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+
+	start := time.Now()
+	fmt.Printf("series=%d interval=%s pid=%d\n", *series, *interval, cmd.Process.Pid)
+	var peak int
+	for time.Since(start) < *duration {
+		time.Sleep(*every)
+		rss, hwm := status(cmd.Process.Pid)
+		peak = max(peak, hwm)
+		fmt.Printf("t=%-5s VmRSS=%.1f MB VmHWM=%.1f MB\n", time.Since(start).Round(time.Second), mb(rss), mb(hwm))
+	}
+	rss, hwm := status(cmd.Process.Pid)
+	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(max(peak, hwm)))
+}
+
+func mb(kb int) float64 { return float64(kb) / 1024 }
+
+// status reads VmRSS and VmHWM (kB) of pid.
+func status(pid int) (rss, hwm int) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		n, _ := strconv.Atoi(fields[1])
+		switch fields[0] {
+		case "VmRSS:":
+			rss = n
+		case "VmHWM:":
+			hwm = n
+		}
+	}
+	return rss, hwm
+}
+
+// exposition serves n gauge series whose values move a little every scrape.
+func exposition(n int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		bw := bufio.NewWriterSize(w, 64<<10)
+		fmt.Fprintln(bw, "# TYPE bench_requests_total counter")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(bw, "bench_requests_total{handler=\"/api/h%d\",code=\"200\"} %d\n", i, 1000+i+rand.IntN(50))
+		}
+		_ = bw.Flush()
+	})
+}
+
+// seedRules are the seed's application rules as a rule file, so the run has
+// the same rules as the built-in default.
+const seedRules = `alerts:
+  rules:
+    - {name: high_cpu, condition: cpu_usage > 80, duration: 5m, severity: critical, labels: {app: app}}
+    - {name: high_memory, condition: memory_usage > 90, duration: 5m, severity: critical, labels: {app: app}}
+    - {name: high_error_rate, condition: error_rate > 5, duration: 5m, severity: critical, labels: {app: app}}
+    - {name: app_down, condition: up == 0, duration: 1m, severity: critical, labels: {app: app}}
+    - {name: instance_down, condition: up == 0, duration: 1m, severity: critical, labels: {app: infrastructure}}
+    - {name: high_disk_usage, condition: disk_usage > 85, duration: 5m, severity: warning, labels: {app: infrastructure}}
+    - {name: high_network_usage, condition: network_usage > 80, duration: 5m, severity: warning, labels: {app: infrastructure}}
+    - {name: database_down, condition: up == 0, duration: 1m, severity: critical, labels: {app: database}}
+    - {name: high_connections, condition: connections > 100, duration: 5m, severity: warning, labels: {app: database}}
+    - {name: slow_queries, condition: query_duration > 1s, duration: 5m, severity: warning, labels: {app: database}}
+`

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/vigil-sh/vigil/collector"
+	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/rules"
+	"github.com/vigil-sh/vigil/storage"
+	"github.com/vigil-sh/vigil/web"
+)
+
+// reloader is one subsystem that takes a new config.
+type reloader struct {
+	name  string
+	apply func(*config.Config) error
+}
+
+// serve runs vigil until SIGTERM or SIGINT and returns the exit code.
+func serve(configFile string, stderr io.Writer) int {
+	cfg, err := loadConfig(configFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil: cannot load config:\n")
+		printErrors(stderr, err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	logger, logCloser, err := newLogger(cfg.Logging, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil: %s\n", err)
+		return 1
+	}
+	defer logCloser.Close()
+	if err := serveWith(configFile, cfg, logger, level); err != nil {
+		logger.Error("vigil stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(file string) (*config.Config, error) {
+	var (
+		cfg *config.Config
+		err error
+	)
+	if file == "" {
+		cfg = config.Default()
+	} else if cfg, err = config.Load(file); err != nil {
+		return nil, err
+	}
+	if err := rules.CheckConfig(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level *slog.LevelVar) error {
+	logger.Info("starting vigil", "version", versionString(), "config", orDefault(configFile, "built-in default"),
+		"environment", cfg.Environment, "service", cfg.Service)
+	if configFile == "" {
+		logger.Warn("no --config given: running the built-in default config (development environment, data in ./data, notifications to the log)")
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("config", "warning", w)
+	}
+
+	// Only main touches a registry; every subsystem gets this one.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("vigil"),
+	)
+	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_config_last_reload_successful",
+		Help: "Whether the last configuration reload attempt was successful.",
+	})
+	reloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_config_last_reload_success_timestamp_seconds",
+		Help: "Timestamp of the last successful configuration reload.",
+	})
+	reg.MustRegister(reloadOK, reloadTime)
+
+	db, err := storage.Open(&storage.Options{
+		Dir:       cfg.DataDir,
+		Retention: time.Duration(cfg.Storage.Retention),
+	}, logger.With("component", "storage"), reg)
+	if err != nil {
+		return fmt.Errorf("opening storage in %s: %w", cfg.DataDir, err)
+	}
+	// Every manager below stops before this runs: the group returns only after
+	// all of its actors have returned.
+	defer func() {
+		if err := db.Close(); err != nil {
+			logger.Error("closing storage", "err", err)
+		}
+	}()
+
+	interval := cfg.Interval()
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:               logger.With("component", "query engine"),
+		Reg:                  reg,
+		MaxSamples:           50_000_000,
+		Timeout:              2 * time.Minute,
+		LookbackDelta:        5 * time.Minute,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		// Subqueries without a step use the evaluation interval, as in Prometheus.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return interval.Milliseconds() },
+	})
+
+	externalURL, err := externalURL(cfg)
+	if err != nil {
+		return err
+	}
+
+	self := selfTarget(cfg)
+	scrapes, err := collector.New(&collector.Options{
+		Appendable:      db,
+		SelfTarget:      self,
+		SelfMetricsPath: cfg.Metrics.Path,
+	}, logger.With("component", "scrape"), reg)
+	if err != nil {
+		return err
+	}
+	notifications := notifier.New(&notifier.Options{}, logger.With("component", "notifier"), reg)
+	ruleManager, err := rules.New(&rules.Options{
+		Queryable:   db,
+		Appendable:  db,
+		Engine:      engine,
+		ExternalURL: externalURL,
+		NotifyFunc:  notifications.Notify,
+	}, logger.With("component", "rules"), reg)
+	if err != nil {
+		return err
+	}
+
+	reloadRequests := make(chan chan error)
+	webHandler := web.New(&web.Options{
+		ListenAddress: cfg.ListenAddress(),
+		ExternalURL:   externalURL,
+		DB:            db,
+		QueryEngine:   engine,
+		Rules:         ruleManager,
+		Targets:       scrapes.ScrapeManager(),
+		Gatherer:      reg,
+		Reload: func() error {
+			done := make(chan error, 1)
+			select {
+			case reloadRequests <- done:
+			case <-time.After(time.Minute):
+				return errors.New("reload is busy")
+			}
+			return <-done
+		},
+	}, logger.With("component", "web"), reg)
+
+	reloaders := []reloader{
+		// Rules first: rule files are read here and are the likeliest to be bad.
+		{"rules", ruleManager.ApplyConfig},
+		{"scrape", scrapes.ApplyConfig},
+		{"notifier", notifications.ApplyConfig},
+		{"web", webHandler.ApplyConfig},
+		{"logging", func(c *config.Config) error {
+			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))
+		}},
+	}
+	current := cfg
+	// Nothing runs before the first config is applied.
+	if err := applyConfig(reloaders, nil, cfg); err != nil {
+		return err
+	}
+	reloadOK.Set(1)
+	reloadTime.SetToCurrentTime()
+	webHandler.SetReady(true)
+	logger.Info("ready", "listen", cfg.ListenAddress(), "rules", len(ruleManager.AlertingRules()),
+		"self_scrape", self != "")
+
+	var g run.Group
+	{
+		// Termination on SIGTERM or SIGINT.
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case s := <-term:
+				logger.Info("received signal, shutting down", "signal", s.String())
+			case <-cancel:
+			}
+			return nil
+		}, func(error) {
+			signal.Stop(term)
+			close(cancel)
+		})
+	}
+	{
+		// Reload on SIGHUP and POST /-/reload; a bad config keeps the old one.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			for {
+				var done chan error
+				select {
+				case <-hup:
+				case done = <-reloadRequests:
+				case <-cancel:
+					return nil
+				}
+				next, err := reload(configFile, reloaders, current, logger)
+				if err != nil {
+					reloadOK.Set(0)
+				} else {
+					current = next
+					reloadOK.Set(1)
+					reloadTime.SetToCurrentTime()
+				}
+				if done != nil {
+					done <- err
+				}
+			}
+		}, func(error) {
+			signal.Stop(hup)
+			close(cancel)
+		})
+	}
+	{
+		// Scraping stops (no more appends) before the storage closes at the end of serveWith.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return scrapes.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return ruleManager.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return notifications.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return webHandler.Run(ctx) }, func(error) { cancel() })
+	}
+	err = g.Run()
+	logger.Info("see you next time")
+	return err
+}
+
+// reload loads the config file again and applies it; on any error the old
+// config stays in force everywhere.
+func reload(file string, reloaders []reloader, current *config.Config, logger *slog.Logger) (*config.Config, error) {
+	start := time.Now()
+	next, err := loadConfig(file)
+	if err != nil {
+		logger.Error("reload failed: keeping the old config", "file", file, "err", err)
+		return nil, err
+	}
+	if err := applyConfig(reloaders, current, next); err != nil {
+		logger.Error("reload failed: keeping the old config", "file", file, "err", err)
+		return nil, err
+	}
+	for _, w := range next.Warnings {
+		logger.Warn("config", "warning", w)
+	}
+	logger.Info("config reloaded", "file", orDefault(file, "built-in default"), "took", time.Since(start))
+	return next, nil
+}
+
+// applyConfig applies cfg to every reloader in order. When one fails, those
+// already applied get the old config back, so vigil runs on one config only.
+func applyConfig(reloaders []reloader, old, cfg *config.Config) error {
+	for i, r := range reloaders {
+		if err := r.apply(cfg); err != nil {
+			if old != nil {
+				for _, back := range reloaders[:i] {
+					_ = back.apply(old)
+				}
+			}
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// selfTarget is where vigil scrapes its own metrics, or "" when it cannot.
+func selfTarget(cfg *config.Config) string {
+	if cfg.Server.TLS.CertFile != "" || cfg.Server.CertFile != "" {
+		// The self-scrape would need the server's CA; the metrics are still
+		// served on /metrics for an external Prometheus.
+		return ""
+	}
+	host, port, err := net.SplitHostPort(cfg.ListenAddress())
+	if err != nil {
+		return ""
+	}
+	switch host {
+	case "", "0.0.0.0", "::", "[::]":
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func externalURL(cfg *config.Config) (*url.URL, error) {
+	if cfg.Server.ExternalURL != "" {
+		u, err := url.Parse(cfg.Server.ExternalURL)
+		if err != nil {
+			return nil, fmt.Errorf("server.external_url %q: %w", cfg.Server.ExternalURL, err)
+		}
+		return u, nil
+	}
+	host, _ := os.Hostname()
+	_, port, err := net.SplitHostPort(cfg.ListenAddress())
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.ListenAddress(), err)
+	}
+	scheme := "http"
+	if cfg.Server.TLS.CertFile != "" || cfg.Server.CertFile != "" {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(orDefault(host, "localhost"), port)}, nil
+}
+
+func versionString() string {
+	return version.Version + " (" + version.Revision + ")"
+}
