@@ -43,6 +43,8 @@ type Config struct {
 	Warnings []string `yaml:"-"`
 	// positions maps a key path ("alerts.rules[2].duration") to its line.
 	positions map[string]int
+	// names maps a list element's path ("alerts.rules[2]") to its name.
+	names map[string]string
 }
 
 // ServerConfig is the one HTTP listener.
@@ -244,7 +246,8 @@ type RollbackConfig struct {
 
 // UserConfig is one user of the API and page.
 type UserConfig struct {
-	Name  string   `yaml:"name"`
+	// Name is also accepted as `username`, as the seed may write it.
+	Name  string   `yaml:"name" alias:"username"`
 	Email string   `yaml:"email"`
 	Role  string   `yaml:"role"`
 	Roles []string `yaml:"roles"`
@@ -262,18 +265,6 @@ func (u UserConfig) AllRoles() []string {
 	}
 	return append(out, u.Roles...)
 }
-
-// RoleConfig is a named set of permissions.
-type RoleConfig struct {
-	Description string   `yaml:"description"`
-	Permissions []string `yaml:"permissions"`
-}
-
-// RolesConfig maps a role name to its permissions.
-type RolesConfig map[string]RoleConfig
-
-// PermissionsConfig maps a permission name to its description.
-type PermissionsConfig map[string]string
 
 // Interval returns the scrape and rule evaluation interval.
 func (c *Config) Interval() time.Duration { return time.Duration(c.Metrics.Interval) }

@@ -16,6 +16,9 @@ type Duration time.Duration
 
 // UnmarshalYAML parses a Prometheus-style duration.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be a duration such as 5m, not %s", describe(n))
+	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
 		return err
@@ -49,6 +52,9 @@ type Size int64
 
 // UnmarshalYAML parses a size.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be a size such as 100MB, not %s", describe(n))
+	}
 	v, err := ParseSize(n.Value)
 	if err != nil {
 		return err
@@ -108,6 +114,9 @@ func (s Secret) String() string {
 	}
 	return "<secret>"
 }
+
+// GoString hides the value from %#v too.
+func (s Secret) GoString() string { return "config.Secret(" + strconv.Quote(s.String()) + ")" }
 
 // MarshalYAML hides the value.
 func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }

@@ -24,11 +24,11 @@ const usage = `Usage:
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches the command line and returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// execute dispatches the command line and returns the exit code.
+func execute(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version", "--version", "-version":

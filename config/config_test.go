@@ -1,0 +1,657 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string
+	}{
+		{"unknown_top_level.bad.yml", []string{`unknown_top_level.bad.yml:2: enviroment: unknown key "enviroment" (did you mean "environment"?)`}},
+		{"unknown_nested.bad.yml", []string{`unknown_nested.bad.yml:4: collectors.app.tragets: unknown key "tragets" (did you mean "targets"?)`}},
+		{"bad_duration.bad.yml", []string{`bad_duration.bad.yml:6: alerts.rules[0] "high_cpu": duration "5x" is not a duration`}},
+		{"bad_size.bad.yml", []string{`bad_size.bad.yml:3: logging.maxSize: "100XB" is not a size`}},
+		{"bad_environment.bad.yml", []string{`bad_environment.bad.yml:2: environment: "prod" is not one of development, staging, production`}},
+		{"duplicate_rule.bad.yml", []string{`duplicate_rule.bad.yml:4: alerts.rules[1] "high_cpu": name "high_cpu" is used twice (first at line 3)`}},
+		{"bad_promql.bad.yml", []string{`bad_promql.bad.yml:4: alerts.rules[0] "high_cpu": condition "cpu_usage >" is not valid PromQL: 1:12: parse error: unexpected end of input`}},
+		{"rule_without_name.bad.yml", []string{`rule_without_name.bad.yml:3: alerts.rules[0]: name is required`}},
+		{"bad_log_format.bad.yml", []string{`bad_log_format.bad.yml:2: logging.format: "xml" is not one of json, text`}},
+		{"unknown_receiver.bad.yml", []string{`unknown_receiver.bad.yml:7: escalation.levels[0] "support": notify[1] "slack-support" is not a receiver (receivers: log, ops)`}},
+		{"two_kinds.bad.yml", []string{`two_kinds.bad.yml:2: receivers[0] "ops": has slack and webhook; a receiver takes exactly one of slack, webhook or log`}},
+		{"unknown_role.bad.yml", []string{`unknown_role.bad.yml:3: users[0] "alice": role "superuser" is not a role (roles: admin, developer, viewer)`}},
+		{"bad_target.bad.yml", []string{`bad_target.bad.yml:4: collectors.app.targets[0]: "localhost" is not host:port: missing port in address`}},
+		{"wrong_type.bad.yml", []string{`wrong_type.bad.yml:1: rule_files: must be a list, not "rules/*.yml"`}},
+		{"malformed.bad.yml", []string{`malformed.bad.yml:3: invalid YAML: did not find expected ',' or ']'`}},
+		{"bad_label_name.bad.yml", []string{`bad_label_name.bad.yml:7: alerts.rules[0] "high_cpu": labels.team-name: "team-name" is not a valid label name`}},
+		{"bad_webhook_url.bad.yml", []string{`bad_webhook_url.bad.yml:4: receivers[0] "ops": webhook.url "ftp://hooks.example/ops" must be an http or https URL`}},
+		{"bad_glob.bad.yml", []string{`bad_glob.bad.yml:2: rule_files[0]: "rules/[*.yml" is not a valid glob`}},
+		{"duplicate_key.bad.yml", []string{`duplicate_key.bad.yml:3: service: key "service" is given twice (first at line 1)`}},
+		{"bad_priority.bad.yml", []string{
+			`bad_priority.bad.yml:2: escalation.response_times.urgent: "urgent" is not a priority (use critical, high, medium, low)`,
+			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
+		}},
+		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
+		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
+		{"wrong_scalar.bad.yml", []string{
+			`wrong_scalar.bad.yml:2: logging.maxFiles: "ten" is not an integer`,
+			`wrong_scalar.bad.yml:5: collectors.self.enabled: "sometimes" is not true or false`,
+		}},
+		{"missing_secret_file.bad.yml", []string{`missing_secret_file.bad.yml:4: receivers[0] "slack-support": slack.token_file: cannot read the secret: open `}},
+		{"many.bad.yml", []string{
+			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
+			`many.bad.yml:4: logging.level: "loud" is not one of debug, info, warn, error`,
+			`many.bad.yml:11: alerts.rules[0] "high_cpu": sevrity: unknown key "sevrity" (did you mean "severity"?)`,
+			`many.bad.yml:12: alerts.rules[1] "9lives": name "9lives" is not a valid rule name`,
+			`many.bad.yml:12: alerts.rules[1] "9lives": severity is required`,
+			`many.bad.yml:13: alerts.rules[1] "9lives": condition "sum(" is not valid PromQL: 1:5: parse error: unclosed left parenthesis`,
+			`many.bad.yml:14: alerts.rules[1] "9lives": duration "soon" is not a duration`,
+			`many.bad.yml:16: receivers[0] "ops": needs one of slack, webhook or log`,
+			`many.bad.yml:19: escalation.levels[0] "support": notify[0] "nobody" is not a receiver (receivers: log, ops)`,
+		}},
+	}
+	files, err := filepath.Glob("testdata/*.bad.yml")
+	require.NoError(t, err)
+	require.Len(t, cases, len(files), "every testdata/*.bad.yml has a case")
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			cfg, err := Load(filepath.Join("testdata", tc.file))
+			require.Error(t, err)
+			require.Nil(t, cfg)
+			var errs Errors
+			require.ErrorAs(t, err, &errs)
+			lines := strings.Split(err.Error(), "\n")
+			require.Len(t, lines, len(tc.want), "got:\n%s", err)
+			for i, want := range tc.want {
+				require.Contains(t, lines[i], want)
+			}
+		})
+	}
+}
+
+func TestErrorsUnwrap(t *testing.T) {
+	_, err := Load("testdata/missing_secret_file.bad.yml")
+	require.ErrorIs(t, err, fs.ErrNotExist)
+
+	_, err = Load("testdata/no-such-file.yml")
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestSeedGood(t *testing.T) {
+	for _, v := range []string{"DB_URL", "SLACK_BOT_TOKEN", "WEBHOOK_SECRET", "ROLLBACK_SECRET"} {
+		t.Setenv(v, "value-of-"+v)
+	}
+	cfg, err := Load("testdata/seed.good.yml")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Warnings)
+
+	require.Equal(t, "checkout", cfg.Service)
+	require.Equal(t, EnvProduction, cfg.Environment)
+	require.Equal(t, ":9090", cfg.ListenAddress())
+	require.Equal(t, 15*time.Second, cfg.Interval())
+	require.Equal(t, Size(100<<20), cfg.Logging.MaxSize)
+	require.Equal(t, []string{"localhost:8080"}, cfg.Collectors.App.Targets)
+	require.Equal(t, "value-of-DB_URL", cfg.Collectors.Database.DSN.Value())
+	require.Equal(t, "database", cfg.Collectors.Database.Labels["app"])
+	require.Len(t, cfg.Collectors.Logs, 1)
+	require.Equal(t, "http://loki:3100/loki/api/v1/push", cfg.Collectors.Loki.URL)
+	require.Equal(t, []string{filepath.Join("testdata", "rules", "*.yml")}, cfg.RuleFiles)
+
+	rule := cfg.Alerts.Rules[0]
+	require.Equal(t, RuleConfig{
+		Name: "high_cpu", Condition: "cpu_usage > 80", Duration: Duration(5 * time.Minute), Severity: "critical",
+		Labels: map[string]string{"app": "app", "environment": "production"},
+	}, rule)
+	require.Equal(t, 18, cfg.Line("alerts.rules[0]"))
+
+	// The file's priorities are added to the defaults.
+	require.Equal(t, "medium", cfg.Escalation.Priorities["warning"])
+	require.Equal(t, "low", cfg.Escalation.Priorities["info"])
+	require.Len(t, cfg.Escalation.Levels, 3)
+	require.Equal(t, "value-of-SLACK_BOT_TOKEN", cfg.Receivers[0].Slack.Token.Value())
+	require.Equal(t, "value-of-WEBHOOK_SECRET", cfg.Receivers[3].Webhook.Secret.Value())
+	require.Equal(t, "value-of-ROLLBACK_SECRET", cfg.Rollback.Webhook.Secret.Value())
+	require.Equal(t, Duration(30*time.Minute), cfg.Rollback.Window)
+
+	require.Equal(t, "alice", cfg.Users[0].Name, "username is an alias of name")
+	require.Equal(t, []string{"developer", "oncall"}, cfg.Users[1].AllRoles())
+	require.Equal(t, []string{"admin", "developer", "oncall", "viewer"}, cfg.RoleNames())
+	require.Equal(t, []string{"acknowledge", "monitor"}, cfg.PermissionsOf("oncall"))
+	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
+	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
+	require.Equal(t, "Record deploys", cfg.Permissions["deploy"].Description)
+	require.Empty(t, cfg.PermissionsOf("nobody"))
+}
+
+func TestEnvExpansion(t *testing.T) {
+	t.Setenv("VIGIL_TEST_SERVICE", "checkout")
+	t.Setenv("VIGIL_TEST_EMPTY", "")
+	const doc = `service: ${VIGIL_TEST_SERVICE}
+environment: ${VIGIL_TEST_ENV:-staging}
+data_dir: ${VIGIL_TEST_EMPTY:-/var/lib/vigil}
+server:
+  listen: "${VIGIL_TEST_HOST:-127.0.0.1}:${VIGIL_TEST_PORT:-9191}"
+  external_url: "https://$${NOT_EXPANDED}/x"
+receivers:
+  - name: ops
+    webhook: {url: "https://hooks.example/ops", secret: "${VIGIL_TEST_UNSET}"}
+`
+	cfg, err := Parse([]byte(doc), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, "checkout", cfg.Service)
+	require.Equal(t, EnvStaging, cfg.Environment)
+	require.Equal(t, "/var/lib/vigil", cfg.DataDir, "an empty variable takes the default")
+	require.Equal(t, "127.0.0.1:9191", cfg.ListenAddress())
+	require.Equal(t, "https://${NOT_EXPANDED}/x", cfg.Server.ExternalURL)
+	require.Empty(t, cfg.Receivers[0].Webhook.Secret.Value())
+	require.Equal(t, []string{
+		`vigil.yaml:9: receivers[0] "ops": webhook.secret: ${VIGIL_TEST_UNSET} is not set; using an empty string`,
+	}, cfg.Warnings)
+}
+
+func TestEnvExpansionErrors(t *testing.T) {
+	_, err := Parse([]byte("data_dir: ${1BAD}\n"), "vigil.yaml")
+	require.EqualError(t, err, `vigil.yaml:1: data_dir: "${1BAD}" is not a valid variable reference (use ${NAME} or ${NAME:-default})`)
+}
+
+func TestExpandEnv(t *testing.T) {
+	env := map[string]string{"A": "a", "EMPTY": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cases := []struct {
+		in, want   string
+		unset, bad []string
+	}{
+		{in: "plain", want: "plain"},
+		{in: "${A}", want: "a"},
+		{in: "x${A}y${A}", want: "xaya"},
+		{in: "${B:-dflt}", want: "dflt"},
+		{in: "${EMPTY:-dflt}", want: "dflt"},
+		{in: "${EMPTY}", want: ""},
+		{in: "${B}", want: "", unset: []string{"B"}},
+		{in: "$${A}", want: "${A}"},
+		{in: "$A", want: "$A"},
+		{in: "${A", want: "${A", bad: []string{"${A"}},
+		{in: "${A-B}", want: "", bad: []string{"${A-B}"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, unset, bad := expandEnv(tc.in, lookup)
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.unset, unset)
+			require.Equal(t, tc.bad, bad)
+		})
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
+	write := func(name, content string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	write("secrets/db", "postgres://vigil:hunter2@127.0.0.1/app\n")
+	write("secrets/slack", "xoxb-slack-token\r\n")
+	write("secrets/hook", "whsec-hook")
+	abs := filepath.Join(dir, "secrets", "rollback")
+	write("secrets/rollback", "rollback-secret\n")
+	write("vigil.yaml", `
+collectors:
+  database: {dsn_file: secrets/db}
+  app: {targets: ["127.0.0.1:8080"], file_sd: ["sd/*.json", "/etc/vigil/sd.json"]}
+rule_files: ["rules/*.yml"]
+receivers:
+  - {name: chat, slack: {token_file: secrets/slack, channel: "#ops"}}
+  - {name: hook, webhook: {url: "http://127.0.0.1:1/x", secret_file: ./secrets/hook}}
+rollback:
+  webhook: {url: "http://127.0.0.1:1/rollback", secret_file: `+abs+`}
+`)
+	cfg, err := Load(filepath.Join(dir, "vigil.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://vigil:hunter2@127.0.0.1/app", cfg.Collectors.Database.DSN.Value())
+	require.Equal(t, filepath.Join(dir, "secrets", "db"), cfg.Collectors.Database.DSNFile)
+	require.Equal(t, "xoxb-slack-token", cfg.Receivers[0].Slack.Token.Value())
+	require.Equal(t, "whsec-hook", cfg.Receivers[1].Webhook.Secret.Value())
+	require.Equal(t, "rollback-secret", cfg.Rollback.Webhook.Secret.Value())
+	require.Equal(t, []string{filepath.Join(dir, "rules", "*.yml")}, cfg.RuleFiles)
+	require.Equal(t, []string{filepath.Join(dir, "sd", "*.json"), "/etc/vigil/sd.json"}, cfg.Collectors.App.FileSD)
+	require.Equal(t, "./data", cfg.DataDir, "data_dir stays relative to the working directory")
+
+	// No secret shows up in the summary or in formatted values.
+	out := cfg.Summary() + fmt.Sprintf("%v %+v %v %v", cfg.Collectors.Database, cfg.Receivers, cfg.Rollback.Webhook, *cfg.Rollback.Webhook)
+	for _, secret := range []string{"hunter2", "xoxb-slack-token", "whsec-hook", "rollback-secret"} {
+		require.NotContains(t, out, secret)
+	}
+	require.Contains(t, out, "<secret>")
+}
+
+func TestSecretAndFileBoth(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dsn"), []byte("x"), 0o600))
+	path := filepath.Join(dir, "vigil.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("collectors:\n  database:\n    dsn: postgres://x\n    dsn_file: dsn\n"), 0o600))
+	_, err := Load(path)
+	require.EqualError(t, err, path+":4: collectors.database.dsn_file: dsn and dsn_file are both set; give one")
+}
+
+func TestSecretFormatting(t *testing.T) {
+	s := Secret("hunter2")
+	require.Equal(t, "<secret>", s.String())
+	require.Equal(t, "<secret>", fmt.Sprintf("%v", s))
+	require.Equal(t, "<secret>", fmt.Sprintf("%s", s))
+	require.NotContains(t, fmt.Sprintf("%#v", WebhookConfig{Secret: s}), "hunter2")
+	b, err := s.MarshalJSON()
+	require.NoError(t, err)
+	require.Equal(t, `"<secret>"`, string(b))
+	require.Equal(t, "hunter2", s.Value())
+	require.Empty(t, Secret("").String())
+}
+
+func TestParseDuration(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{in: "5m", want: 5 * time.Minute},
+		{in: "1s", want: time.Second},
+		{in: "1d", want: 24 * time.Hour},
+		{in: "1h30m", want: 90 * time.Minute},
+		{in: "0", want: 0},
+		{in: "5x", wantErr: true},
+		{in: "300", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseDuration(tc.in)
+			if tc.wantErr {
+				require.ErrorContains(t, err, "is not a duration")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{in: "100MB", want: 100 << 20},
+		{in: "512KiB", want: 512 << 10},
+		{in: "512k", want: 512 << 10},
+		{in: "1GB", want: 1 << 30},
+		{in: "10", want: 10 << 20},
+		{in: "0", want: 0},
+		{in: "100XB", wantErr: true},
+		{in: "-5", wantErr: true},
+		{in: "MB", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseSize(tc.in)
+			if tc.wantErr {
+				require.ErrorContains(t, err, "is not a size")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestDefaultsApplied(t *testing.T) {
+	cfg, err := Parse([]byte("collectors:\n  app: {targets: [\"127.0.0.1:8080\"]}\n  database:\n  infrastructure: {interval: 30s}\n  logs: [{name: app, paths: [/var/log/app.log]}]\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, "app", cfg.Service)
+	require.Equal(t, EnvDevelopment, cfg.Environment)
+	require.Equal(t, "./data", cfg.DataDir)
+	require.Equal(t, ":9090", cfg.ListenAddress())
+	require.Equal(t, 15*time.Second, cfg.Interval())
+	require.Equal(t, "/metrics", cfg.Metrics.Path)
+	require.Equal(t, Duration(24*time.Hour), cfg.Storage.Retention)
+	require.Equal(t, LoggingConfig{Level: "info", Format: "json", Output: "stdout", MaxSize: 100 << 20, MaxFiles: 10}, cfg.Logging)
+	require.Equal(t, map[string]Duration{
+		"critical": Duration(time.Hour), "high": Duration(4 * time.Hour),
+		"medium": Duration(24 * time.Hour), "low": Duration(48 * time.Hour),
+	}, cfg.Escalation.ResponseTimes)
+	require.Equal(t, map[string]string{
+		"critical": "critical", "high": "high", "warning": "medium", "medium": "medium", "info": "low", "low": "low",
+	}, cfg.Escalation.Priorities)
+	require.Equal(t, 3, cfg.Escalation.RepeatLimit)
+	require.Equal(t, Duration(30*time.Minute), cfg.Rollback.Window)
+	require.Equal(t, Duration(time.Hour), cfg.Rollback.Cooldown)
+
+	app := cfg.Collectors.App
+	require.Equal(t, map[string]string{"app": "app"}, app.Labels)
+	require.Equal(t, "/metrics", app.Path)
+	require.Equal(t, Duration(15*time.Second), app.Interval)
+	require.Equal(t, Duration(10*time.Second), app.Timeout)
+	require.Equal(t, "http", app.Scheme)
+	require.NotNil(t, cfg.Collectors.Database, "an empty key turns the collector on")
+	require.Equal(t, "database", cfg.Collectors.Database.Labels["app"])
+	require.Equal(t, "infrastructure", cfg.Collectors.Infrastructure.Labels["app"])
+	require.Equal(t, Duration(30*time.Second), cfg.Collectors.Infrastructure.Interval)
+	require.Equal(t, Size(100<<20), cfg.Collectors.Logs[0].MaxSize)
+	require.True(t, cfg.SelfEnabled())
+	require.Nil(t, cfg.Collectors.Loki)
+
+	require.Equal(t, []string{"admin", "developer", "viewer"}, cfg.RoleNames())
+	require.Len(t, cfg.PermissionsOf("admin"), 8)
+	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
+	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
+	require.Len(t, cfg.Permissions.Names(), 8)
+}
+
+func TestSelfDisabled(t *testing.T) {
+	cfg, err := Parse([]byte("collectors:\n  self: {enabled: false}\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.False(t, cfg.SelfEnabled())
+}
+
+func TestEmptyFile(t *testing.T) {
+	cfg, err := Parse(nil, "empty.yml")
+	require.NoError(t, err)
+	require.Equal(t, "app", cfg.Service)
+}
+
+func TestAccessShapes(t *testing.T) {
+	cases := []struct {
+		name string
+		doc  string
+		// want maps a role to its permissions.
+		want map[string][]string
+	}{
+		{
+			name: "role mapping, permission descriptions",
+			doc: `roles:
+  ops: {description: Operators, permissions: [deploy, monitor]}
+permissions: {deploy: Record deploys, monitor: See alerts}`,
+			want: map[string][]string{"ops": {"deploy", "monitor"}},
+		},
+		{
+			name: "role lists, permission role lists",
+			doc: `roles:
+  ops: [deploy]
+  audit: []
+permissions:
+  deploy: [ops]
+  monitor: [ops, audit]`,
+			want: map[string][]string{"ops": {"deploy", "monitor"}, "audit": {"monitor"}},
+		},
+		{
+			name: "permission mappings",
+			doc: `roles: {ops: [deploy]}
+permissions:
+  deploy: {description: Record deploys}
+  monitor: {description: See alerts, roles: [ops]}`,
+			want: map[string][]string{"ops": {"deploy", "monitor"}},
+		},
+		{
+			name: "plain permission list and role list",
+			doc: `roles:
+  - {name: ops, permissions: [deploy, monitor]}
+  - {name: audit, permissions: [monitor]}
+permissions: [deploy, monitor, {name: acknowledge, description: Acknowledge}]`,
+			want: map[string][]string{"ops": {"deploy", "monitor"}, "audit": {"monitor"}},
+		},
+		{
+			name: "roles only by permissions",
+			doc: `roles: {}
+permissions: {deploy: [ops]}
+users: [{name: al, role: ops}]`,
+			want: map[string][]string{"ops": {"deploy"}},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.doc), "vigil.yaml")
+			require.NoError(t, err)
+			for role, perms := range tc.want {
+				require.Equal(t, perms, cfg.PermissionsOf(role), role)
+			}
+		})
+	}
+}
+
+func TestAccessErrors(t *testing.T) {
+	cases := []struct {
+		doc, want string
+	}{
+		{"users: [{email: a@example.com}]", `vigil.yaml:1: users[0]: name is required`},
+		{"users: [{name: a, username: b}]", `vigil.yaml:1: users[0] "a": username: name and username are the same key; give one`},
+		{"users: [{name: a}, {name: a}]", `vigil.yaml:1: users[1] "a": name "a" is used twice (first at line 1)`},
+		{"users: [{name: a, roles: [admin, root]}]", `vigil.yaml:1: users[0] "a": roles[1] "root" is not a role (roles: admin, developer, viewer)`},
+		{"roles: [{permissions: [deploy]}]", `vigil.yaml:1: roles[0]: name is required`},
+		{"permissions: [deploy, deploy]", `vigil.yaml:1: permissions[1]: "deploy" is used twice`},
+		{"roles: {ops: 3}", `vigil.yaml:1: roles.ops: must be a mapping, not "3"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.doc, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "vigil.yaml")
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}
+
+func TestAnchorsAndMergeKeys(t *testing.T) {
+	const doc = `
+x-rule: &rule
+  duration: 5m
+  severity: critical
+  labels: &labels {app: app}
+alerts:
+  rules:
+    - <<: *rule
+      name: high_cpu
+      condition: cpu_usage > 80
+    - <<: *rule
+      name: high_memory
+      condition: memory_usage > 90
+      severity: warning
+collectors:
+  app: {targets: ["127.0.0.1:8080"], labels: *labels}
+`
+	// x-rule is not a vigil key: anchors must live under known keys, so this
+	// fails, and the same document without it must load.
+	_, err := Parse([]byte(doc), "vigil.yaml")
+	require.EqualError(t, err, `vigil.yaml:2: x-rule: unknown key "x-rule"`)
+
+	const good = `
+alerts:
+  rules:
+    - &rule
+      name: high_cpu
+      condition: cpu_usage > 80
+      duration: 5m
+      severity: critical
+      labels: &labels {app: app}
+    - <<: *rule
+      name: high_memory
+      condition: memory_usage > 90
+      severity: warning
+collectors:
+  app: {targets: ["127.0.0.1:8080"], labels: *labels}
+`
+	cfg, err := Parse([]byte(good), "vigil.yaml")
+	require.NoError(t, err)
+	require.Len(t, cfg.Alerts.Rules, 2)
+	r := cfg.Alerts.Rules[1]
+	require.Equal(t, "high_memory", r.Name)
+	require.Equal(t, "memory_usage > 90", r.Condition)
+	require.Equal(t, "warning", r.Severity, "explicit keys win over merged ones")
+	require.Equal(t, Duration(5*time.Minute), r.Duration)
+	require.Equal(t, map[string]string{"app": "app"}, r.Labels)
+	require.Equal(t, map[string]string{"app": "app"}, cfg.Collectors.App.Labels)
+}
+
+func TestLine(t *testing.T) {
+	cfg, err := Load("testdata/seed.good.yml")
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.Line("service"))
+	require.Equal(t, 10, cfg.Line("collectors.app.targets"))
+	require.Equal(t, 18, cfg.Line("alerts.rules[0].duration"))
+	require.Equal(t, 0, cfg.Line("no.such.key"))
+}
+
+func TestDefault(t *testing.T) {
+	cfg := Default()
+	require.Empty(t, cfg.File)
+	require.Empty(t, cfg.Warnings)
+	require.Equal(t, EnvDevelopment, cfg.Environment)
+	require.Equal(t, "./data", cfg.DataDir)
+	require.Equal(t, ":9090", cfg.ListenAddress())
+	require.True(t, cfg.SelfEnabled())
+	require.Nil(t, cfg.Collectors.App)
+	require.NotNil(t, cfg.Collectors.Infrastructure)
+	require.Equal(t, []string{"log"}, cfg.ReceiverNames())
+	require.Len(t, cfg.Escalation.Levels, 3)
+	for i, name := range []string{"support", "development", "architecture"} {
+		require.Equal(t, LevelConfig{Name: name, Notify: []string{"log"}}, cfg.Escalation.Levels[i])
+	}
+
+	type rule struct {
+		name, cond, app, severity string
+		dur                       time.Duration
+	}
+	want := []rule{
+		{"high_cpu", "cpu_usage > 80", "app", "critical", 5 * time.Minute},
+		{"high_memory", "memory_usage > 90", "app", "critical", 5 * time.Minute},
+		{"high_error_rate", "error_rate > 5", "app", "critical", 5 * time.Minute},
+		{"app_down", "up == 0", "app", "critical", time.Minute},
+		{"instance_down", "up == 0", "infrastructure", "critical", time.Minute},
+		{"high_disk_usage", "disk_usage > 85", "infrastructure", "warning", 5 * time.Minute},
+		{"high_network_usage", "network_usage > 80", "infrastructure", "warning", 5 * time.Minute},
+		{"infra_high_cpu", "cpu_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+		{"infra_high_memory", "memory_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+		{"database_down", "up == 0", "database", "critical", time.Minute},
+		{"high_connections", "connections > 100", "database", "warning", 5 * time.Minute},
+		{"slow_queries", "query_duration > 1s", "database", "warning", 5 * time.Minute},
+	}
+	rules := DefaultRules()
+	require.Len(t, rules, len(want))
+	for i, w := range want {
+		r := rules[i]
+		require.Equal(t, w, rule{r.Name, r.Condition, r.Labels["app"], r.Severity, time.Duration(r.Duration)})
+		require.NotEmpty(t, r.Summary, r.Name)
+		require.NotEmpty(t, r.Description, r.Name)
+	}
+
+	// Each call returns its own copy.
+	rules[0].Name = "changed"
+	require.Equal(t, "high_cpu", DefaultRules()[0].Name)
+}
+
+func TestDefaultYAMLIsValid(t *testing.T) {
+	_, err := parse(defaultYAML, "default.yml", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+}
+
+func TestSummary(t *testing.T) {
+	out := Default().Summary()
+	for _, want := range []string{
+		"service:     app",
+		"environment: development",
+		"listen:      :9090",
+		"data_dir:    ./data",
+		"rules:       12 rules, 0 rule files",
+		"collectors:  self, infrastructure (0 targets)",
+		"receivers:   log (log)",
+		"escalation:  support -> log; development -> log; architecture -> log",
+		"access:      0 users, 3 roles, 8 permissions",
+	} {
+		require.Contains(t, out, want)
+	}
+}
+
+func TestExampleConfig(t *testing.T) {
+	for _, v := range []string{"DB_URL", "SLACK_BOT_TOKEN", "WEBHOOK_SECRET", "ROLLBACK_SECRET", "SLACK_SIGNING_SECRET"} {
+		unsetEnv(t, v)
+	}
+	cfg, err := Load("../deploy/examples/vigil.yaml")
+	require.NoError(t, err)
+	// Only the four placeholders warn, once per use.
+	require.Len(t, cfg.Warnings, 6)
+	for _, w := range cfg.Warnings {
+		require.Regexp(t, `^\.\./deploy/examples/vigil\.yaml:\d+: .*\$\{(DB_URL|SLACK_BOT_TOKEN|WEBHOOK_SECRET|ROLLBACK_SECRET)\} is not set`, w)
+	}
+
+	// Every collector and receiver kind is in the example.
+	c := cfg.Collectors
+	require.NotNil(t, c.App)
+	require.NotNil(t, c.Infrastructure)
+	require.NotNil(t, c.Database)
+	require.NotEmpty(t, c.Logs)
+	require.NotNil(t, c.Loki)
+	require.True(t, cfg.SelfEnabled())
+	kinds := map[string]bool{}
+	for _, r := range cfg.Receivers {
+		kinds[r.Kind()] = true
+	}
+	require.Equal(t, map[string]bool{"slack": true, "webhook": true, "log": true}, kinds)
+	require.NotNil(t, cfg.Rollback.Webhook)
+	require.NotEmpty(t, cfg.Users)
+
+	// rule_files finds the seed's three rule files; none of their rules
+	// repeats a name of alerts.rules.
+	require.Equal(t, []string{filepath.Join("..", "deploy", "examples", "rules", "*.yml")}, cfg.RuleFiles)
+	files, err := filepath.Glob(cfg.RuleFiles[0])
+	require.NoError(t, err)
+	require.Len(t, files, 3)
+	names := map[string]bool{}
+	for _, r := range cfg.Alerts.Rules {
+		names[r.Name] = true
+	}
+	total := 0
+	for _, f := range files {
+		rf, err := Load(f)
+		require.NoError(t, err, "the seed rule files are also valid vigil configs")
+		for _, r := range rf.Alerts.Rules {
+			require.False(t, names[r.Name], "rule %s is defined twice", r.Name)
+			names[r.Name] = true
+			total++
+		}
+	}
+	require.Equal(t, len(DefaultRules()), total)
+}
+
+// unsetEnv unsets a variable for the test and restores it afterwards.
+func unsetEnv(t *testing.T, name string) {
+	t.Helper()
+	t.Setenv(name, "")
+	require.NoError(t, os.Unsetenv(name))
+}
+
+func TestErrorFormat(t *testing.T) {
+	es := Errors{
+		{File: "vigil.yaml", Line: 14, Path: `alerts.rules[2] "high_cpu"`, Msg: `duration "5x" is not a duration`},
+		{File: "vigil.yaml", Msg: "invalid YAML: no line"},
+	}
+	require.Equal(t, "vigil.yaml:14: alerts.rules[2] \"high_cpu\": duration \"5x\" is not a duration\nvigil.yaml: invalid YAML: no line", es.Error())
+	var e *Error
+	require.True(t, errors.As(error(es), &e))
+}
+
+func BenchmarkLoadExample(b *testing.B) {
+	data, err := os.ReadFile("../deploy/examples/vigil.yaml")
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data, "../deploy/examples/vigil.yaml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
