@@ -1,0 +1,189 @@
+package web
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Permissions from DESIGN.md's HTTP table; "" is an open route.
+const (
+	permOpen        = ""
+	permMonitor     = "monitor"
+	permViewMetrics = "view_metrics"
+	permManageRoles = "manage_roles"
+)
+
+// route is one row of the route table: authentication wraps each route by its
+// permission, so every route is listed here and nowhere else.
+type route struct {
+	method     string
+	path       string
+	permission string
+	handler    gin.HandlerFunc
+}
+
+// prometheusRoutes are the Prometheus API endpoints vigil serves, relative to
+// /api/v1, with the methods Prometheus serves them on. They are listed one by
+// one rather than under a wildcard, so vigil's own /api/v1 routes can sit
+// beside them and each has its permission.
+var prometheusRoutes = []struct {
+	path    string
+	methods []string
+}{
+	{"/query", []string{http.MethodGet, http.MethodPost}},
+	{"/query_range", []string{http.MethodGet, http.MethodPost}},
+	{"/query_exemplars", []string{http.MethodGet, http.MethodPost}},
+	{"/format_query", []string{http.MethodGet, http.MethodPost}},
+	{"/parse_query", []string{http.MethodGet, http.MethodPost}},
+	{"/series", []string{http.MethodGet, http.MethodPost}},
+	{"/labels", []string{http.MethodGet, http.MethodPost}},
+	{"/label/:name/values", []string{http.MethodGet}},
+	{"/metadata", []string{http.MethodGet}},
+	{"/scrape_pools", []string{http.MethodGet}},
+	{"/targets", []string{http.MethodGet}},
+	{"/targets/metadata", []string{http.MethodGet}},
+	{"/rules", []string{http.MethodGet}},
+	{"/alerts", []string{http.MethodGet}},
+	{"/alertmanagers", []string{http.MethodGet}},
+	{"/status/buildinfo", []string{http.MethodGet}},
+	{"/status/runtimeinfo", []string{http.MethodGet}},
+	{"/status/flags", []string{http.MethodGet}},
+	{"/status/config", []string{http.MethodGet}},
+	{"/status/tsdb", []string{http.MethodGet}},
+	{"/status/walreplay", []string{http.MethodGet}},
+}
+
+// routeTable is every route vigil serves.
+func (h *Handler) routeTable() []route {
+	rs := []route{
+		{http.MethodGet, "/health", permOpen, h.health},
+		{http.MethodHead, "/health", permOpen, h.health},
+		{http.MethodGet, "/ready", permOpen, h.readiness},
+		{http.MethodHead, "/ready", permOpen, h.readiness},
+		{http.MethodGet, defaultMetricsPath, permOpen, h.serveMetrics()},
+		{http.MethodGet, "/alerts", permMonitor, h.alerts},
+		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
+	}
+	prom := gin.WrapH(h.promAPI)
+	for _, pr := range prometheusRoutes {
+		for _, m := range pr.methods {
+			rs = append(rs, route{m, apiPrefix + pr.path, permViewMetrics, prom})
+		}
+	}
+	return rs
+}
+
+// newEngine builds the gin engine from the route table.
+func (h *Handler) newEngine() *gin.Engine {
+	e := gin.New()
+	// Client addresses come from the connection: no proxy headers are trusted
+	// (nil always succeeds).
+	_ = e.SetTrustedProxies(nil)
+	e.Use(h.logRequests, h.instrument, gin.CustomRecoveryWithWriter(io.Discard, h.recovered))
+	e.NoRoute(func(c *gin.Context) { writeNotFound(c.Writer) })
+	h.routes = h.routeTable()
+	for _, r := range h.routes {
+		e.Handle(r.method, r.path, h.authorize(r.permission), r.handler)
+	}
+	return e
+}
+
+// permissionKey is the gin context key under which a request's route
+// permission is kept.
+const permissionKey = "vigil.permission"
+
+// authorize is where authentication and authorization hook in: each route
+// passes its permission from the table. It records the permission on the
+// request and lets every request through; the auth work replaces its body.
+func (h *Handler) authorize(permission string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Set(permissionKey, permission)
+		c.Next()
+	}
+}
+
+// logRequests logs each request at debug level.
+func (h *Handler) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	h.logger.Debug("HTTP request",
+		"method", c.Request.Method,
+		"path", c.Request.URL.Path,
+		"route", c.FullPath(),
+		"status", c.Writer.Status(),
+		"duration", time.Since(start),
+		"remote", c.ClientIP(),
+	)
+}
+
+// instrument counts requests and their durations by route.
+func (h *Handler) instrument(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	handler := c.FullPath()
+	if handler == "" {
+		handler = "none"
+	}
+	h.metrics.requestDuration.
+		WithLabelValues(handler, c.Request.Method, fmt.Sprint(c.Writer.Status())).
+		Observe(time.Since(start).Seconds())
+}
+
+// recovered answers 500 in JSON after a handler panicked.
+func (h *Handler) recovered(c *gin.Context, err any) {
+	h.logger.Error("Panic serving HTTP request", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+	c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody("internal server error"))
+}
+
+// writeNotFound answers an unknown route.
+func writeNotFound(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"status":"error","error":"not found"}`))
+}
+
+// statusBody is the answer of /health, /ready and /-/reload.
+type statusBody struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+func errorBody(msg string) statusBody { return statusBody{Status: "error", Error: msg} }
+
+// health is liveness: vigil answers, so it is alive.
+func (h *Handler) health(c *gin.Context) {
+	c.JSON(http.StatusOK, statusBody{Status: "ok"})
+}
+
+// readiness is 200 once SetReady(true), 503 before.
+func (h *Handler) readiness(c *gin.Context) {
+	if h.ready.Load() {
+		c.JSON(http.StatusOK, statusBody{Status: "ready"})
+		return
+	}
+	c.JSON(http.StatusServiceUnavailable, statusBody{Status: "not ready"})
+}
+
+// reload re-reads the configuration through Options.Reload.
+func (h *Handler) reload(c *gin.Context) {
+	if h.opts.Reload == nil {
+		c.JSON(http.StatusInternalServerError, errorBody("reload is not available"))
+		return
+	}
+	if err := h.opts.Reload(); err != nil {
+		h.logger.Error("Reload requested over HTTP failed", "err", err)
+		h.reloadMtx.Lock()
+		h.reloadSuccess = false
+		h.reloadMtx.Unlock()
+		c.JSON(http.StatusInternalServerError, errorBody(err.Error()))
+		return
+	}
+	h.reloadMtx.Lock()
+	h.reloadSuccess = true
+	h.reloadMtx.Unlock()
+	c.JSON(http.StatusOK, statusBody{Status: "success"})
+}

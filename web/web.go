@@ -1,0 +1,291 @@
+// Package web is vigil's one HTTP listener: liveness and readiness, vigil's own
+// metrics, the list of active alerts, Prometheus's HTTP API for Grafana, and the
+// reload endpoint. Every route is listed in one table with the permission it
+// needs, so authentication can wrap routes by that table.
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+const (
+	defaultMetricsPath = "/metrics"
+	defaultListen      = ":9090"
+	shutdownTimeout    = 10 * time.Second
+	readHeaderTimeout  = 10 * time.Second
+	apiPrefix          = "/api/v1"
+)
+
+// RulesRetriever is satisfied by vigil's rules.Manager and by prometheus's rules.Manager.
+type RulesRetriever interface {
+	RuleGroups() []*rules.Group
+	AlertingRules() []*rules.AlertingRule
+}
+
+// TargetRetriever lists scrape targets by scrape pool; prometheus's
+// scrape.Manager satisfies it.
+type TargetRetriever interface {
+	TargetsActive() map[string][]*scrape.Target
+	TargetsDropped() map[string][]*scrape.Target
+	TargetsDroppedCounts() map[string]int
+}
+
+// Options are the handler's collaborators. Only ListenAddress is needed to serve
+// /health; the others may be nil and their endpoints then answer empty.
+type Options struct {
+	// ListenAddress is host:port; empty means the config's listen address.
+	ListenAddress string
+	// ExternalURL is how users reach vigil; it goes into target global URLs.
+	ExternalURL *url.URL
+	// DB is the embedded TSDB. It may be nil until storage opens: SetDB hands it
+	// over later, and queries answer "unavailable" until then.
+	DB *tsdb.DB
+	// DBStats are the stats given to tsdb.Open, if any: they show the WAL
+	// replay's progress on /api/v1/status/walreplay while the TSDB opens.
+	DBStats *tsdb.DBStats
+	// QueryEngine runs PromQL for /api/v1/query and /api/v1/query_range.
+	QueryEngine *promql.Engine
+	// Rules lists rule groups and alerting rules for /alerts and /api/v1/rules.
+	Rules RulesRetriever
+	// Targets lists scrape targets for /api/v1/targets and metadata.
+	Targets TargetRetriever
+	// Gatherer is vigil's own registry, served on the metrics path.
+	Gatherer prometheus.Gatherer
+	// Reload re-reads the configuration; POST /-/reload calls it.
+	Reload func() error
+	// Version is vigil's version; empty means github.com/prometheus/common/version.Version.
+	Version string
+}
+
+// Handler serves vigil's HTTP API.
+type Handler struct {
+	opts    Options
+	logger  *slog.Logger
+	metrics *metrics
+
+	engine  *gin.Engine
+	routes  []route
+	storage *localStorage
+	promAPI http.Handler
+
+	cfg   atomic.Pointer[config.Config]
+	ready atomic.Bool
+
+	startTime time.Time
+
+	// reloadMtx guards the runtime info that reloads change.
+	reloadMtx      sync.Mutex
+	reloadSuccess  bool
+	lastConfigTime time.Time
+}
+
+var setGinMode sync.Once
+
+// New returns a handler that serves once Run is called. Routes answer from the
+// start; /ready says 503 until SetReady(true).
+func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler {
+	setGinMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
+	if opts == nil {
+		opts = &Options{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		opts:          *opts,
+		logger:        logger.With("component", "web"),
+		metrics:       newMetrics(reg),
+		storage:       &localStorage{stats: opts.DBStats},
+		startTime:     time.Now(),
+		reloadSuccess: true,
+	}
+	if h.opts.Gatherer == nil {
+		h.opts.Gatherer = prometheus.Gatherers{}
+	}
+	if h.opts.ExternalURL == nil {
+		h.opts.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9090"}
+	}
+	if h.opts.DB != nil {
+		h.storage.set(h.opts.DB)
+	}
+	h.promAPI = h.newPrometheusAPI()
+	h.engine = h.newEngine()
+	return h
+}
+
+// ApplyConfig keeps cfg for the metrics path and labels, the listener's TLS and
+// the runtime info. It fails only on a nil config.
+func (h *Handler) ApplyConfig(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("web: nil config")
+	}
+	h.cfg.Store(cfg)
+	h.reloadMtx.Lock()
+	h.reloadSuccess = true
+	h.lastConfigTime = time.Now()
+	h.reloadMtx.Unlock()
+	return nil
+}
+
+// SetReady says whether vigil is ready to serve queries: /ready and the
+// Prometheus API answer 503 until it is true.
+func (h *Handler) SetReady(ready bool) {
+	h.ready.Store(ready)
+	if ready {
+		h.metrics.ready.Set(1)
+	} else {
+		h.metrics.ready.Set(0)
+	}
+}
+
+// SetDB hands over the TSDB once storage has opened it.
+func (h *Handler) SetDB(db *tsdb.DB) {
+	h.storage.set(db)
+}
+
+// Router returns the handler of every route, for Run and for tests.
+func (h *Handler) Router() http.Handler { return h }
+
+// ServeHTTP serves the configured metrics path through the table's /metrics
+// route, so that a changed path needs no new route and keeps its permission.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := h.metricsPath(); p != defaultMetricsPath {
+		switch r.URL.Path {
+		case p:
+			r2 := new(http.Request)
+			*r2 = *r
+			u := *r.URL
+			u.Path, u.RawPath = defaultMetricsPath, ""
+			r2.URL = &u
+			r = r2
+		case defaultMetricsPath:
+			// The metrics moved: the old path is as unknown as any other.
+			writeNotFound(w)
+			return
+		}
+	}
+	h.engine.ServeHTTP(w, r)
+}
+
+// Run listens on the listen address and serves until ctx is done, then shuts
+// down gracefully. It returns at once with the address in the error when the
+// address cannot be listened on.
+func (h *Handler) Run(ctx context.Context) error {
+	tlsCfg, err := h.tlsConfig()
+	if err != nil {
+		return err
+	}
+	addr := h.listenAddress()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("web: listen on %s: %w", addr, err)
+	}
+	return h.serve(ctx, ln, tlsCfg)
+}
+
+// serve serves on ln, with TLS when tlsCfg is not nil, until ctx is done; it
+// closes ln.
+func (h *Handler) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
+	addr := ln.Addr().String()
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelError),
+	}
+	h.logger.Info("Listening", "address", addr, "tls", tlsCfg != nil)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("web: serve on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	// Requests in flight may finish, for at most shutdownTimeout.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		<-errc
+		return fmt.Errorf("web: shut down %s: %w", addr, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("web: serve on %s: %w", addr, err)
+	}
+	h.logger.Info("Stopped listening", "address", addr)
+	return nil
+}
+
+// tlsConfig returns nil without a certificate in the config; with one, a
+// config that refuses anything older than TLS 1.3.
+func (h *Handler) tlsConfig() (*tls.Config, error) {
+	cfg := h.cfg.Load()
+	if cfg == nil {
+		return nil, nil
+	}
+	certFile, keyFile := cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile
+	if certFile == "" && keyFile == "" {
+		certFile, keyFile = cfg.Server.CertFile, cfg.Server.KeyFile
+	}
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("web: server TLS needs both cert_file and key_file (cert_file %q, key_file %q)", certFile, keyFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("web: load server certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+	}, nil
+}
+
+func (h *Handler) listenAddress() string {
+	if h.opts.ListenAddress != "" {
+		return h.opts.ListenAddress
+	}
+	if cfg := h.cfg.Load(); cfg != nil {
+		return cfg.ListenAddress()
+	}
+	return defaultListen
+}
+
+func (h *Handler) metricsPath() string {
+	if cfg := h.cfg.Load(); cfg != nil && cfg.Metrics.Path != "" {
+		return cfg.Metrics.Path
+	}
+	return defaultMetricsPath
+}
+
+func (h *Handler) metricsLabels() map[string]string {
+	if cfg := h.cfg.Load(); cfg != nil {
+		return cfg.Metrics.Labels
+	}
+	return nil
+}
