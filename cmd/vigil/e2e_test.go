@@ -246,7 +246,7 @@ func TestAlertLifecycle(t *testing.T) {
 	require.Equal(t, model.LabelValue("high_cpu"), res.Alerts[0].Labels["alertname"])
 
 	// The scraped series carry the collector's labels.
-	val, _, err := papi.Query(ctx, `up{job="app"}`, time.Now())
+	val, _, _, err := papi.Query(ctx, `up{job="app"}`, time.Now())
 	require.NoError(t, err)
 	vec := val.(model.Vector)
 	require.Len(t, vec, 1)
@@ -256,7 +256,7 @@ func TestAlertLifecycle(t *testing.T) {
 	require.Equal(t, model.LabelValue("checkout"), vec[0].Metric["service"])
 
 	// vigil scrapes itself.
-	val, _, err = papi.Query(ctx, `up{app="vigil"}`, time.Now())
+	val, _, _, err = papi.Query(ctx, `up{app="vigil"}`, time.Now())
 	require.NoError(t, err)
 	require.Len(t, val.(model.Vector), 1)
 
@@ -343,7 +343,7 @@ func ruleNames(t *testing.T, v *vigilProc) []string {
 	t.Helper()
 	client, err := api.NewClient(api.Config{Address: v.url("")})
 	require.NoError(t, err)
-	res, err := promv1.NewAPI(client).Rules(context.Background())
+	res, err := promv1.NewAPI(client).Rules(context.Background(), nil)
 	require.NoError(t, err)
 	var names []string
 	for _, g := range res.Groups {
@@ -444,7 +444,7 @@ func TestCLI(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "SUCCESS")
 
-	out, code = runCLI("test", "rules", "../../rules/testdata/failing_test.yml")
+	out, code = runCLI("test", "rules", "../../rules/testdata/seed_rules_fail_test.yml")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "FAILED")
 

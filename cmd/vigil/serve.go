@@ -191,7 +191,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	reloadOK.Set(1)
 	reloadTime.SetToCurrentTime()
 	webHandler.SetReady(true)
-	logger.Info("ready", "listen", cfg.ListenAddress(), "rules", len(ruleManager.AlertingRules()),
+	logger.Info("ready", "listen", cfg.ListenAddress(), "seed_rules", len(cfg.Alerts.Rules), "rule_files", len(cfg.RuleFiles),
 		"self_scrape", self != "")
 
 	var g run.Group

@@ -1,0 +1,176 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/model/timestamp"
+	"github.com/prometheus/prometheus/promql/parser"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+const (
+	benchApps      = 1000
+	benchInstances = 5
+	benchRules     = 1000
+	benchStep      = 15 * time.Second
+	benchSpan      = 10 * time.Minute
+)
+
+// benchStart is where the benchmark's samples begin; evaluation is at its end.
+var benchStart = time.Unix(1_700_000_000, 0).UTC()
+
+// benchDB fills a TSDB head with 10k series (cpu_usage and
+// http_requests_total for 1,000 apps x 5 instances), 10 minutes at 15s.
+func benchDB(b *testing.B) *tsdb.DB {
+	b.Helper()
+	db := openTestDB(b)
+	refs := make([]struct {
+		cpu, req labels.Labels
+	}, 0, benchApps*benchInstances)
+	for a := range benchApps {
+		for i := range benchInstances {
+			app, inst := fmt.Sprintf("app%d", a), fmt.Sprintf("i%d", i)
+			refs = append(refs, struct{ cpu, req labels.Labels }{
+				labels.FromStrings("__name__", "cpu_usage", "app", app, "environment", "production", "instance", inst),
+				labels.FromStrings("__name__", "http_requests_total", "app", app, "environment", "production", "instance", inst),
+			})
+		}
+	}
+	for step := 0; time.Duration(step)*benchStep <= benchSpan; step++ {
+		app := db.Appender(context.Background())
+		ts := timestamp.FromTime(benchStart.Add(time.Duration(step) * benchStep))
+		for n, r := range refs {
+			_, err := app.Append(0, r.cpu, ts, float64((n*7+step*3)%100))
+			require.NoError(b, err)
+			_, err = app.Append(0, r.req, ts, float64(step*(n%50+1)))
+			require.NoError(b, err)
+		}
+		require.NoError(b, app.Commit())
+	}
+	return db
+}
+
+// benchSeedRules are 1,000 seed rules over the benchmark's series: plain
+// thresholds, rates, aggregations and range functions, each scoped to its app.
+func benchSeedRules() []config.RuleConfig {
+	rs := make([]config.RuleConfig, 0, benchRules)
+	for n := range benchRules {
+		var cond string
+		switch n % 4 {
+		case 0:
+			cond = fmt.Sprintf("cpu_usage > %d", 50+n%50)
+		case 1:
+			cond = fmt.Sprintf("rate(http_requests_total[5m]) > %d", n%20)
+		case 2:
+			cond = fmt.Sprintf("avg by (instance) (cpu_usage) > %d", 40+n%60)
+		default:
+			cond = fmt.Sprintf("max_over_time(cpu_usage[5m]) > %d", 60+n%40)
+		}
+		rs = append(rs, config.RuleConfig{
+			Name: fmt.Sprintf("rule_%d", n), Condition: cond,
+			Duration: config.Duration(time.Minute), Severity: "warning",
+			Labels: map[string]string{"app": fmt.Sprintf("app%d", n%benchApps), "environment": "production"},
+		})
+	}
+	return rs
+}
+
+// BenchmarkRuleGroupEval evaluates one group of 1,000 seed rules, loaded
+// through vigil's Manager (translation, scoping, GroupLoader), once per
+// iteration.
+func BenchmarkRuleGroupEval(b *testing.B) {
+	db := benchDB(b)
+	m, err := New(&Options{Queryable: db, Appendable: db, Engine: newTestEngine()}, nil, nil)
+	require.NoError(b, err)
+	cfg := &config.Config{
+		// A long interval: the scheduled evaluation never runs here.
+		Metrics: config.MetricsConfig{Interval: config.Duration(time.Hour)},
+		Alerts:  config.AlertsConfig{Rules: benchSeedRules()},
+	}
+	require.NoError(b, m.ApplyConfig(cfg))
+	stop := runBenchManager(b, m)
+	defer stop()
+
+	groups := m.RuleGroups()
+	require.Len(b, groups, 1)
+	g := groups[0]
+	require.Len(b, g.Rules(), benchRules)
+	for _, ar := range g.AlertingRules() {
+		ar.SetRestored(true)
+	}
+	benchEval(b, g)
+}
+
+// BenchmarkRuleGroupEvalPrometheus evaluates the same 1,000 rules in a group
+// built directly with Prometheus's rules.NewGroup, for comparison.
+func BenchmarkRuleGroupEvalPrometheus(b *testing.B) {
+	db := benchDB(b)
+	engine := newTestEngine()
+	rgs, errs := SeedGroups("bench", benchSeedRules(), nil)
+	require.Empty(b, errs)
+	logger := slog.New(slog.DiscardHandler)
+	var rs []promrules.Rule
+	for _, r := range rgs.Groups[0].Rules {
+		rs = append(rs, plainRule(b, r, logger))
+	}
+	g := promrules.NewGroup(promrules.GroupOptions{
+		Name: "bench", File: "bench.yml", Interval: time.Hour, Rules: rs,
+		Opts: &promrules.ManagerOptions{
+			QueryFunc:  promrules.EngineQueryFunc(engine, db),
+			Appendable: db,
+			Queryable:  db,
+			Context:    context.Background(),
+			Logger:     logger,
+			NotifyFunc: func(context.Context, string, ...*promrules.Alert) {},
+		},
+	})
+	benchEval(b, g)
+}
+
+func plainRule(b *testing.B, r rulefmt.Rule, logger *slog.Logger) promrules.Rule {
+	expr, err := parser.ParseExpr(r.Expr)
+	require.NoError(b, err)
+	return promrules.NewAlertingRule(r.Alert, expr, time.Duration(r.For), 0,
+		labels.FromMap(r.Labels), labels.FromMap(r.Annotations), labels.EmptyLabels(), "", true, logger)
+}
+
+// benchEval evaluates g once per iteration, each a second after the last,
+// from the end of the benchmark's samples.
+func benchEval(b *testing.B, g *promrules.Group) {
+	ctx := context.Background()
+	ts := benchStart.Add(benchSpan)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		g.Eval(ctx, ts.Add(time.Duration(i)*time.Second))
+	}
+	b.StopTimer()
+	for _, r := range g.Rules() {
+		require.NoError(b, r.LastError(), r.Name())
+	}
+}
+
+func runBenchManager(b *testing.B, m *Manager) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	require.Eventually(b, func() bool {
+		m.mtx.Lock()
+		defer m.mtx.Unlock()
+		return m.started
+	}, 10*time.Second, time.Millisecond)
+	return func() {
+		cancel()
+		require.NoError(b, <-done)
+	}
+}
