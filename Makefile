@@ -5,7 +5,7 @@ export CGO_ENABLED ?= 0
 
 GO      ?= go
 BIN     ?= bin/vigil
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION ?= $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
 	-X github.com/prometheus/common/version.Revision=$(shell git rev-parse --short HEAD 2>/dev/null) \
 	-X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
@@ -15,7 +15,7 @@ LDFLAGS := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
 
 run: build
 	./$(BIN) $(ARGS)

@@ -92,7 +92,6 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = logger.With("component", "rules")
 	o := *opts
 	if o.OutageTolerance <= 0 {
 		o.OutageTolerance = DefaultOutageTolerance

@@ -112,7 +112,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler
 	}
 	h := &Handler{
 		opts:          *opts,
-		logger:        logger.With("component", "web"),
+		logger:        logger,
 		metrics:       newMetrics(reg),
 		storage:       &localStorage{stats: opts.DBStats},
 		startTime:     time.Now(),
