@@ -1,0 +1,325 @@
+package logs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/grafana/loki-client-go/loki"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+// Options configure the Manager. Only DataDir is required.
+type Options struct {
+	// DataDir holds logs/positions.json.
+	DataDir string
+	// RecentLines is how many lines per log Lines can return (default 1000).
+	RecentLines int
+	// PollInterval is how often files are checked for new lines when they
+	// have none (default 250ms).
+	PollInterval time.Duration
+	// GlobInterval is how often the globs are matched again (default 1s).
+	GlobInterval time.Duration
+	// SaveInterval is how often positions are saved (default 1s).
+	SaveInterval time.Duration
+	// DrainTimeout is how long a rotated or deleted file is kept open after
+	// its last line (default 5s).
+	DrainTimeout time.Duration
+	// StopTimeout bounds how long Run waits, once its context ends, for the
+	// Loki client to flush (default 30s).
+	StopTimeout time.Duration
+	// LokiMinBackoff, LokiMaxBackoff and LokiMaxRetries are the Loki
+	// client's retry schedule (defaults 500ms, 5m, 10: about 8.5 minutes).
+	LokiMinBackoff time.Duration
+	LokiMaxBackoff time.Duration
+	LokiMaxRetries int
+	// LokiTimeout bounds one push request (default 10s).
+	LokiTimeout time.Duration
+}
+
+func (o *Options) withDefaults() *Options {
+	c := *o
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.RecentLines <= 0 {
+		c.RecentLines = 1000
+	}
+	def(&c.PollInterval, 250*time.Millisecond)
+	def(&c.GlobInterval, time.Second)
+	def(&c.SaveInterval, time.Second)
+	def(&c.DrainTimeout, 5*time.Second)
+	def(&c.StopTimeout, 30*time.Second)
+	def(&c.LokiMinBackoff, loki.MinBackoff)
+	def(&c.LokiMaxBackoff, loki.MaxBackoff)
+	def(&c.LokiTimeout, loki.Timeout)
+	if c.LokiMaxRetries <= 0 {
+		c.LokiMaxRetries = loki.MaxRetries
+	}
+	return &c
+}
+
+// Line is one log line as kept for GET /api/v1/logs.
+type Line struct {
+	Time  time.Time `json:"time"`
+	Log   string    `json:"log"`
+	File  string    `json:"file"`
+	Level string    `json:"level"`
+	Line  string    `json:"line"`
+}
+
+// Manager runs one tailer per configured log and the Loki client they share.
+type Manager struct {
+	opts    *Options
+	logger  *slog.Logger
+	metrics *metrics
+	pos     *positions
+
+	mtx      sync.Mutex
+	specs    map[string]logSpec
+	lokiCfg  *lokiKey
+	shipper  *shipper
+	rings    map[string]*ring
+	tailers  map[string]*runningTailer
+	runCtx   context.Context // set while Run runs
+	stopping bool
+}
+
+// lokiKey is what a Loki client is built from; a change restarts it.
+type lokiKey struct {
+	loki        config.LokiConfig
+	service     string
+	environment string
+}
+
+type runningTailer struct {
+	spec   logSpec
+	ship   *shipper
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a Manager whose positions live in opts.DataDir/logs.
+func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	if opts == nil || opts.DataDir == "" {
+		return nil, errors.New("logs: a data directory is required")
+	}
+	dir := filepath.Join(opts.DataDir, "logs")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	pos, err := loadPositions(filepath.Join(dir, "positions.json"))
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	return &Manager{
+		opts:    opts.withDefaults(),
+		logger:  logger,
+		metrics: newMetrics(reg),
+		pos:     pos,
+		specs:   map[string]logSpec{},
+		rings:   map[string]*ring{},
+		tailers: map[string]*runningTailer{},
+	}, nil
+}
+
+// ApplyConfig tails the logs of cfg.Collectors.Logs: logs added start,
+// logs removed stop, logs whose settings changed restart at their saved
+// positions. A change of the Loki settings, service or environment starts
+// a new Loki client and restarts every tailer. On error nothing changes.
+func (m *Manager) ApplyConfig(cfg *config.Config) error {
+	specs := map[string]logSpec{}
+	for i, lc := range cfg.Collectors.Logs {
+		spec := specFor(cfg, i, lc)
+		if _, dup := specs[spec.name]; dup {
+			return fmt.Errorf("collectors.logs[%d]: name %q is used twice", i, spec.name)
+		}
+		specs[spec.name] = spec
+	}
+	var key *lokiKey
+	if l := cfg.Collectors.Loki; l != nil && l.URL != "" {
+		key = &lokiKey{loki: *l, service: cfg.Service, environment: cfg.Environment}
+	}
+
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	var oldShipper *shipper
+	if !reflect.DeepEqual(key, m.lokiCfg) {
+		var sh *shipper
+		if key != nil {
+			var err error
+			sh, err = newShipper(cfg, lokiSettings{
+				minBackoff: m.opts.LokiMinBackoff, maxBackoff: m.opts.LokiMaxBackoff,
+				maxRetries: m.opts.LokiMaxRetries, timeout: m.opts.LokiTimeout,
+			}, m.logger.With("component", "loki"), func(n int) { m.metrics.shipped.Add(float64(n)) })
+			if err != nil {
+				return fmt.Errorf("logs: %w", err)
+			}
+		}
+		oldShipper, m.shipper, m.lokiCfg = m.shipper, sh, key
+	}
+	// Stop tailers of removed or changed logs, and all of them when the
+	// Loki client changed: they hold the old one.
+	for name, rt := range m.tailers {
+		if spec, ok := specs[name]; ok && reflect.DeepEqual(spec, rt.spec) && rt.ship == m.shipper {
+			continue
+		}
+		rt.stop()
+		delete(m.tailers, name)
+	}
+	for name := range m.specs {
+		if _, ok := specs[name]; !ok {
+			delete(m.rings, name)
+			m.metrics.forget(name)
+		}
+	}
+	m.specs = specs
+	for name := range specs {
+		if _, ok := m.rings[name]; !ok {
+			m.rings[name] = newRing(m.opts.RecentLines)
+		}
+	}
+	if m.runCtx != nil && !m.stopping {
+		m.startTailersLocked()
+	}
+	if oldShipper != nil {
+		// Its tailers have stopped; let it flush without holding up the
+		// reload.
+		go oldShipper.close(m.opts.StopTimeout)
+	}
+	return nil
+}
+
+func (rt *runningTailer) stop() {
+	rt.cancel()
+	<-rt.done
+}
+
+// startTailersLocked starts a tailer for every configured log without one.
+func (m *Manager) startTailersLocked() {
+	for name, spec := range m.specs {
+		if _, ok := m.tailers[name]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.runCtx)
+		rt := &runningTailer{spec: spec, ship: m.shipper, cancel: cancel, done: make(chan struct{})}
+		t := newTailer(spec, m.opts, m.pos, m.rings[name], m.shipper, m.metrics, m.logger)
+		go func() {
+			defer close(rt.done)
+			t.run(ctx)
+		}()
+		m.tailers[name] = rt
+	}
+}
+
+// Run tails the configured logs until ctx ends. When it returns every
+// tailer has stopped, output files are closed, positions are saved and the
+// Loki client has flushed (or StopTimeout passed; see shipper).
+func (m *Manager) Run(ctx context.Context) error {
+	m.mtx.Lock()
+	if m.runCtx != nil {
+		m.mtx.Unlock()
+		return errors.New("logs: Run called twice")
+	}
+	m.runCtx = ctx
+	m.startTailersLocked()
+	m.mtx.Unlock()
+
+	tick := time.NewTicker(m.opts.SaveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if err := m.pos.save(); err != nil {
+				m.logger.Error("saving log positions", "err", err)
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+
+	m.mtx.Lock()
+	m.stopping = true
+	for name, rt := range m.tailers {
+		rt.stop()
+		delete(m.tailers, name)
+	}
+	sh := m.shipper
+	m.shipper, m.lokiCfg = nil, nil
+	m.mtx.Unlock()
+
+	err := m.pos.save()
+	if err != nil {
+		err = fmt.Errorf("logs: %w", err)
+	}
+	if sh != nil {
+		sh.close(m.opts.StopTimeout)
+	}
+	return err
+}
+
+// Lines returns the last limit lines of a log, oldest first; limit <= 0
+// returns every line kept.
+func (m *Manager) Lines(log string, limit int) ([]Line, error) {
+	m.mtx.Lock()
+	r, ok := m.rings[log]
+	m.mtx.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no log %q", log)
+	}
+	return r.last(limit), nil
+}
+
+// Names returns the configured logs' names, sorted.
+func (m *Manager) Names() []string {
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	names := make([]string, 0, len(m.specs))
+	for n := range m.specs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// specFor resolves one collectors.logs entry. An entry without a name is
+// called log<index>.
+func specFor(cfg *config.Config, i int, lc config.LogConfig) logSpec {
+	name := lc.Name
+	if name == "" {
+		name = fmt.Sprintf("log%d", i)
+	}
+	app := lc.Labels["app"]
+	if app == "" {
+		app = "app"
+	}
+	spec := logSpec{
+		name:      name,
+		paths:     append([]string(nil), lc.Paths...),
+		file:      lc.File,
+		maxSizeMB: lc.MaxSize.Megabytes(),
+		maxFiles:  lc.MaxFiles,
+		compress:  lc.Compress,
+		lokiLabels: model.LabelSet{
+			"app": model.LabelValue(app),
+			"log": model.LabelValue(name),
+		},
+	}
+	if d := time.Duration(lc.MaxAge); d > 0 {
+		spec.maxAgeDays = int((d + 24*time.Hour - 1) / (24 * time.Hour))
+	}
+	return spec
+}
