@@ -58,6 +58,10 @@ type Manager struct {
 	scrape          *scrape.Manager
 	discovery       *discovery.Manager
 	cancelDiscovery context.CancelFunc
+	set             *Set
+	// closeSources releases what the running collectors hold (the
+	// database pool).
+	closeSources func()
 
 	applyMtx sync.Mutex
 	started  atomic.Bool
@@ -113,6 +117,8 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		scrape:          sm,
 		discovery:       dm,
 		cancelDiscovery: cancel,
+		set:             NewSet(logger, reg),
+		closeSources:    func() {},
 	}, nil
 }
 
@@ -127,6 +133,14 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
+	collectors, labels, closeSources, err := buildCollectors(cfg, m.logger)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	if len(collectors) > 0 && m.opts.SelfTarget == "" {
+		m.logger.Warn("collectors are served on /metrics but not stored: vigil cannot scrape its own listener (TLS)",
+			"collectors", len(collectors))
+	}
 	// Load of an empty file is the one way to get a Config the scrape
 	// manager accepts (it refuses configs that did not go through Load);
 	// the scrape configs were validated above as Load would.
@@ -138,16 +152,25 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 
 	// Scrape configs first, then discovery, as Prometheus does: targets that
 	// discovery sends must find their scrape config.
+	// The collectors are in place before the scrapes that read them.
+	prevCollectors, prevLabels := m.set.Replace(collectors, labels)
+	fail := func(err error) error {
+		m.set.Replace(prevCollectors, prevLabels)
+		closeSources()
+		return err
+	}
 	if err := m.scrape.ApplyConfig(pcfg); err != nil {
-		return fmt.Errorf("collector: apply scrape config: %w", err)
+		return fail(fmt.Errorf("collector: apply scrape config: %w", err))
 	}
 	sd := make(map[string]discovery.Configs, len(scfgs))
 	for _, sc := range scfgs {
 		sd[sc.JobName] = sc.ServiceDiscoveryConfigs
 	}
 	if err := m.discovery.ApplyConfig(sd); err != nil {
-		return fmt.Errorf("collector: apply discovery config: %w", err)
+		return fail(fmt.Errorf("collector: apply discovery config: %w", err))
 	}
+	m.closeSources()
+	m.closeSources = closeSources
 	jobs := make([]string, 0, len(scfgs))
 	for _, sc := range scfgs {
 		jobs = append(jobs, sc.JobName)
@@ -201,9 +224,16 @@ func (m *Manager) Run(ctx context.Context) error {
 		})
 	}
 	err := g.Run()
+	m.applyMtx.Lock()
+	m.closeSources()
+	m.closeSources = func() {}
+	m.applyMtx.Unlock()
 	m.logger.Info("scrape stopped")
 	return err
 }
+
+// Collectors returns the collectors vigil serves under CollectorsPath.
+func (m *Manager) Collectors() *Set { return m.set }
 
 // ScrapeManager returns the Prometheus scrape manager, for the targets API.
 func (m *Manager) ScrapeManager() *scrape.Manager { return m.scrape }

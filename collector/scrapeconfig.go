@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -53,10 +54,17 @@ func scrapeConfigs(cfg *config.Config, self, selfPath string) ([]*promconfig.Scr
 	}
 	global := globalConfig()
 	var out []*promconfig.ScrapeConfig
-	if cfg.Collectors.App != nil {
+	if a := cfg.Collectors.App; a != nil && (appHasMetrics(a) || a.Health == nil) {
 		sc, err := appScrapeConfig(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("collectors.app: %w", err)
+		}
+		out = append(out, sc)
+	}
+	if i := cfg.Collectors.Infrastructure; i != nil && len(i.Targets) > 0 {
+		sc, err := nodeScrapeConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("collectors.infrastructure: %w", err)
 		}
 		out = append(out, sc)
 	}
@@ -66,6 +74,11 @@ func scrapeConfigs(cfg *config.Config, self, selfPath string) ([]*promconfig.Scr
 			return nil, fmt.Errorf("self scrape: %w", err)
 		}
 		out = append(out, sc)
+	}
+	if self != "" {
+		for _, src := range sources(cfg) {
+			out = append(out, sourceScrapeConfig(self, src))
+		}
 	}
 	for _, sc := range out {
 		if err := sc.HTTPClientConfig.Validate(); err != nil {
@@ -195,6 +208,53 @@ func appScrapeConfig(cfg *config.Config) (*promconfig.ScrapeConfig, error) {
 	return sc, nil
 }
 
+// nodeScrapeConfig scrapes collectors.infrastructure.targets (node_exporter
+// endpoints) with the infrastructure labels, so that up == 0 under
+// app: infrastructure means an instance is down.
+func nodeScrapeConfig(cfg *config.Config) (*promconfig.ScrapeConfig, error) {
+	infra := cfg.Collectors.Infrastructure
+	interval := time.Duration(infra.Interval)
+	if interval <= 0 {
+		interval = cfg.Interval()
+	}
+	if interval <= 0 {
+		interval = defaultInterval
+	}
+	path := infra.Path
+	if path == "" {
+		path = defaultMetricsPath
+	}
+	for i, t := range infra.Targets {
+		if err := checkTarget(t); err != nil {
+			return nil, fmt.Errorf("targets[%d]: %w", i, err)
+		}
+	}
+	lbls := map[string]string{}
+	for k, v := range infra.Labels {
+		lbls[k] = v
+	}
+	if lbls["app"] == "" {
+		lbls["app"] = "infrastructure"
+	}
+	addCommonLabels(cfg, lbls)
+	sc := baseScrapeConfig(JobNode, interval, min(defaultMaxTimeout, interval), "http", path)
+	sc.ServiceDiscoveryConfigs = discovery.Configs{staticConfig(infra.Targets, nil)}
+	sc.RelabelConfigs = defaultLabelRules(lbls)
+	sc.EnableCompression = !allLoopback(infra.Targets)
+	return sc, nil
+}
+
+// sourceScrapeConfig scrapes one of vigil's own collectors through its
+// listener. The target carries the source's labels, instance included (the
+// database's address, the host's name), so the series look as if scraped
+// from the source itself.
+func sourceScrapeConfig(self string, src source) *promconfig.ScrapeConfig {
+	sc := baseScrapeConfig(src.job, src.interval, src.timeout, "http", CollectorsPath+src.name)
+	sc.ServiceDiscoveryConfigs = discovery.Configs{staticConfig([]string{self}, src.labels)}
+	sc.EnableCompression = false
+	return sc
+}
+
 func selfScrapeConfig(cfg *config.Config, self, path string) (*promconfig.ScrapeConfig, error) {
 	if err := checkTarget(self); err != nil {
 		return nil, err
@@ -214,6 +274,9 @@ func selfScrapeConfig(cfg *config.Config, self, path string) (*promconfig.Scrape
 
 	sc := baseScrapeConfig(JobSelf, interval, min(defaultMaxTimeout, interval), "http", path)
 	sc.ServiceDiscoveryConfigs = discovery.Configs{staticConfig([]string{self}, lbls)}
+	// The collectors' metrics are stored by their own jobs; /metrics serves
+	// them too, for an external Prometheus, unless asked not to.
+	sc.Params = url.Values{"collectors": []string{"false"}}
 	// vigil's own /metrics may already carry metrics.labels; they win.
 	sc.HonorLabels = true
 	sc.EnableCompression = false

@@ -120,6 +120,30 @@ type AppCollectorConfig struct {
 	FileSD  []string `yaml:"file_sd"`
 	Scheme  string   `yaml:"scheme"`
 	Timeout Duration `yaml:"timeout"`
+	// Health probes the app's health endpoint (the seed's post-deploy check).
+	Health *HealthConfig `yaml:"health"`
+	// Signals override the recording rules behind cpu_usage, memory_usage
+	// and error_rate.
+	Signals SignalsConfig `yaml:"signals"`
+	// MemoryLimit is the app's memory limit for memory_usage when no cgroup
+	// limit is known; 0 means the host's memory.
+	MemoryLimit Size `yaml:"memory_limit"`
+}
+
+// HealthConfig probes an HTTP health endpoint.
+type HealthConfig struct {
+	URL          string   `yaml:"url"`
+	Interval     Duration `yaml:"interval"`
+	Timeout      Duration `yaml:"timeout"`
+	ExpectStatus []int    `yaml:"expect_status"`
+}
+
+// SignalsConfig holds PromQL expressions for the app's derived signals; an
+// empty one keeps vigil's default (see rules/signals.go).
+type SignalsConfig struct {
+	CPUUsage    string `yaml:"cpu_usage"`
+	MemoryUsage string `yaml:"memory_usage"`
+	ErrorRate   string `yaml:"error_rate"`
 }
 
 // InfraCollectorConfig is the host collector and optional node_exporter targets.

@@ -83,6 +83,17 @@ func (c *Config) applyDefaults() {
 		if a.Timeout == 0 {
 			a.Timeout = min(a.Interval, Duration(DefaultScrapeTimeout))
 		}
+		if h := a.Health; h != nil {
+			if h.Interval == 0 {
+				h.Interval = a.Interval
+			}
+			if h.Timeout == 0 {
+				h.Timeout = min(h.Interval, Duration(DefaultScrapeTimeout))
+			}
+			if len(h.ExpectStatus) == 0 {
+				h.ExpectStatus = []int{200}
+			}
+		}
 	}
 	if i := col.Infrastructure; i != nil {
 		i.Labels = withDefaultLabel(i.Labels, "app", "infrastructure")

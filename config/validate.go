@@ -81,6 +81,27 @@ func (c *Config) validateCollectors(r *reporter) {
 		if a.Timeout > a.Interval {
 			r.valueErr(0, "collectors.app.timeout", "%s is longer than the scrape interval %s", a.Timeout, a.Interval)
 		}
+		if h := a.Health; h != nil {
+			checkURL(r, "collectors.app.health.url", h.URL)
+			if h.Timeout > h.Interval {
+				r.valueErr(0, "collectors.app.health.timeout", "%s is longer than the probe interval %s", h.Timeout, h.Interval)
+			}
+			for i, code := range h.ExpectStatus {
+				if code < 100 || code > 599 {
+					r.valueErr(0, indexPath("collectors.app.health.expect_status", i), "%d is not an HTTP status", code)
+				}
+			}
+		}
+		for key, expr := range map[string]string{
+			"cpu_usage": a.Signals.CPUUsage, "memory_usage": a.Signals.MemoryUsage, "error_rate": a.Signals.ErrorRate,
+		} {
+			if expr == "" {
+				continue
+			}
+			if _, err := parser.ParseExpr(expr); err != nil {
+				r.valueErr(0, "collectors.app.signals."+key, "%q is not PromQL: %s", expr, err)
+			}
+		}
 	}
 	if i := col.Infrastructure; i != nil {
 		checkMetrics("collectors.infrastructure", i.CollectorMetrics)

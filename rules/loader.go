@@ -26,6 +26,12 @@ const SeedGroupName = "vigil"
 // rules; no glob in rule_files can produce it.
 const seedIdentifierSuffix = "#alerts"
 
+// SignalsIdentifier is the rule "file" under which the app's signal
+// recording rules are served.
+func SignalsIdentifier(cfg *config.Config) string {
+	return strings.TrimSuffix(SeedIdentifier(cfg), "#alerts") + "#signals"
+}
+
 // SeedIdentifier returns the identifier under which the alert rules of the
 // main config's alerts block are served: the config file's path followed by
 // "#alerts", or "vigil.yaml#alerts" for the built-in default config. It is

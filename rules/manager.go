@@ -280,6 +280,14 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 		virtual[id] = rgs
 		ids = append(ids, id)
 	}
+	// The app's derived signals are recorded before any rule file reads them.
+	if rgs, err := signalGroups(cfg); err != nil {
+		errs = append(errs, err)
+	} else if rgs != nil {
+		id := SignalsIdentifier(cfg)
+		virtual[id] = rgs
+		ids = append(ids, id)
+	}
 
 	dir := ""
 	if cfg.File != "" {

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# make test: vet and every test. It checks for what the tests need first and
-# says plainly what is missing.
+# make test: vet and every test. It first makes sure what the tests need is
+# here (a PostgreSQL server; its binaries for throwaway clusters) and says
+# plainly what is missing when it cannot provide it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS=-tags=slicelabels
 
 command -v go >/dev/null 2>&1 || { echo "make test: Go is not installed (need go 1.26 on PATH)" >&2; exit 1; }
+
+echo "== PostgreSQL for the database collector tests"
+# Prints an export line when it had to start a throwaway server.
+eval "$(./scripts/pg-ensure.sh)"
+echo "using ${VIGIL_TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 
 echo "== go vet"
 go vet ./...

@@ -35,14 +35,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// serveMetrics serves Options.Gatherer with the configured metrics labels.
+// serveMetrics serves Options.Gatherer and the collectors' metrics with the
+// configured metrics labels; ?collectors=false leaves the collectors out
+// (vigil's self-scrape: their own jobs store them).
 func (h *Handler) serveMetrics() gin.HandlerFunc {
-	g := labelingGatherer{gatherer: h.opts.Gatherer, labels: h.metricsLabels}
-	ph := promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog:      slogPrinter{h},
-		ErrorHandling: promhttp.ContinueOnError,
-	})
-	return gin.WrapH(ph)
+	opts := promhttp.HandlerOpts{ErrorLog: slogPrinter{h}, ErrorHandling: promhttp.ContinueOnError}
+	own := promhttp.HandlerFor(labelingGatherer{gatherer: h.opts.Gatherer, labels: h.metricsLabels}, opts)
+	all := own
+	if h.opts.Collectors != nil {
+		all = promhttp.HandlerFor(labelingGatherer{
+			gatherer: prometheus.Gatherers{h.opts.Gatherer, h.opts.Collectors.Gatherer()},
+			labels:   h.metricsLabels,
+		}, opts)
+	}
+	return func(c *gin.Context) {
+		if c.Query("collectors") == "false" {
+			own.ServeHTTP(c.Writer, c.Request)
+			return
+		}
+		all.ServeHTTP(c.Writer, c.Request)
+	}
+}
+
+// serveCollector answers vigil's own scrape of one collector.
+func (h *Handler) serveCollector(c *gin.Context) {
+	if h.opts.Collectors == nil {
+		writeNotFound(c.Writer)
+		return
+	}
+	h.opts.Collectors.ServeCollector(c.Writer, c.Request, c.Param("name"))
 }
 
 // slogPrinter hands promhttp's errors to the handler's logger.

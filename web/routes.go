@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -15,6 +16,7 @@ const (
 	permMonitor     = "monitor"
 	permViewMetrics = "view_metrics"
 	permManageRoles = "manage_roles"
+	permViewLogs    = "view_logs"
 )
 
 // route is one row of the route table: authentication wraps each route by its
@@ -65,8 +67,10 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, "/ready", permOpen, h.readiness},
 		{http.MethodHead, "/ready", permOpen, h.readiness},
 		{http.MethodGet, defaultMetricsPath, permOpen, h.serveMetrics()},
+		{http.MethodGet, defaultMetricsPath + "/collectors/:name", permOpen, h.serveCollector},
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
+		{http.MethodGet, apiPrefix + "/logs", permViewLogs, h.logs},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {
@@ -186,4 +190,39 @@ func (h *Handler) reload(c *gin.Context) {
 	h.reloadSuccess = true
 	h.reloadMtx.Unlock()
 	c.JSON(http.StatusOK, statusBody{Status: "success"})
+}
+
+// defaultLogLimit and maxLogLimit bound GET /api/v1/logs?limit=N.
+const (
+	defaultLogLimit = 100
+	maxLogLimit     = 10000
+)
+
+// logs answers GET /api/v1/logs?log=NAME&limit=N with the last lines of a
+// tailed log, newest last, in Prometheus's envelope.
+func (h *Handler) logs(c *gin.Context) {
+	name := c.Query("log")
+	if name == "" {
+		c.JSON(http.StatusBadRequest, gin.H{"status": "error", "errorType": "bad_data", "error": "log is required: ?log=NAME"})
+		return
+	}
+	limit := defaultLogLimit
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			c.JSON(http.StatusBadRequest, gin.H{"status": "error", "errorType": "bad_data", "error": fmt.Sprintf("limit %q is not a positive number", v)})
+			return
+		}
+		limit = min(n, maxLogLimit)
+	}
+	if h.opts.LogLines == nil {
+		c.JSON(http.StatusNotFound, gin.H{"status": "error", "errorType": "not_found", "error": fmt.Sprintf("no log %q", name)})
+		return
+	}
+	lines, err := h.opts.LogLines(name, limit)
+	if err != nil {
+		c.JSON(http.StatusNotFound, gin.H{"status": "error", "errorType": "not_found", "error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "success", "data": lines})
 }

@@ -70,10 +70,24 @@ type Options struct {
 	Targets TargetRetriever
 	// Gatherer is vigil's own registry, served on the metrics path.
 	Gatherer prometheus.Gatherer
+	// Collectors serves each collector's metrics for vigil's own scrape and
+	// adds them to the metrics path; nil serves none.
+	Collectors Collectors
+	// LogLines returns the last lines of a tailed log for /api/v1/logs; nil
+	// answers 404 for every log.
+	LogLines func(log string, limit int) (any, error)
 	// Reload re-reads the configuration; POST /-/reload calls it.
 	Reload func() error
 	// Version is vigil's version; empty means github.com/prometheus/common/version.Version.
 	Version string
+}
+
+// Collectors is what the web layer needs of the collector set.
+type Collectors interface {
+	// ServeCollector answers a scrape of one collector.
+	ServeCollector(w http.ResponseWriter, r *http.Request, name string)
+	// Gatherer gathers every collector's metrics with their labels.
+	Gatherer() prometheus.Gatherer
 }
 
 // Handler serves vigil's HTTP API.

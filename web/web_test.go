@@ -206,7 +206,7 @@ func newFakeTargets() fakeTargets {
 }
 
 // newTestEnv builds the handler on real components and serves it on 127.0.0.1.
-func newTestEnv(t testing.TB) *testEnv {
+func newTestEnv(t testing.TB, modify ...func(*Options)) *testEnv {
 	t.Helper()
 	env := &testEnv{db: openDB(t), reg: prometheus.NewRegistry(), cfg: testConfig()}
 	env.sampleTime = time.Now().Add(-time.Second).Truncate(time.Millisecond)
@@ -214,7 +214,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	engine := newEngine()
 	env.rules = startRules(t, env.db, engine)
 
-	env.h = New(&Options{
+	opts := &Options{
 		DB:          env.db,
 		QueryEngine: engine,
 		Rules:       env.rules,
@@ -227,7 +227,11 @@ func newTestEnv(t testing.TB) *testEnv {
 			return env.reloadErr
 		},
 		Version: "0.1.0",
-	}, discardLogger(), env.reg)
+	}
+	for _, m := range modify {
+		m(opts)
+	}
+	env.h = New(opts, discardLogger(), env.reg)
 	require.NoError(t, env.h.ApplyConfig(env.cfg))
 	env.srv = httptest.NewServer(env.h.Router())
 	t.Cleanup(env.srv.Close)
@@ -366,6 +370,8 @@ func TestRouteTable(t *testing.T) {
 
 	wantPermission := func(path string) string {
 		switch {
+		case path == apiPrefix+"/logs":
+			return permViewLogs
 		case strings.HasPrefix(path, apiPrefix+"/"):
 			return permViewMetrics
 		case path == "/alerts":
@@ -382,7 +388,7 @@ func TestRouteTable(t *testing.T) {
 	// Every Prometheus route in the table reaches Prometheus's API, which
 	// answers in its own envelope.
 	for k := range table {
-		if !strings.HasPrefix(k.path, apiPrefix+"/") {
+		if !strings.HasPrefix(k.path, apiPrefix+"/") || k.path == apiPrefix+"/logs" {
 			continue
 		}
 		t.Run(k.method+" "+k.path, func(t *testing.T) {

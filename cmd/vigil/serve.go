@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/vigil-sh/vigil/collector"
+	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/rules"
@@ -151,6 +152,10 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	if err != nil {
 		return err
 	}
+	logManager, err := logs.New(&logs.Options{DataDir: cfg.DataDir}, logger.With("component", "logs"), reg)
+	if err != nil {
+		return err
+	}
 	notifications := notifier.New(&notifier.Options{}, logger.With("component", "notifier"), reg)
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
@@ -172,6 +177,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Rules:         ruleManager,
 		Targets:       scrapes.ScrapeManager(),
 		Gatherer:      reg,
+		Collectors:    scrapes.Collectors(),
+		LogLines:      func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -187,6 +194,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// Rules first: rule files are read here and are the likeliest to be bad.
 		{"rules", ruleManager.ApplyConfig},
 		{"scrape", scrapes.ApplyConfig},
+		{"logs", logManager.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		{"logging", func(c *config.Config) error {
@@ -261,6 +269,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return ruleManager.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		// Stopping saves the tail positions and flushes the rotated files.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return logManager.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())

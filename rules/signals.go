@@ -1,0 +1,158 @@
+package rules
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/prometheus/model/rulefmt"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+// SignalsGroupName is the group of recording rules that derive the app's
+// cpu_usage, memory_usage and error_rate from its standard metrics.
+const SignalsGroupName = "vigil-app-signals"
+
+// signalLabels are the labels the derived signals keep.
+const signalLabels = "app, environment, service, job, instance"
+
+// Default expressions of the app's signals. %[1]s is the labels they keep;
+// %[2]s the app's CPU limit in cores; %[3]s its memory limit in bytes.
+const (
+	// cpu_usage: percent of the app's CPU limit used, from the client
+	// libraries' process_cpu_seconds_total.
+	defaultCPUUsage = `100 * sum by (%[1]s) (rate(process_cpu_seconds_total[1m])) / %[2]s`
+	// memory_usage: percent of the app's memory limit resident, from
+	// process_resident_memory_bytes.
+	defaultMemoryUsage = `100 * sum by (%[1]s) (process_resident_memory_bytes) / %[3]s`
+	// error_rate: percent of requests answered 5xx over the last minute, from
+	// http_requests_total{code} or {status} (Prometheus client libraries,
+	// most Go and Python middleware) or http_server_requests_seconds_count
+	// {status} (Spring Boot / Micrometer). 0 when there were requests and no
+	// errors; absent when there were no requests.
+	defaultErrorRate = `100 * (
+  sum by (%[1]s) (
+    rate(http_requests_total{code=~"5.."}[1m])
+    or rate(http_requests_total{status=~"5.."}[1m])
+    or rate(http_server_requests_seconds_count{status=~"5.."}[1m])
+  )
+  or 0 * sum by (%[1]s) (rate(http_requests_total[1m]) or rate(http_server_requests_seconds_count[1m]))
+)
+/
+(sum by (%[1]s) (rate(http_requests_total[1m]) or rate(http_server_requests_seconds_count[1m])) > 0)`
+)
+
+// SignalRules returns the recording rules for the app's signals, each
+// expression scoped to the app collector's app label, or nil when there is
+// no app collector. collectors.app.signals overrides any of them.
+func SignalRules(cfg *config.Config) ([]rulefmt.Rule, error) {
+	a := cfg.Collectors.App
+	if a == nil {
+		return nil, nil
+	}
+	app := a.Labels[AppLabel]
+	if app == "" {
+		app = "app"
+	}
+	cpus := strconv.FormatFloat(cpuLimit(), 'g', -1, 64)
+	mem := strconv.FormatInt(memoryLimit(int64(a.MemoryLimit)), 10)
+	signals := []struct {
+		record, override, def string
+	}{
+		{"cpu_usage", a.Signals.CPUUsage, defaultCPUUsage},
+		{"memory_usage", a.Signals.MemoryUsage, defaultMemoryUsage},
+		{"error_rate", a.Signals.ErrorRate, defaultErrorRate},
+	}
+	var out []rulefmt.Rule
+	for _, s := range signals {
+		expr := s.override
+		if expr == "" {
+			expr = fmt.Sprintf(s.def, signalLabels, cpus, mem)
+		}
+		scoped, err := ScopeString(expr, app, "")
+		if err != nil {
+			return nil, fmt.Errorf("collectors.app.signals.%s: %w", s.record, err)
+		}
+		out = append(out, rulefmt.Rule{Record: s.record, Expr: scoped})
+	}
+	return out, nil
+}
+
+func signalGroups(cfg *config.Config) (*rulefmt.RuleGroups, error) {
+	rs, err := SignalRules(cfg)
+	if err != nil || rs == nil {
+		return nil, err
+	}
+	return &rulefmt.RuleGroups{Groups: []rulefmt.RuleGroup{{Name: SignalsGroupName, Rules: rs}}}, nil
+}
+
+// cpuLimit is the CPU the app may use, in cores: the Go runtime's view,
+// which follows the cgroup CPU limit of the container vigil shares with the
+// app, else the machine's CPUs.
+func cpuLimit() float64 { return float64(runtime.GOMAXPROCS(0)) }
+
+// memoryLimit is the app's memory limit in bytes: the configured one, else
+// the cgroup v2 limit of vigil's own cgroup (right when vigil shares the
+// app's container or slice), else the machine's memory.
+func memoryLimit(configured int64) int64 {
+	if configured > 0 {
+		return configured
+	}
+	if v := cgroupMemoryMax("/proc/self/cgroup", "/sys/fs/cgroup"); v > 0 {
+		return v
+	}
+	if v := memTotal("/proc/meminfo"); v > 0 {
+		return v
+	}
+	return 1 << 30
+}
+
+// cgroupMemoryMax reads memory.max of the process's cgroup v2; 0 when
+// unlimited or unknown.
+func cgroupMemoryMax(selfCgroup, root string) int64 {
+	b, err := os.ReadFile(selfCgroup)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// cgroup v2: "0::/path".
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			raw, err := os.ReadFile(filepath.Join(root, rest, "memory.max"))
+			if err != nil {
+				return 0
+			}
+			v, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+			if err != nil {
+				return 0 // "max"
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// memTotal reads MemTotal from /proc/meminfo, in bytes.
+func memTotal(meminfo string) int64 {
+	f, err := os.Open(meminfo)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
