@@ -86,7 +86,6 @@ load 15s
 	require.Nil(t, rs, "no app collector, no signals")
 }
 
-
 func TestMemoryLimitSources(t *testing.T) {
 	require.Equal(t, int64(123), memoryLimit(123))
 	require.Positive(t, memoryLimit(0))
