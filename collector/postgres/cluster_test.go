@@ -56,6 +56,7 @@ func TestCluster(t *testing.T) {
 		watcher := mustConnect(t, cl.DSN())
 		stop := make(chan struct{})
 		var maxSeen int
+		var maxOpen int32 // as the pool counts them
 		var watchErr error
 		watched := make(chan struct{})
 		go func() {
@@ -67,6 +68,7 @@ func TestCluster(t *testing.T) {
 					return
 				}
 				maxSeen = max(maxSeen, n)
+				maxOpen = max(maxOpen, c.pool.Stat().TotalConns())
 				select {
 				case <-stop:
 					return
@@ -95,9 +97,23 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, watchErr)
 		require.LessOrEqual(t, maxSeen, 2, "the server saw more of vigil's connections than max_conns")
 		require.GreaterOrEqual(t, maxSeen, 1)
-		st := c.pool.snapshot()
-		require.LessOrEqual(t, st.maxOpen, 2)
-		require.LessOrEqual(t, st.dials, 3, "connections are reused")
+		require.LessOrEqual(t, maxOpen, int32(2))
+		require.LessOrEqual(t, c.pool.Stat().NewConnsCount(), int64(3), "connections are reused")
+	})
+
+	t.Run("restart between updates", func(t *testing.T) {
+		// Both pooled connections are used, then the server restarts: the
+		// idle connections are dead, and Update must not fail for them.
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() { _, _ = gather(ctx, c) })
+		}
+		wg.Wait()
+		require.Positive(t, c.pool.Stat().IdleConns())
+		cl.Stop()
+		cl.Start()
+		fs := mustGather(t, c)
+		require.GreaterOrEqual(t, fs.mustValue(t, "connections"), 1.0)
 	})
 
 	t.Run("stop and start", func(t *testing.T) {

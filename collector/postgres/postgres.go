@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-sh/vigil/config"
@@ -31,7 +33,13 @@ const (
 	// a collector nobody scrapes lets it go.
 	idleTimeout = time.Minute
 	maxLifetime = 30 * time.Minute
+	// healthCheckPeriod is how often the pool closes idle connections that
+	// outlived idleTimeout or maxLifetime.
+	healthCheckPeriod = 30 * time.Second
 )
+
+// errPoolClosed is returned by Update after Close.
+var errPoolClosed = errors.New("connection pool is closed")
 
 // Collector reads one PostgreSQL server. It is safe for concurrent use;
 // concurrent Updates share the pool and wait for a free connection.
@@ -40,23 +48,33 @@ type Collector struct {
 	timeout time.Duration
 	address string
 	redact  *redactor
-	pool    *pool
+	pool    *pgxpool.Pool
+	closed  atomic.Bool
 }
 
 // New returns a Collector for cfg.DSN, a postgres:// or postgresql:// URL
 // or a key=value string. It does not connect: a server that is down at
 // start is reported by Update. The DSN's password appears in no message.
 func New(cfg *config.DatabaseCollectorConfig, logger *slog.Logger) (*Collector, error) {
+	return newCollector(cfg, logger, nil)
+}
+
+// newCollector is New; tune, if not nil, adjusts the pool's settings
+// before the pool is made (tests shorten the idle timeout with it).
+func newCollector(cfg *config.DatabaseCollectorConfig, logger *slog.Logger, tune func(*pgxpool.Config)) (*Collector, error) {
 	dsn := cfg.DSN.Value()
 	r := newRedactor(dsn, "")
 	if dsn == "" {
 		return nil, errors.New("database collector: dsn is empty (set collectors.database.dsn or dsn_file)")
 	}
-	pcfg, err := pgx.ParseConfig(dsn)
+	// The parse error can quote the DSN; it goes through the redactor,
+	// which does not unwrap to it.
+	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("database collector: parse dsn: %w", r.wrap(err))
 	}
-	r = newRedactor(dsn, pcfg.Password)
+	cc := pcfg.ConnConfig
+	r = newRedactor(dsn, cc.Password)
 
 	timeout := time.Duration(cfg.Timeout)
 	if timeout <= 0 {
@@ -66,12 +84,38 @@ func New(cfg *config.DatabaseCollectorConfig, logger *slog.Logger) (*Collector, 
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
 	}
-	pcfg.ConnectTimeout = timeout
-	pcfg.RuntimeParams["application_name"] = ApplicationName
+	cc.ConnectTimeout = timeout
+	cc.RuntimeParams["application_name"] = ApplicationName
 	// The server gives up on a statement when the collector would, so an
 	// abandoned query does not keep running there.
-	pcfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
-	pcfg.RuntimeParams["lock_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
+	cc.RuntimeParams["statement_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
+	cc.RuntimeParams["lock_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
+
+	// The pool's limit counts idle, in-use, opening and closing connections
+	// alike, so the collector never holds more than its share of the
+	// server's max_connections. pool_* parameters in the DSN are overridden.
+	pcfg.MaxConns = int32(min(maxConns, math.MaxInt32))
+	pcfg.MinConns = 0
+	pcfg.MinIdleConns = 0
+	pcfg.MaxConnIdleTime = idleTimeout
+	pcfg.MaxConnLifetime = maxLifetime
+	pcfg.MaxConnLifetimeJitter = 0
+	pcfg.HealthCheckPeriod = healthCheckPeriod
+	// Every acquire pings the connection, as the `SELECT 1` Update is
+	// documented to run: an idle connection can be dead (the server
+	// restarted since), and then the pool closes it and tries the next,
+	// ending with a fresh dial whose error is the answer.
+	pcfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
+	if tune != nil {
+		tune(pcfg)
+	}
+
+	// NewWithConfig does not connect (MinConns is 0); it fails only on a
+	// config it rejects, which could still quote the DSN.
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("database collector: %w", r.wrap(err))
+	}
 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -79,58 +123,55 @@ func New(cfg *config.DatabaseCollectorConfig, logger *slog.Logger) (*Collector, 
 	c := &Collector{
 		logger:  logger,
 		timeout: timeout,
-		address: net.JoinHostPort(pcfg.Host, strconv.Itoa(int(pcfg.Port))),
+		address: net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))),
 		redact:  r,
-		pool:    newPool(pcfg, maxConns, idleTimeout, maxLifetime),
+		pool:    pool,
 	}
-	c.logger.Debug("database collector configured", "address", c.address, "database", pcfg.Database,
-		"user", pcfg.User, "max_conns", maxConns, "timeout", timeout)
+	c.logger.Debug("database collector configured", "address", c.address, "database", cc.Database,
+		"user", cc.User, "max_conns", pcfg.MaxConns, "timeout", timeout)
 	return c, nil
 }
 
 // Address returns the server's host:port, for the `instance` label.
 func (c *Collector) Address() string { return c.address }
 
-// Close closes the pool's connections. Update fails after Close.
-func (c *Collector) Close() { c.pool.close() }
+// Close closes the pool's connections; Update fails after Close. It waits
+// for Updates in progress to return their connections, which takes at
+// most the collector's timeout.
+func (c *Collector) Close() {
+	c.closed.Store(true)
+	c.pool.Close()
+}
 
 // Update sends the server's metrics to ch. It fails, and the scrape's `up`
-// becomes 0, when the server does not answer `SELECT 1` within the timeout.
+// becomes 0, when the server does not answer a ping within the timeout.
 func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	if c.closed.Load() {
+		return fmt.Errorf("database collector: %s: %w", c.address, errPoolClosed)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	pc, err := c.ready(ctx)
+	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("database collector: %s: %w", c.address, c.redact.wrap(err))
+		if c.closed.Load() {
+			err = errPoolClosed
+		}
+		return fmt.Errorf("database collector: %s: connect: %w", c.address, c.redact.wrap(err))
 	}
-	err = c.collect(ctx, pc.conn, ch)
-	c.pool.release(pc, err != nil && !isServerError(err))
+	err = c.collect(ctx, conn.Conn(), ch)
+	if err != nil && !isServerError(err) && !conn.Conn().IsClosed() {
+		// The connection may be in a state the pool cannot see (a failed
+		// decode mid-result); closing it makes Release discard it. The
+		// pool still counts it until then, so the limit holds.
+		closeCtx, closeCancel := context.WithTimeout(context.Background(), time.Second)
+		_ = conn.Conn().Close(closeCtx) // the connection is gone either way
+		closeCancel()
+	}
+	conn.Release()
 	if err != nil {
 		return fmt.Errorf("database collector: %s: %w", c.address, c.redact.wrap(err))
 	}
 	return nil
-}
-
-// ready returns a connection that has just answered `SELECT 1`. An idle
-// connection can be dead (the server restarted since); then the next one
-// is tried, ending with a fresh dial, whose error is the answer.
-func (c *Collector) ready(ctx context.Context) (*poolConn, error) {
-	for {
-		pc, reused, err := c.pool.acquire(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("connect: %w", err)
-		}
-		var one int
-		err = pc.conn.QueryRow(ctx, "SELECT 1").Scan(&one)
-		if err == nil {
-			return pc, nil
-		}
-		c.pool.release(pc, true)
-		if !reused || ctx.Err() != nil {
-			return nil, fmt.Errorf("SELECT 1: %w", err)
-		}
-		c.logger.Debug("idle database connection failed, trying another", "err", c.redact.wrap(err))
-	}
 }
 
 // isServerError reports whether err is an error the server sent (a failed

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
@@ -37,8 +38,15 @@ func TestNew(t *testing.T) {
 			defer c.Close()
 			require.Equal(t, tc.address, c.Address())
 			require.Equal(t, DefaultTimeout, c.timeout)
-			require.Equal(t, DefaultMaxConns, cap(c.pool.slots))
-			require.Equal(t, ApplicationName, c.pool.cfg.RuntimeParams["application_name"])
+			pc := c.pool.Config()
+			require.Equal(t, int32(DefaultMaxConns), pc.MaxConns)
+			require.Equal(t, int32(0), pc.MinConns)
+			require.Equal(t, idleTimeout, pc.MaxConnIdleTime)
+			require.Equal(t, maxLifetime, pc.MaxConnLifetime)
+			require.Equal(t, DefaultTimeout, pc.ConnConfig.ConnectTimeout)
+			require.Equal(t, ApplicationName, pc.ConnConfig.RuntimeParams["application_name"])
+			require.Equal(t, "5000", pc.ConnConfig.RuntimeParams["statement_timeout"])
+			require.Equal(t, "5000", pc.ConnConfig.RuntimeParams["lock_timeout"])
 		})
 	}
 }
@@ -171,29 +179,23 @@ func mustConnect(t testing.TB, dsn string) *pgx.Conn {
 // TestPoolIdleExpiry: idle connections are closed after the idle timeout,
 // so a collector nobody scrapes holds no connection.
 func TestPoolIdleExpiry(t *testing.T) {
-	cfg, err := pgx.ParseConfig(testDSN(t))
+	c, err := newCollector(&config.DatabaseCollectorConfig{DSN: config.Secret(testDSN(t))}, nil, func(pc *pgxpool.Config) {
+		pc.MaxConnIdleTime = 200 * time.Millisecond
+		pc.HealthCheckPeriod = 50 * time.Millisecond
+	})
 	require.NoError(t, err)
-	p := newPool(cfg, 2, 100*time.Millisecond, time.Hour)
-	defer p.close()
-	ctx := context.Background()
-	a, _, err := p.acquire(ctx)
-	require.NoError(t, err)
-	b, _, err := p.acquire(ctx)
-	require.NoError(t, err)
-	p.release(a, false)
-	p.release(b, false)
-	require.Equal(t, 2, p.snapshot().open)
+	defer c.Close()
 
 	// Reused while fresh.
-	c, reused, err := p.acquire(ctx)
-	require.NoError(t, err)
-	require.True(t, reused)
-	p.release(c, false)
+	mustGather(t, c)
+	mustGather(t, c)
+	require.Equal(t, int32(1), c.pool.Stat().TotalConns())
+	require.Equal(t, int64(1), c.pool.Stat().NewConnsCount())
 
 	deadline := time.Now().Add(5 * time.Second)
-	for p.snapshot().open > 0 && time.Now().Before(deadline) {
+	for c.pool.Stat().TotalConns() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	require.Equal(t, 0, p.snapshot().open)
-	require.Equal(t, 2, p.snapshot().dials)
+	require.Equal(t, int32(0), c.pool.Stat().TotalConns())
+	require.Equal(t, int64(1), c.pool.Stat().NewConnsCount())
 }
