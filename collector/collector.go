@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -91,12 +92,7 @@ func (s *Set) Replace(collectors map[string]Collector, labels map[string]prometh
 func (s *Set) Names() []string {
 	s.mtx.RLock()
 	defer s.mtx.RUnlock()
-	names := make([]string, 0, len(s.collectors))
-	for n := range s.collectors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(s.collectors))
 }
 
 func (s *Set) get(name string) (Collector, prometheus.Labels, bool) {

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -287,12 +288,7 @@ func (m *Manager) Lines(log string, limit int) ([]Line, error) {
 func (m *Manager) Names() []string {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
-	names := make([]string, 0, len(m.specs))
-	for n := range m.specs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(m.specs))
 }
 
 // specFor resolves one collectors.logs entry. An entry without a name is
