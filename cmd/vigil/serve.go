@@ -33,6 +33,10 @@ import (
 // sidecarGCPercent is vigil's default GOGC.
 const sidecarGCPercent = 50
 
+// startupPagesAfter is how long after start vigil releases its start-up
+// pages (see releaseStartupPages).
+const startupPagesAfter = 30 * time.Second
+
 // reloader is one subsystem that takes a new config.
 type reloader struct {
 	name  string
@@ -213,6 +217,16 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		"self_scrape", self != "")
 
 	var g run.Group
+	{
+		// Once the first scrapes and evaluations have touched what vigil
+		// keeps using, the pages only start-up needed are handed back.
+		stop := make(chan struct{})
+		g.Add(func() error {
+			releaseStartupPages(logger, startupPagesAfter, stop)
+			<-stop
+			return nil
+		}, func(error) { close(stop) })
+	}
 	{
 		// Termination on SIGTERM or SIGINT.
 		term := make(chan os.Signal, 1)
