@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
 	-X github.com/prometheus/common/version.Revision=$(shell git rev-parse --short HEAD 2>/dev/null) \
 	-X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 
-.PHONY: all build run test lint bench fmt clean
+.PHONY: all build run demo test lint bench fmt clean
 
 all: build
 
@@ -19,6 +19,9 @@ build:
 
 run: build
 	./$(BIN) $(ARGS)
+
+demo: build
+	./$(BIN) demo
 
 test:
 	./scripts/test.sh

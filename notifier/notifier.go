@@ -1,13 +1,21 @@
 // Package notifier turns alert state changes from the rules manager into
-// notifications. This first version has the log receiver only: each alert is
-// logged once when it starts firing and once when it resolves. Incidents,
-// escalation, Slack, webhooks and rollbacks build on it (issue 4).
+// incidents that escalate through the support levels, and delivers their
+// messages durably: every message is written to the store (bbolt in the data
+// directory) in the same transaction as the incident change that caused it,
+// then sent by a worker pool with retries, so a restart or a receiver outage
+// loses none. Receivers (Slack, webhook, rollback) live in sub-packages; the
+// log receiver is built in.
 package notifier
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -16,87 +24,503 @@ import (
 	"github.com/vigil-sh/vigil/config"
 )
 
+// Defaults of Options.
+const (
+	DefaultWorkers        = 4
+	DefaultAttemptTimeout = 30 * time.Second
+	DefaultDeliveryExpiry = 24 * time.Hour
+)
+
+// ResolvedByAlert is Incident.ResolvedBy when the alert itself cleared.
+const ResolvedByAlert = "alert"
+
+// RollbackReceiver is the receiver name rollback messages go to; main
+// registers it through Options.Receivers.
+const RollbackReceiver = "rollback"
+
+// ErrResolved is returned when acknowledging an incident that has ended.
+var ErrResolved = errors.New("incident is resolved")
+
+// Clock tells the time and runs functions later. Tests inject a fake one or
+// run under testing/synctest with the real one.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc call.
+type Timer interface {
+	// Stop prevents the call if it has not run yet.
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                            { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Rollbacker decides whether an incident calls for a rollback.
+type Rollbacker interface {
+	// Decide is called once when an incident opens in production (and for
+	// manual rollbacks). It returns a message for the receiver named
+	// "rollback" (Kind KindRollback, with Payload), or nil when no rollback
+	// is due; a record with a nil message (a dry run) is recorded only. The
+	// notifier records the RollbackRecord on the incident and delivers the
+	// message durably like any other. Decide should answer the same for the
+	// same incident ID: after a crash between the incident opening and the
+	// decision being stored it is asked again.
+	Decide(ctx context.Context, inc *Incident, env string) (*Message, *RollbackRecord, error)
+}
+
+// StatusCoder is an error that carries the far end's HTTP status; it is
+// recorded on the RollbackRecord.
+type StatusCoder interface {
+	StatusCode() int
+}
+
 // Options configure the Manager.
-type Options struct{}
+type Options struct {
+	// DataDir holds notifier.db. Required unless Store is set.
+	DataDir string
+	// Store replaces the embedded bbolt store (and DataDir).
+	Store Store
+	// Clock defaults to real time.
+	Clock Clock
+	// Receivers builds the configured receivers from the config; the "log"
+	// receiver and every receiver with a log block are built in and need not
+	// be returned. May be nil.
+	Receivers func(cfg *config.Config) (map[string]Receiver, error)
+	// Rollback may be nil: no rollbacks.
+	Rollback Rollbacker
+	// ExternalURL goes into messages as a link back to vigil.
+	ExternalURL string
+	// Workers send deliveries in parallel (default 4).
+	Workers int
+	// AttemptTimeout bounds one delivery attempt (default 30s).
+	AttemptTimeout time.Duration
+	// DeliveryExpiry is how long a delivery is retried before it is
+	// recorded as failed (default 24h).
+	DeliveryExpiry time.Duration
+}
 
-// Manager receives alerts from the rules manager and notifies.
+// runtimeConfig is what the Manager needs from a config, swapped whole on
+// reload.
+type runtimeConfig struct {
+	env       string
+	service   string
+	esc       config.EscalationConfig
+	levels    []config.LevelConfig
+	receivers map[string]Receiver
+}
+
+// Manager receives alerts from the rules manager, keeps incidents, escalates
+// them and delivers their messages.
 type Manager struct {
-	logger *slog.Logger
+	opts    Options
+	logger  *slog.Logger
+	clock   Clock
+	store   Store
+	ownsDB  bool
+	metrics *metrics
+	ids     idSource
+	queue   *queue
 
-	mtx sync.Mutex
-	// firing holds the fingerprints of alerts already announced as firing.
-	firing map[uint64]struct{}
-	env    string
+	cfgMtx sync.RWMutex
+	cfg    *runtimeConfig
 
-	notifications *prometheus.CounterVec
+	timerMtx sync.Mutex
+	timers   map[string]Timer
+	stopped  bool
 }
 
-// New returns a Manager; its metrics go on reg.
-func New(_ *Options, logger *slog.Logger, reg prometheus.Registerer) *Manager {
-	m := &Manager{
-		logger: logger,
-		firing: map[uint64]struct{}{},
-		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_notifications_total",
-			Help: "Notifications sent, by receiver and outcome.",
-		}, []string{"receiver", "outcome"}),
+// New opens the store and returns a Manager; its metrics go on reg.
+func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	m := &Manager{logger: logger, timers: map[string]Timer{}}
+	if opts != nil {
+		m.opts = *opts
 	}
-	if reg != nil {
-		reg.MustRegister(m.notifications)
+	if m.logger == nil {
+		m.logger = slog.New(slog.DiscardHandler)
 	}
-	return m
+	m.clock = m.opts.Clock
+	if m.clock == nil {
+		m.clock = realClock{}
+	}
+	if m.opts.Workers <= 0 {
+		m.opts.Workers = DefaultWorkers
+	}
+	if m.opts.AttemptTimeout <= 0 {
+		m.opts.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if m.opts.DeliveryExpiry <= 0 {
+		m.opts.DeliveryExpiry = DefaultDeliveryExpiry
+	}
+	m.store = m.opts.Store
+	if m.store == nil {
+		if m.opts.DataDir == "" {
+			return nil, errors.New("notifier: no data directory for the incident store")
+		}
+		s, err := OpenBoltStore(m.opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("notifier: %w", err)
+		}
+		m.store, m.ownsDB = s, true
+	}
+	m.metrics = newMetrics(reg)
+	m.queue = newQueue(m.clock)
+	if err := m.initGauges(); err != nil {
+		if m.ownsDB {
+			_ = m.store.Close()
+		}
+		return nil, err
+	}
+	return m, nil
 }
 
-// ApplyConfig takes a new config.
+// initGauges counts the open incidents already in the store.
+func (m *Manager) initGauges() error {
+	return m.store.View(func(tx Tx) error {
+		all, err := tx.Incidents("")
+		if err != nil {
+			return fmt.Errorf("notifier: read incidents: %w", err)
+		}
+		for _, inc := range all {
+			if inc.State != StateResolved {
+				m.metrics.incidents.WithLabelValues(string(inc.State), inc.Priority).Inc()
+			}
+		}
+		return nil
+	})
+}
+
+// ApplyConfig takes a new config: environment, escalation and receivers. A
+// receiver that fails to build keeps the old config.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
-	m.mtx.Lock()
-	defer m.mtx.Unlock()
-	m.env = cfg.Environment
-	return nil
-}
-
-// Run blocks until ctx is done; deliveries here are synchronous log lines.
-func (m *Manager) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
-}
-
-// Notify is a rules.NotifyFunc. Prometheus resends firing alerts every
-// evaluation past the resend delay and resolved ones for a while; each state
-// change is logged once.
-func (m *Manager) Notify(_ context.Context, expr string, alerts ...*rules.Alert) {
-	m.mtx.Lock()
-	defer m.mtx.Unlock()
-	for _, a := range alerts {
-		fp := a.Labels.Hash()
-		_, announced := m.firing[fp]
-		switch {
-		case a.State == rules.StateFiring && !announced:
-			m.firing[fp] = struct{}{}
-			m.log("alert firing", expr, a)
-		case a.State == rules.StateInactive && !a.ResolvedAt.IsZero() && announced:
-			delete(m.firing, fp)
-			m.log("alert resolved", expr, a)
+	rc := &runtimeConfig{
+		env:       cfg.Environment,
+		service:   cfg.Service,
+		esc:       cfg.Escalation,
+		levels:    cfg.Escalation.Levels,
+		receivers: map[string]Receiver{},
+	}
+	if len(rc.levels) == 0 {
+		// Without levels every incident still reaches someone: the log.
+		rc.levels = []config.LevelConfig{{Name: "default", Notify: []string{config.ImplicitLogReceiver}}}
+	}
+	rc.receivers[config.ImplicitLogReceiver] = newLogReceiver(m.logger, "warn")
+	for _, r := range cfg.Receivers {
+		if r.Log != nil {
+			rc.receivers[r.Name] = newLogReceiver(m.logger, r.Log.Level)
 		}
 	}
+	if m.opts.Receivers != nil {
+		built, err := m.opts.Receivers(cfg)
+		if err != nil {
+			return fmt.Errorf("notifier: receivers: %w", err)
+		}
+		for name, r := range built {
+			rc.receivers[name] = r
+		}
+	}
+	m.cfgMtx.Lock()
+	m.cfg = rc
+	m.cfgMtx.Unlock()
+	return nil
 }
 
-func (m *Manager) log(msg, expr string, a *rules.Alert) {
-	attrs := []any{
-		"alertname", a.Labels.Get(labels.AlertName),
-		"severity", a.Labels.Get("severity"),
-		"value", a.Value,
-		"active_at", a.ActiveAt,
-		"labels", a.Labels.String(),
-		"expr", expr,
-		"environment", m.env,
+func (m *Manager) config() *runtimeConfig {
+	m.cfgMtx.RLock()
+	defer m.cfgMtx.RUnlock()
+	return m.cfg
+}
+
+func (m *Manager) receiver(name string) Receiver {
+	c := m.config()
+	if c == nil {
+		return nil
 	}
-	if !a.ResolvedAt.IsZero() {
-		attrs = append(attrs, "resolved_at", a.ResolvedAt)
+	return c.receivers[name]
+}
+
+// Run restores pending deliveries, escalation timers and undecided rollbacks
+// from the store, then delivers until ctx is done. Attempts in flight when
+// ctx ends are abandoned and made again after the next start, with the same
+// DeliveryID.
+func (m *Manager) Run(ctx context.Context) error {
+	var (
+		deliveries []Delivery
+		deadlines  = map[string]time.Time{}
+		rollbacks  []string
+	)
+	err := m.store.View(func(tx Tx) error {
+		var err error
+		if deliveries, err = tx.Deliveries(); err != nil {
+			return err
+		}
+		open, err := tx.Incidents("")
+		if err != nil {
+			return err
+		}
+		for _, inc := range open {
+			if inc.State != StateResolved && !inc.NextDeadline.IsZero() {
+				deadlines[inc.ID] = inc.NextDeadline
+			}
+		}
+		rollbacks, err = tx.RollbackPending()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("notifier: restore: %w", err)
 	}
-	if s := a.Annotations.Get("summary"); s != "" {
-		attrs = append(attrs, "summary", s)
+	m.queue.restore(deliveries)
+	m.metrics.pending.Set(float64(m.queue.len()))
+	for id, at := range deadlines {
+		m.arm(id, at)
 	}
-	m.logger.Warn(msg, attrs...)
-	m.notifications.WithLabelValues("log", "success").Inc()
+	if len(deliveries)+len(deadlines) > 0 {
+		m.logger.Info("restored from the store", "deliveries", len(deliveries), "deadlines", len(deadlines))
+	}
+	for _, id := range rollbacks {
+		_ = m.decideRollback(ctx, id)
+	}
+
+	m.runDelivery(ctx)
+
+	m.timerMtx.Lock()
+	m.stopped = true
+	for id, t := range m.timers {
+		t.Stop()
+		delete(m.timers, id)
+	}
+	m.timerMtx.Unlock()
+	return nil
+}
+
+// Close releases the store. Call it after Run has returned.
+func (m *Manager) Close() error {
+	m.timerMtx.Lock()
+	m.stopped = true
+	for _, t := range m.timers {
+		t.Stop()
+	}
+	m.timerMtx.Unlock()
+	if m.ownsDB {
+		if err := m.store.Close(); err != nil {
+			return fmt.Errorf("notifier: close store: %w", err)
+		}
+	}
+	return nil
+}
+
+// KV returns a durable key-value space for a receiver or the rollback logic.
+func (m *Manager) KV(namespace string) KV { return m.store.KV(namespace) }
+
+// Incidents returns the incidents in a state ("" for all), newest first.
+func (m *Manager) Incidents(state State) ([]Incident, error) {
+	var out []Incident
+	err := m.store.View(func(tx Tx) error {
+		var err error
+		out, err = tx.Incidents(state)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	return out, nil
+}
+
+// Incident returns one incident, or an error wrapping ErrNotFound.
+func (m *Manager) Incident(id string) (Incident, error) {
+	var inc Incident
+	err := m.store.View(func(tx Tx) error {
+		var err error
+		inc, err = tx.Incident(id)
+		return err
+	})
+	return inc, err
+}
+
+// Notify is a rules.NotifyFunc. A firing alert opens an incident unless one
+// is open for its fingerprint or it is the same firing (same ActiveAt) as an
+// incident resolved by hand; a resolved alert resolves its incident. All
+// alerts of one call are one transaction.
+func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
+	cfg := m.config()
+	if cfg == nil {
+		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts))
+		return
+	}
+	now := m.clock.Now()
+	var eff *effects
+	err := m.store.Update(func(tx Tx) error {
+		eff = newEffects()
+		for _, a := range alerts {
+			fp := fingerprint(a.Labels)
+			latest, found, err := tx.LatestIncident(fp)
+			if err != nil {
+				return err
+			}
+			open := found && latest.State != StateResolved
+			switch {
+			case a.State == rules.StateFiring && !open:
+				if found && latest.Alert.ActiveAt.Equal(a.ActiveAt) {
+					continue // resolved by hand while the same firing goes on
+				}
+				if err := m.open(tx, cfg, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
+					return err
+				}
+			case a.State == rules.StateFiring && open:
+				if latest.Alert.Value != a.Value {
+					latest.Alert.Value = a.Value
+					if err := tx.PutIncident(&latest); err != nil {
+						return err
+					}
+				}
+			case a.State == rules.StateInactive && !a.ResolvedAt.IsZero() && open:
+				latest.Alert.ResolvedAt = a.ResolvedAt
+				latest.Alert.Value = a.Value
+				if err := m.resolve(tx, cfg, &latest, ResolvedByAlert, "", now, eff); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
+		return
+	}
+	m.apply(ctx, eff)
+}
+
+// Acknowledge stops an incident's escalation and tells every notified level.
+func (m *Manager) Acknowledge(id, by, comment string) (Incident, error) {
+	return m.change(id, func(tx Tx, cfg *runtimeConfig, inc *Incident, now time.Time, eff *effects) error {
+		switch inc.State {
+		case StateResolved:
+			return fmt.Errorf("acknowledge %s: %w", id, ErrResolved)
+		case StateAcknowledged:
+			return nil
+		}
+		return m.acknowledge(tx, cfg, inc, by, comment, now, eff)
+	})
+}
+
+// Resolve ends an incident by hand and tells every notified level. Resolving
+// a resolved incident changes nothing.
+func (m *Manager) Resolve(id, by, comment string) (Incident, error) {
+	return m.change(id, func(tx Tx, cfg *runtimeConfig, inc *Incident, now time.Time, eff *effects) error {
+		if inc.State == StateResolved {
+			return nil
+		}
+		return m.resolve(tx, cfg, inc, by, comment, now, eff)
+	})
+}
+
+// RequestRollback asks the Rollbacker about an incident by hand (POST
+// /api/v1/rollback) in any environment that allows rollbacks, and records
+// and delivers what it decides.
+func (m *Manager) RequestRollback(ctx context.Context, id string) (Incident, error) {
+	if m.opts.Rollback == nil {
+		return Incident{}, errors.New("rollback is not configured")
+	}
+	if err := m.store.Update(func(tx Tx) error { return tx.SetRollbackPending(id, true) }); err != nil {
+		return Incident{}, fmt.Errorf("notifier: %w", err)
+	}
+	if err := m.decideRollback(ctx, id); err != nil {
+		return Incident{}, err
+	}
+	return m.Incident(id)
+}
+
+// change runs fn on one incident in one transaction and applies its effects.
+func (m *Manager) change(id string, fn func(Tx, *runtimeConfig, *Incident, time.Time, *effects) error) (Incident, error) {
+	cfg := m.config()
+	if cfg == nil {
+		return Incident{}, errors.New("notifier: no config applied")
+	}
+	now := m.clock.Now()
+	var (
+		inc Incident
+		eff *effects
+	)
+	err := m.store.Update(func(tx Tx) error {
+		eff = newEffects()
+		var err error
+		if inc, err = tx.Incident(id); err != nil {
+			return err
+		}
+		return fn(tx, cfg, &inc, now, eff)
+	})
+	if err != nil {
+		return Incident{}, fmt.Errorf("notifier: %w", err)
+	}
+	m.apply(context.Background(), eff)
+	return inc, nil
+}
+
+// effects are what a committed transaction starts: deliveries to send,
+// deadlines to arm, metrics to move and rollbacks to decide.
+type effects struct {
+	deliveries []Delivery
+	deadlines  map[string]time.Time
+	after      []func()
+	rollbacks  []string
+}
+
+func newEffects() *effects { return &effects{deadlines: map[string]time.Time{}} }
+
+func (m *Manager) apply(ctx context.Context, eff *effects) {
+	if len(eff.deliveries) > 0 {
+		m.queue.push(eff.deliveries...)
+		m.metrics.pending.Set(float64(m.queue.len()))
+	}
+	for id, at := range eff.deadlines {
+		m.arm(id, at)
+	}
+	for _, f := range eff.after {
+		f()
+	}
+	for _, id := range eff.rollbacks {
+		_ = m.decideRollback(ctx, id)
+	}
+}
+
+// arm schedules the deadline check of an incident, replacing an earlier one.
+// The check rereads the incident, so a stale timer does no harm.
+func (m *Manager) arm(id string, at time.Time) {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	if m.stopped {
+		return
+	}
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+		delete(m.timers, id)
+	}
+	if at.IsZero() {
+		return
+	}
+	m.timers[id] = m.clock.AfterFunc(max(at.Sub(m.clock.Now()), 0), func() { m.deadline(id) })
+}
+
+func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
+
+func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
+	out := Alert{
+		Name:        a.Labels.Get(labels.AlertName),
+		Fingerprint: fp,
+		Labels:      a.Labels.Map(),
+		Annotations: a.Annotations.Map(),
+		Value:       a.Value,
+		ActiveAt:    a.ActiveAt,
+		FiredAt:     a.FiredAt,
+		ResolvedAt:  a.ResolvedAt,
+	}
+	if expr != "" && externalURL != "" {
+		// The link Prometheus itself puts on its alerts.
+		out.GeneratorURL = strings.TrimSuffix(externalURL, "/") + "/graph?g0.expr=" + url.QueryEscape(expr) + "&g0.tab=1"
+	}
+	return out
 }

@@ -17,6 +17,12 @@ const (
 	permViewMetrics = "view_metrics"
 	permManageRoles = "manage_roles"
 	permViewLogs    = "view_logs"
+	permAcknowledge = "acknowledge"
+	permDeploy      = "deploy"
+	permRollback    = "rollback"
+	// permSlack marks the route Slack calls: it carries no vigil token, the
+	// handler verifies Slack's signing secret.
+	permSlack = "slack_signature"
 )
 
 // route is one row of the route table: authentication wraps each route by its
@@ -71,6 +77,14 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
 		{http.MethodGet, apiPrefix + "/logs", permViewLogs, h.logs},
+		{http.MethodGet, apiPrefix + "/incidents", permMonitor, h.listIncidents},
+		{http.MethodGet, apiPrefix + "/incidents/:id", permMonitor, h.getIncident},
+		{http.MethodPost, apiPrefix + "/incidents/:id/ack", permAcknowledge, h.incidentAction(false)},
+		{http.MethodPost, apiPrefix + "/incidents/:id/resolve", permAcknowledge, h.incidentAction(true)},
+		{http.MethodGet, apiPrefix + "/deploys", permMonitor, h.listDeploys},
+		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
+		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
+		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {

@@ -76,6 +76,14 @@ type Options struct {
 	// LogLines returns the last lines of a tailed log for /api/v1/logs; nil
 	// answers 404 for every log.
 	LogLines func(log string, limit int) (any, error)
+	// Incidents lists, acknowledges and resolves incidents.
+	Incidents Incidents
+	// Deploys records and lists deploys; Rollback fires the rollback webhook
+	// by hand.
+	Deploys Deploys
+	// SlackInteractions answers Slack's interaction requests (it verifies
+	// Slack's signature itself); nil answers 404.
+	SlackInteractions http.Handler
 	// Reload re-reads the configuration; POST /-/reload calls it.
 	Reload func() error
 	// Version is vigil's version; empty means github.com/prometheus/common/version.Version.

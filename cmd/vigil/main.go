@@ -20,6 +20,7 @@ const usage = `Usage:
   vigil [--config FILE]            run (with no --config: the built-in default config)
   vigil check config FILE...       validate config files; print every error found
   vigil test rules FILE...         run rule unit tests in promtool's format
+  vigil demo                       play the whole loop on this machine in about two minutes
   vigil version                    print the version
 `
 
@@ -49,6 +50,8 @@ func execute(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 			return 0
+		case "demo":
+			return demo(stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0

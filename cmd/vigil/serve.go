@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/rollback"
 	"github.com/vigil-sh/vigil/rules"
 	"github.com/vigil-sh/vigil/storage"
 	"github.com/vigil-sh/vigil/web"
@@ -160,7 +161,29 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	if err != nil {
 		return err
 	}
-	notifications := notifier.New(&notifier.Options{}, logger.With("component", "notifier"), reg)
+	// One incident store: the notifier's incidents and deliveries, the
+	// rollback logic's deploys and cooldowns, the receivers' own state.
+	store, err := notifier.OpenBoltStore(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("opening the incident store in %s: %w", cfg.DataDir, err)
+	}
+	defer store.Close()
+	rollbacks, err := rollback.New(&rollback.Options{KV: store.KV("rollback"), ExternalURL: externalURL.String()},
+		logger.With("component", "rollback"), reg)
+	if err != nil {
+		return err
+	}
+	notifications, err := notifier.New(&notifier.Options{
+		Store:       store,
+		Receivers:   receivers(rollbacks),
+		Rollback:    rollbacks,
+		ExternalURL: externalURL.String(),
+	}, logger.With("component", "notifier"), reg)
+	if err != nil {
+		return err
+	}
+	// After every actor has returned: no delivery is in flight any more.
+	defer notifications.Close()
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
 		Appendable:  db,
@@ -183,6 +206,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Gatherer:      reg,
 		Collectors:    scrapes.Collectors(),
 		LogLines:      func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
+		Incidents:     notifications,
+		Deploys:       rollbacks,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -199,6 +224,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"rules", ruleManager.ApplyConfig},
 		{"scrape", scrapes.ApplyConfig},
 		{"logs", logManager.ApplyConfig},
+		// The rollback rules before the notifier that asks them.
+		{"rollback", rollbacks.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		{"logging", func(c *config.Config) error {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// demo plays the whole loop on this machine in about two minutes: a small
+// app whose error rate the demo raises, a receiver that prints what it gets,
+// a deploy controller stand-in that prints rollback calls, and vigil itself
+// (this binary, as a child process) with short response times. Everything
+// listens on 127.0.0.1.
+func demo(stdout, stderr io.Writer) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	d := &demoRun{out: stdout, start: time.Now()}
+	if err := d.run(ctx); err != nil {
+		fmt.Fprintf(stderr, "demo: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+type demoRun struct {
+	out   io.Writer
+	start time.Time
+
+	errorPercent atomic.Int64
+	requests     atomic.Int64
+	failures     atomic.Int64
+	version      atomic.Value // string
+	vigil        string       // base URL
+}
+
+func (d *demoRun) say(format string, args ...any) {
+	fmt.Fprintf(d.out, "[%5.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func listenLocal() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func (d *demoRun) run(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "vigil-demo")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// The app: each scrape counts 200 more requests, errorPercent of them 5xx.
+	d.version.Store("1.4.0")
+	app, err := d.serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		d.requests.Add(200)
+		d.failures.Add(2 * d.errorPercent.Load())
+		fmt.Fprintf(w, "# TYPE http_requests_total counter\n")
+		fmt.Fprintf(w, "http_requests_total{code=\"200\"} %d\n", d.requests.Load()-d.failures.Load())
+		fmt.Fprintf(w, "http_requests_total{code=\"500\"} %d\n", d.failures.Load())
+		fmt.Fprintf(w, "# TYPE demo_build_info gauge\ndemo_build_info{version=%q} 1\n", d.version.Load())
+	}))
+	if err != nil {
+		return err
+	}
+	receiver, err := d.serve(http.HandlerFunc(d.receive))
+	if err != nil {
+		return err
+	}
+	deployer, err := d.serve(http.HandlerFunc(d.rollbackCall))
+	if err != nil {
+		return err
+	}
+	l, err := listenLocal()
+	if err != nil {
+		return err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	d.vigil = "http://" + addr
+
+	cfg := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), addr, app, receiver, deployer)), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "vigil.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.CommandContext(ctx, self, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+
+	d.say("vigil is starting on %s (config and data in %s)", d.vigil, dir)
+	if err := d.waitFor(ctx, 30*time.Second, func() bool { return d.get("/ready") == nil }); err != nil {
+		return fmt.Errorf("vigil did not become ready: %w", err)
+	}
+	d.say("ready. Response times are shortened for the demo: critical alerts escalate every 20s.")
+
+	if err := d.post("/api/v1/deploys", `{"service":"demo","version":"1.4.0","environment":"production"}`, nil); err != nil {
+		return err
+	}
+	d.say("the deploy controller ships demo 1.5.0 over 1.4.0 (POST /api/v1/deploys)")
+	d.version.Store("1.5.0")
+	if err := d.post("/api/v1/deploys", `{"service":"demo","version":"1.5.0","environment":"production"}`, nil); err != nil {
+		return err
+	}
+	d.say("the new version fails 30%% of its requests; the seed's high_error_rate rule (error_rate > 5 for 3s) will fire")
+	d.errorPercent.Store(30)
+
+	var incidentID string
+	if err := d.waitFor(ctx, 60*time.Second, func() bool {
+		incidentID = d.openIncident()
+		return incidentID != ""
+	}); err != nil {
+		return fmt.Errorf("no incident opened: %w", err)
+	}
+	d.say("incident %s opened; Level 1 (support) is notified, and the deploy started within the rollback window", incidentID)
+
+	if err := d.waitFor(ctx, 45*time.Second, func() bool { return d.incidentLevel(incidentID) >= 1 }); err != nil {
+		return fmt.Errorf("no escalation: %w", err)
+	}
+	d.say("nobody acknowledged within 20s: escalated to Level 2 (development)")
+
+	d.say("a developer acknowledges (POST /api/v1/incidents/%s/ack)", incidentID)
+	if err := d.post("/api/v1/incidents/"+incidentID+"/ack", `{"by":"dev-on-call","comment":"rolling back 1.5.0"}`, nil); err != nil {
+		return err
+	}
+	d.say("the rollback brings back 1.4.0: errors stop; the alert resolves once the last minute's error rate is under 5%%")
+	d.version.Store("1.4.0")
+	d.errorPercent.Store(0)
+	if err := d.waitFor(ctx, 90*time.Second, func() bool { return d.incidentState(incidentID) == "resolved" }); err != nil {
+		return fmt.Errorf("the incident did not resolve: %w", err)
+	}
+	time.Sleep(2 * time.Second) // let the resolve notifications arrive
+	d.say("incident resolved; every level that was notified has been told. Done in %s.", time.Since(d.start).Round(time.Second))
+	return nil
+}
+
+const demoConfig = `service: demo
+environment: production
+data_dir: %s
+server: {listen: "%s"}
+logging: {level: info, format: text}
+metrics: {interval: 1s}
+collectors:
+  app: {targets: ["%s"], labels: {app: app}}
+alerts:
+  rules:
+    - name: high_error_rate
+      condition: error_rate > 5
+      duration: 3s
+      severity: critical
+      labels: {app: app}
+      summary: More than 5%% of requests fail
+escalation:
+  response_times: {critical: 20s, high: 40s, medium: 1m, low: 2m}
+  levels:
+    - {name: support, notify: [support-team]}
+    - {name: development, notify: [development-team]}
+    - {name: architecture, notify: [architecture-team]}
+receivers:
+  - {name: support-team, webhook: {url: "http://%[4]s/support", secret: demo-secret}}
+  - {name: development-team, webhook: {url: "http://%[4]s/development", secret: demo-secret}}
+  - {name: architecture-team, webhook: {url: "http://%[4]s/architecture", secret: demo-secret}}
+rollback:
+  webhook: {url: "http://%[5]s/rollback", secret: demo-secret}
+  when: {severity: critical, app: app}
+  window: 10m
+  cooldown: 30m
+`
+
+func (d *demoRun) serve(h http.Handler) (string, error) {
+	l, err := listenLocal()
+	if err != nil {
+		return "", err
+	}
+	go func() { _ = http.Serve(l, h) }()
+	return l.Addr().String(), nil
+}
+
+// receive prints what the webhook receiver gets.
+func (d *demoRun) receive(w http.ResponseWriter, r *http.Request) {
+	var p struct {
+		Status   string `json:"status"`
+		Alerts   []struct{ Labels map[string]string } `json:"alerts"`
+		Incident struct {
+			ID        string `json:"id"`
+			Kind      string `json:"kind"`
+			LevelName string `json:"levelName"`
+			Priority  string `json:"priority"`
+		} `json:"incident"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err := json.Unmarshal(body, &p); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	name := ""
+	if len(p.Alerts) > 0 {
+		name = p.Alerts[0].Labels["alertname"]
+	}
+	d.say("  %s team ← %s %s (level %s, priority %s, webhook-id %s)",
+		strings.TrimPrefix(r.URL.Path, "/"), strings.ToUpper(p.Incident.Kind), name, p.Incident.LevelName, p.Incident.Priority, r.Header.Get("webhook-id"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// rollbackCall prints what the deploy controller stand-in gets.
+func (d *demoRun) rollbackCall(w http.ResponseWriter, r *http.Request) {
+	var p struct {
+		Service         string `json:"service"`
+		BadVersion      string `json:"bad_version"`
+		PreviousVersion string `json:"previous_version"`
+		IncidentID      string `json:"incident_id"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	_ = json.Unmarshal(body, &p)
+	d.say("  deploy controller ← ROLLBACK %s %s → %s (incident %s, idempotency key %s)",
+		p.Service, p.BadVersion, p.PreviousVersion, p.IncidentID, r.Header.Get("webhook-id"))
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (d *demoRun) waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (d *demoRun) get(path string) error {
+	resp, err := http.Get(d.vigil + path)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+func (d *demoRun) post(path, body string, out any) error {
+	resp, err := http.Post(d.vigil+path, "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+type demoIncident struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Level int    `json:"level"`
+}
+
+func (d *demoRun) incidents(path string) []demoIncident {
+	resp, err := http.Get(d.vigil + path)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return nil
+	}
+	var list []demoIncident
+	if err := json.Unmarshal(env.Data, &list); err == nil {
+		return list
+	}
+	var one demoIncident
+	if err := json.Unmarshal(env.Data, &one); err == nil && one.ID != "" {
+		return []demoIncident{one}
+	}
+	return nil
+}
+
+func (d *demoRun) openIncident() string {
+	for _, inc := range d.incidents("/api/v1/incidents?state=triggered") {
+		return inc.ID
+	}
+	return ""
+}
+
+func (d *demoRun) incidentLevel(id string) int {
+	for _, inc := range d.incidents("/api/v1/incidents/" + id) {
+		return inc.Level
+	}
+	return -1
+}
+
+func (d *demoRun) incidentState(id string) string {
+	for _, inc := range d.incidents("/api/v1/incidents/" + id) {
+		return inc.State
+	}
+	return ""
+}

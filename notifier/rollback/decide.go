@@ -1,0 +1,328 @@
+package rollback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
+)
+
+// Payload is the JSON body of the rollback webhook.
+type Payload struct {
+	Service         string `json:"service"`
+	Environment     string `json:"environment"`
+	BadVersion      string `json:"bad_version"`
+	PreviousVersion string `json:"previous_version"`
+	// DeployedAt is when the bad version was deployed.
+	DeployedAt time.Time `json:"deployed_at"`
+	// Alert, IncidentID and IncidentURL are empty for a manual rollback.
+	Alert       *PayloadAlert `json:"alert,omitempty"`
+	IncidentID  string        `json:"incident_id,omitempty"`
+	IncidentURL string        `json:"incident_url,omitempty"`
+	Reason      string        `json:"reason"`
+	RequestedBy string        `json:"requested_by,omitempty"`
+	RequestedAt time.Time     `json:"requested_at"`
+}
+
+// PayloadAlert is the alert that asked for the rollback.
+type PayloadAlert struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Value is null when the alert's value is not a finite number.
+	Value    *float64  `json:"value"`
+	ActiveAt time.Time `json:"active_at"`
+}
+
+// incidentState is what the KV keeps per incident that had a rollback.
+type incidentState struct {
+	Record notifier.RollbackRecord `json:"record"`
+	// Message is nil for a dry run; its Incident is left empty.
+	Message *notifier.Message `json:"message,omitempty"`
+}
+
+// Decide says whether inc calls for a rollback of the last deploy of the
+// configured service in env (the configured environment when empty). When it
+// does, it records the rollback (for the incident and for the cooldown) and
+// returns the message for Receiver to deliver and the record to keep on the
+// incident; with rollback.dry_run it records and returns the record with no
+// message. It returns nils when no rollback is due, and an error only when
+// its state cannot be read or written; the state is written before the
+// message is returned, so a failure means no rollback rather than two.
+//
+// An incident gets at most one rollback. Once inc.Rollback is set, Decide
+// returns nils. While it is not (the caller crashed before storing the
+// decision, as notifier.Rollbacker allows), Decide repeats the stored
+// decision: the same message, delivery id and record.
+func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) (*notifier.Message, *notifier.RollbackRecord, error) {
+	if inc == nil {
+		return nil, nil, errors.New("rollback: nil incident")
+	}
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	s := m.cfg
+	if s.webhook == nil {
+		return nil, nil, nil
+	}
+	if env == "" {
+		env = s.environment
+	}
+	log := m.logger.With("incident", inc.ID, "alertname", inc.Alert.Name, "environment", env)
+	if env != config.EnvProduction {
+		return m.skip(log, DecisionEnvironment)
+	}
+	if inc.Rollback != nil {
+		return m.skip(log, DecisionAlreadyFired)
+	}
+	incKey := keyIncident + url.PathEscape(inc.ID)
+	if b, done, err := m.kv.Get(incKey); err != nil {
+		return nil, nil, fmt.Errorf("rollback: reading incident state: %w", err)
+	} else if done {
+		// Decided before, but the caller has no record of it: it crashed
+		// before storing the decision. Answer the same, with the same
+		// delivery id, so the controller sees one rollback.
+		var st incidentState
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, nil, fmt.Errorf("rollback: decoding incident state: %w", err)
+		}
+		m.decisions.WithLabelValues(DecisionAlreadyFired).Inc()
+		log.Info("rollback already decided for this incident; repeating the decision", "delivery_id", st.Record.DeliveryID)
+		rec := st.Record
+		if st.Message == nil {
+			return nil, &rec, nil
+		}
+		msg := *st.Message
+		msg.Incident = *inc
+		return &msg, &rec, nil
+	}
+	if !matches(s.when, inc.Alert.Labels) {
+		return m.skip(log, DecisionNotMatching)
+	}
+	d, ok, err := m.lastDeploy(s.service, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return m.skip(log, DecisionNoDeploy)
+	}
+	started := alertStart(inc)
+	if started.Before(d.At) || started.After(d.At.Add(s.window)) {
+		log.Debug("alert did not start within the window after the last deploy",
+			"started", started, "deployed", d.At, "window", s.window)
+		return m.skip(log, DecisionOutsideWindow)
+	}
+	now := m.now()
+	if _, ok, err := m.lastRollback(s, env, now); err != nil {
+		return nil, nil, err
+	} else if ok {
+		return m.skip(log, DecisionCooldown)
+	}
+
+	p := Payload{
+		Service:         d.Service,
+		Environment:     env,
+		BadVersion:      d.Version,
+		PreviousVersion: d.PreviousVersion,
+		DeployedAt:      d.At,
+		Alert: &PayloadAlert{
+			Name:        inc.Alert.Name,
+			Labels:      inc.Alert.Labels,
+			Annotations: inc.Alert.Annotations,
+			Value:       finite(inc.Alert.Value),
+			ActiveAt:    started,
+		},
+		IncidentID:  inc.ID,
+		IncidentURL: incidentURL(s.externalURL, inc.ID),
+		Reason: fmt.Sprintf("alert %s started %s after the deploy of %s",
+			inc.Alert.Name, started.Sub(d.At).Round(time.Second), d.Version),
+		RequestedAt: now,
+	}
+	msg, rec, err := m.fire(s, log, p, "rb_"+inc.ID, incKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg != nil {
+		msg.Incident = *inc
+	}
+	return msg, rec, nil
+}
+
+// Manual rolls back the last deploy of the configured service and
+// environment now, for POST /api/v1/rollback. It skips the window and the
+// rollback.when match but not the environment (production only) nor the
+// cooldown: an operator who must roll back again within it waits, or the deploy
+// controller is called directly. It returns ErrNotConfigured, ErrEnvironment,
+// ErrNoDeploy or ErrCooldown (wrapped) when it will not roll back. Each call
+// gets its own delivery id, so a second manual rollback after the cooldown is
+// not taken for a retry of the first.
+func (m *Manager) Manual(_ context.Context, reason, by string) (*notifier.Message, *notifier.RollbackRecord, error) {
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	s := m.cfg
+	if s.webhook == nil {
+		return nil, nil, ErrNotConfigured
+	}
+	log := m.logger.With("manual", true, "by", by, "environment", s.environment)
+	if s.environment != config.EnvProduction {
+		m.decisions.WithLabelValues(DecisionEnvironment).Inc()
+		return nil, nil, fmt.Errorf("rollback in %q: %w", s.environment, ErrEnvironment)
+	}
+	d, ok, err := m.lastDeploy(s.service, s.environment)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		m.decisions.WithLabelValues(DecisionNoDeploy).Inc()
+		return nil, nil, fmt.Errorf("rollback of %q in %q: %w", s.service, s.environment, ErrNoDeploy)
+	}
+	now := m.now()
+	last, inCooldown, err := m.lastRollback(s, s.environment, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if inCooldown {
+		m.decisions.WithLabelValues(DecisionCooldown).Inc()
+		return nil, nil, fmt.Errorf("last rollback at %s, cooldown %s: %w",
+			last.Format(time.RFC3339), s.cooldown, ErrCooldown)
+	}
+	if strings.TrimSpace(reason) == "" {
+		reason = "manual rollback"
+	}
+	p := Payload{
+		Service:         d.Service,
+		Environment:     s.environment,
+		BadVersion:      d.Version,
+		PreviousVersion: d.PreviousVersion,
+		DeployedAt:      d.At,
+		Reason:          reason,
+		RequestedBy:     by,
+		RequestedAt:     now,
+	}
+	return m.fire(s, log, p, "rb_manual_"+strconv.FormatInt(now.UnixNano(), 10), "")
+}
+
+// fire records a due rollback and builds its message; m.mtx is held.
+// incKey is empty for a manual rollback.
+func (m *Manager) fire(s settings, log *slog.Logger, p Payload, id, incKey string) (*notifier.Message, *notifier.RollbackRecord, error) {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rollback: encoding payload: %w", err)
+	}
+	rec := &notifier.RollbackRecord{
+		DeliveryID:      id,
+		BadVersion:      p.BadVersion,
+		PreviousVersion: p.PreviousVersion,
+		DryRun:          s.dryRun,
+		At:              p.RequestedAt,
+		Outcome:         notifier.OutcomePending,
+	}
+	if s.dryRun {
+		rec.Outcome = OutcomeDryRun
+	}
+	// The cooldown goes first: if the incident record then fails, the
+	// incident is still held off by the cooldown.
+	ts := []byte(p.RequestedAt.UTC().Format(time.RFC3339Nano))
+	if err := m.kv.Put(pairKey(keyCooldown, s.service, p.Environment), ts); err != nil {
+		return nil, nil, fmt.Errorf("rollback: storing cooldown: %w", err)
+	}
+	var msg *notifier.Message
+	if !s.dryRun {
+		msg = &notifier.Message{
+			DeliveryID:  id,
+			Kind:        notifier.KindRollback,
+			Level:       -1,
+			LevelName:   "rollback",
+			Service:     p.Service,
+			Environment: p.Environment,
+			ExternalURL: s.externalURL,
+			CreatedAt:   p.RequestedAt,
+			Payload:     body,
+		}
+	}
+	if incKey != "" {
+		b, err := json.Marshal(incidentState{Record: *rec, Message: msg})
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollback: encoding record: %w", err)
+		}
+		if err := m.kv.Put(incKey, b); err != nil {
+			return nil, nil, fmt.Errorf("rollback: storing incident state: %w", err)
+		}
+	}
+	if s.dryRun {
+		m.decisions.WithLabelValues(DecisionDryRun).Inc()
+		log.Info("rollback due; dry run, not calling the webhook", "delivery_id", id,
+			"bad_version", p.BadVersion, "previous_version", p.PreviousVersion, "reason", p.Reason)
+		return nil, rec, nil
+	}
+	m.decisions.WithLabelValues(DecisionFired).Inc()
+	log.Info("rollback due", "delivery_id", id,
+		"bad_version", p.BadVersion, "previous_version", p.PreviousVersion, "reason", p.Reason)
+	return msg, rec, nil
+}
+
+func (m *Manager) skip(log *slog.Logger, decision string) (*notifier.Message, *notifier.RollbackRecord, error) {
+	m.decisions.WithLabelValues(decision).Inc()
+	log.Debug("no rollback", "decision", decision)
+	return nil, nil, nil
+}
+
+// lastRollback returns the time of the last rollback of the service in env
+// and whether now is within the cooldown after it.
+func (m *Manager) lastRollback(s settings, env string, now time.Time) (time.Time, bool, error) {
+	b, ok, err := m.kv.Get(pairKey(keyCooldown, s.service, env))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("rollback: reading cooldown: %w", err)
+	}
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	last, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("rollback: decoding cooldown: %w", err)
+	}
+	return last, now.Before(last.Add(s.cooldown)), nil
+}
+
+// matches reports whether labels has every key of when with the same value.
+func matches(when, labels map[string]string) bool {
+	for k, v := range when {
+		got, ok := labels[k]
+		if !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// alertStart is when the alert started: its ActiveAt, else when it fired,
+// else when the incident opened.
+func alertStart(inc *notifier.Incident) time.Time {
+	switch {
+	case !inc.Alert.ActiveAt.IsZero():
+		return inc.Alert.ActiveAt
+	case !inc.Alert.FiredAt.IsZero():
+		return inc.Alert.FiredAt
+	}
+	return inc.CreatedAt
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// incidentURL links the incident in the API; a path alone without a base.
+func incidentURL(base, id string) string {
+	return strings.TrimRight(base, "/") + "/api/v1/incidents/" + url.PathEscape(id)
+}

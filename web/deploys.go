@@ -1,0 +1,117 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/rollback"
+)
+
+// Deploys is what the web layer needs of the rollback logic.
+type Deploys interface {
+	RecordDeploy(d rollback.Deploy) (rollback.Deploy, error)
+	Deploys(limit int) ([]rollback.Deploy, error)
+	// FireNow fires the rollback webhook for the last deploy by hand and
+	// returns what happened.
+	FireNow(ctx context.Context, reason, by string) (*notifier.RollbackRecord, error)
+}
+
+// listDeploys answers GET /api/v1/deploys?limit=N, newest first.
+func (h *Handler) listDeploys(c *gin.Context) {
+	if h.opts.Deploys == nil {
+		apiSuccess(c, []rollback.Deploy{})
+		return
+	}
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			apiError(c, http.StatusBadRequest, "bad_data", "limit must be a positive number")
+			return
+		}
+		limit = n
+	}
+	list, err := h.opts.Deploys.Deploys(limit)
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	if list == nil {
+		list = []rollback.Deploy{}
+	}
+	apiSuccess(c, list)
+}
+
+// recordDeploy answers POST /api/v1/deploys {service, version, environment, time}.
+func (h *Handler) recordDeploy(c *gin.Context) {
+	if h.opts.Deploys == nil {
+		apiError(c, http.StatusNotFound, "not_found", "deploys are not recorded here")
+		return
+	}
+	var d rollback.Deploy
+	if err := readJSON(c, &d); err != nil {
+		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
+		return
+	}
+	if d.Version == "" {
+		apiError(c, http.StatusBadRequest, "bad_data", `version is required: {"service": "...", "version": "...", "environment": "...", "time": "RFC 3339"}`)
+		return
+	}
+	if d.By == "" {
+		d.By = requestUser(c)
+	}
+	out, err := h.opts.Deploys.RecordDeploy(d)
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	apiSuccess(c, out)
+}
+
+// rollbackRequest is the body of POST /api/v1/rollback.
+type rollbackRequest struct {
+	Reason string `json:"reason"`
+	By     string `json:"by"`
+}
+
+// rollback answers POST /api/v1/rollback: the rollback webhook, fired by hand.
+func (h *Handler) rollback(c *gin.Context) {
+	if h.opts.Deploys == nil {
+		apiError(c, http.StatusNotFound, "not_found", "rollback is not configured")
+		return
+	}
+	var req rollbackRequest
+	if err := readJSON(c, &req); err != nil {
+		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
+		return
+	}
+	if req.By == "" {
+		req.By = requestUser(c)
+	}
+	out, err := h.opts.Deploys.FireNow(c.Request.Context(), req.Reason, req.By)
+	switch {
+	case errors.Is(err, rollback.ErrNotConfigured):
+		apiError(c, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, rollback.ErrEnvironment), errors.Is(err, rollback.ErrNoDeploy), errors.Is(err, rollback.ErrCooldown):
+		apiError(c, http.StatusConflict, "conflict", err.Error())
+	case err != nil:
+		// The deploy controller did not take it: say so, with the record.
+		c.JSON(http.StatusBadGateway, gin.H{"status": "error", "errorType": "unavailable", "error": err.Error(), "data": out})
+	default:
+		apiSuccess(c, out)
+	}
+}
+
+// slackInteractions hands POST /slack/interactions to the Slack handler.
+func (h *Handler) slackInteractions(c *gin.Context) {
+	if h.opts.SlackInteractions == nil {
+		writeNotFound(c.Writer)
+		return
+	}
+	h.opts.SlackInteractions.ServeHTTP(c.Writer, c.Request)
+}

@@ -1,0 +1,144 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/rollback"
+)
+
+// fakeIncidents keeps incidents in a map.
+type fakeIncidents struct{ m map[string]notifier.Incident }
+
+func (f *fakeIncidents) Incidents(state notifier.State) ([]notifier.Incident, error) {
+	var out []notifier.Incident
+	for _, inc := range f.m {
+		if state == "" || inc.State == state {
+			out = append(out, inc)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeIncidents) Incident(id string) (notifier.Incident, error) {
+	inc, ok := f.m[id]
+	if !ok {
+		return notifier.Incident{}, fmt.Errorf("incident %q: %w", id, notifier.ErrNotFound)
+	}
+	return inc, nil
+}
+
+func (f *fakeIncidents) Acknowledge(id, by, comment string) (notifier.Incident, error) {
+	inc, err := f.Incident(id)
+	if err != nil {
+		return inc, err
+	}
+	if inc.State == notifier.StateResolved {
+		return inc, notifier.ErrResolved
+	}
+	inc.State, inc.AcknowledgedBy = notifier.StateAcknowledged, by
+	inc.Comments = append(inc.Comments, notifier.Comment{By: by, Text: comment})
+	f.m[id] = inc
+	return inc, nil
+}
+
+func (f *fakeIncidents) Resolve(id, by, _ string) (notifier.Incident, error) {
+	inc, err := f.Incident(id)
+	if err != nil {
+		return inc, err
+	}
+	inc.State, inc.ResolvedBy = notifier.StateResolved, by
+	f.m[id] = inc
+	return inc, nil
+}
+
+type fakeDeploys struct{ list []rollback.Deploy }
+
+func (f *fakeDeploys) RecordDeploy(d rollback.Deploy) (rollback.Deploy, error) {
+	d.At = time.Unix(1700000000, 0).UTC()
+	f.list = append([]rollback.Deploy{d}, f.list...)
+	return d, nil
+}
+
+func (f *fakeDeploys) Deploys(limit int) ([]rollback.Deploy, error) {
+	return f.list[:min(limit, len(f.list))], nil
+}
+
+func (f *fakeDeploys) FireNow(_ context.Context, _, _ string) (*notifier.RollbackRecord, error) {
+	if len(f.list) == 0 {
+		return nil, rollback.ErrNoDeploy
+	}
+	return &notifier.RollbackRecord{BadVersion: f.list[0].Version, Outcome: notifier.OutcomeDelivered, Attempts: 1}, nil
+}
+
+func TestIncidentRoutes(t *testing.T) {
+	incs := &fakeIncidents{m: map[string]notifier.Incident{
+		"a": {ID: "a", State: notifier.StateTriggered, Priority: "critical"},
+		"b": {ID: "b", State: notifier.StateResolved, Priority: "low"},
+	}}
+	env := newTestEnv(t, func(o *Options) { o.Incidents = incs })
+	env.h.SetReady(true)
+	url := env.srv.URL + "/api/v1/incidents"
+
+	status, body := do(t, http.MethodGet, url+"?state=triggered", nil)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"id":"a"`)
+	require.NotContains(t, body, `"id":"b"`)
+
+	status, body = do(t, http.MethodGet, url+"?state=sleeping", nil)
+	require.Equal(t, http.StatusBadRequest, status, body)
+
+	status, body = do(t, http.MethodGet, url+"/nope", nil)
+	require.Equal(t, http.StatusNotFound, status, body)
+
+	status, body = do(t, http.MethodPost, url+"/a/ack", strings.NewReader(`{"by":"alice","comment":"on it"}`))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, notifier.StateAcknowledged, incs.m["a"].State)
+	require.Equal(t, "alice", incs.m["a"].AcknowledgedBy)
+
+	// Who is required until authentication says who the caller is.
+	status, body = do(t, http.MethodPost, url+"/a/resolve", nil)
+	require.Equal(t, http.StatusBadRequest, status, body)
+	status, body = do(t, http.MethodPost, url+"/a/resolve", strings.NewReader(`{"by":"alice","bogus":1}`))
+	require.Equal(t, http.StatusBadRequest, status, body, "unknown fields are refused")
+	status, body = do(t, http.MethodPost, url+"/b/ack", strings.NewReader(`{"by":"alice"}`))
+	require.Equal(t, http.StatusConflict, status, body)
+	big := strings.NewReader(`{"by":"alice","comment":"` + strings.Repeat("x", maxBodyBytes) + `"}`)
+	status, _ = do(t, http.MethodPost, url+"/a/resolve", big)
+	require.Equal(t, http.StatusBadRequest, status, "an oversized body is refused")
+	require.Equal(t, notifier.StateAcknowledged, incs.m["a"].State, "nothing changed")
+
+	status, body = do(t, http.MethodPost, url+"/a/resolve", strings.NewReader(`{"by":"bob"}`))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, notifier.StateResolved, incs.m["a"].State)
+}
+
+func TestDeployRoutes(t *testing.T) {
+	deploys := &fakeDeploys{}
+	env := newTestEnv(t, func(o *Options) { o.Deploys = deploys })
+	env.h.SetReady(true)
+
+	status, body := do(t, http.MethodPost, env.srv.URL+"/api/v1/rollback", strings.NewReader(`{"reason":"bad","by":"alice"}`))
+	require.Equal(t, http.StatusConflict, status, body, "nothing deployed, nothing to roll back")
+
+	status, body = do(t, http.MethodPost, env.srv.URL+"/api/v1/deploys", strings.NewReader(`{"service":"checkout"}`))
+	require.Equal(t, http.StatusBadRequest, status, body)
+	status, body = do(t, http.MethodPost, env.srv.URL+"/api/v1/deploys", strings.NewReader(`{"service":"checkout","version":"1.2.3","environment":"production"}`))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"version":"1.2.3"`)
+
+	status, body = do(t, http.MethodGet, env.srv.URL+"/api/v1/deploys", nil)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"service":"checkout"`)
+
+	status, body = do(t, http.MethodPost, env.srv.URL+"/api/v1/rollback", strings.NewReader(`{"reason":"bad","by":"alice"}`))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"outcome":"delivered"`)
+}
