@@ -201,7 +201,7 @@ func (d *demoRun) serve(h http.Handler) (string, error) {
 // receive prints what the webhook receiver gets.
 func (d *demoRun) receive(w http.ResponseWriter, r *http.Request) {
 	var p struct {
-		Status   string `json:"status"`
+		Status   string                               `json:"status"`
 		Alerts   []struct{ Labels map[string]string } `json:"alerts"`
 		Incident struct {
 			ID        string `json:"id"`

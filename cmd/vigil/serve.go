@@ -175,7 +175,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	notifications, err := notifier.New(&notifier.Options{
 		Store:       store,
-		Receivers:   receivers(rollbacks),
+		Receivers:   receivers(rollbacks, store, logger.With("component", "notifier"), reg),
 		Rollback:    rollbacks,
 		ExternalURL: externalURL.String(),
 	}, logger.With("component", "notifier"), reg)
@@ -184,6 +184,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	// After every actor has returned: no delivery is in flight any more.
 	defer notifications.Close()
+	slackButtons := &slackInteractions{incidents: notifications, logger: logger.With("component", "slack")}
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
 		Appendable:  db,
@@ -197,17 +198,18 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 
 	reloadRequests := make(chan chan error)
 	webHandler := web.New(&web.Options{
-		ListenAddress: cfg.ListenAddress(),
-		ExternalURL:   externalURL,
-		DB:            db,
-		QueryEngine:   engine,
-		Rules:         ruleManager,
-		Targets:       scrapes.ScrapeManager(),
-		Gatherer:      reg,
-		Collectors:    scrapes.Collectors(),
-		LogLines:      func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
-		Incidents:     notifications,
-		Deploys:       rollbacks,
+		ListenAddress:     cfg.ListenAddress(),
+		ExternalURL:       externalURL,
+		DB:                db,
+		QueryEngine:       engine,
+		Rules:             ruleManager,
+		Targets:           scrapes.ScrapeManager(),
+		Gatherer:          reg,
+		Collectors:        scrapes.Collectors(),
+		LogLines:          func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
+		Incidents:         notifications,
+		Deploys:           rollbacks,
+		SlackInteractions: slackButtons,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -227,6 +229,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The rollback rules before the notifier that asks them.
 		{"rollback", rollbacks.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
+		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		{"logging", func(c *config.Config) error {
 			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))

@@ -1,0 +1,341 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
+)
+
+// DefaultTimeout bounds one delivery attempt when the config sets none.
+const DefaultTimeout = 10 * time.Second
+
+// maxErrorBody is how much of a failed response's body goes into the error.
+const maxErrorBody = 512
+
+// Payload is the JSON body: Alertmanager's version 4 webhook message, so
+// existing Alertmanager receivers read it, plus vigil's incident.
+type Payload struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   uint64            `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []Alert           `json:"alerts"`
+	Incident          IncidentInfo      `json:"incident"`
+}
+
+// Alert is one alert of a Payload, in Alertmanager's shape.
+type Alert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// IncidentInfo is what vigil adds to Alertmanager's payload.
+type IncidentInfo struct {
+	ID             string         `json:"id"`
+	State          notifier.State `json:"state"`
+	Level          int            `json:"level"`
+	LevelName      string         `json:"levelName"`
+	Priority       string         `json:"priority"`
+	Deadline       time.Time      `json:"deadline,omitzero"`
+	Kind           notifier.Kind  `json:"kind"`
+	URL            string         `json:"url,omitempty"`
+	AcknowledgedBy string         `json:"acknowledgedBy,omitempty"`
+	ResolvedBy     string         `json:"resolvedBy,omitempty"`
+}
+
+// Alertmanager's alert statuses.
+const (
+	StatusFiring   = "firing"
+	StatusResolved = "resolved"
+)
+
+// StatusError is a delivery the far end answered with a status other than
+// 2xx.
+type StatusError struct {
+	Receiver string
+	Code     int
+	// Body is the start of the response body, for the operator.
+	Body string
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("webhook %q: unexpected status %d %s", e.Receiver, e.Code, http.StatusText(e.Code))
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// StatusCode returns the HTTP status code of the response.
+func (e *StatusError) StatusCode() int { return e.Code }
+
+// Receiver posts signed Alertmanager webhook payloads to one URL.
+type Receiver struct {
+	name    string
+	url     string
+	secret  string
+	timeout time.Duration
+
+	// Client sends the requests; tests may replace it. It does not follow
+	// redirects: a redirected POST would lose its body and signature.
+	Client *http.Client
+	// now is the send time put in webhook-timestamp.
+	now func() time.Time
+
+	duration *prometheus.HistogramVec
+}
+
+// Option changes a Receiver.
+type Option func(*Receiver)
+
+// WithClient sets the HTTP client.
+func WithClient(c *http.Client) Option { return func(r *Receiver) { r.Client = c } }
+
+// WithClock sets the clock that stamps webhook-timestamp and reads
+// Retry-After dates.
+func WithClock(now func() time.Time) Option { return func(r *Receiver) { r.now = now } }
+
+// WithRegisterer exports the request durations by status code on reg, with
+// the receiver's name as a label.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(r *Receiver) {
+		if reg == nil {
+			return
+		}
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "vigil_webhook_request_duration_seconds",
+			Help:        "Duration of webhook receiver requests, by status code (0 when no response).",
+			ConstLabels: prometheus.Labels{"receiver": r.name},
+			Buckets:     prometheus.ExponentialBuckets(0.005, 4, 7),
+		}, []string{"code"})
+		if err := reg.Register(h); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				h = are.ExistingCollector.(*prometheus.HistogramVec)
+			} else {
+				return
+			}
+		}
+		r.duration = h
+	}
+}
+
+// New returns the webhook receiver called name for cfg.
+func New(name string, cfg *config.WebhookConfig, opts ...Option) (*Receiver, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("webhook %q: no config", name)
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		// url.Parse quotes the URL, which may carry a token; keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("webhook %q: bad url: %w", name, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("webhook %q: url must be absolute http or https", name)
+	}
+	secret := cfg.Secret.Value()
+	if _, err := secretKey(secret); err != nil {
+		return nil, fmt.Errorf("webhook %q: %w", name, err)
+	}
+	r := &Receiver{
+		name:    name,
+		url:     cfg.URL,
+		secret:  secret,
+		timeout: time.Duration(cfg.Timeout),
+		Client: &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now: time.Now,
+	}
+	if r.timeout <= 0 {
+		r.timeout = DefaultTimeout
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
+}
+
+// Name returns the receiver's name.
+func (r *Receiver) Name() string { return r.name }
+
+// Notify implements notifier.Receiver. Every attempt for one message carries
+// the same webhook-id (the delivery id) and a fresh webhook-timestamp, since
+// receivers reject stale timestamps.
+func (r *Receiver) Notify(ctx context.Context, m *notifier.Message) (bool, error) {
+	body, err := json.Marshal(newPayload(r.name, m))
+	if err != nil {
+		return false, fmt.Errorf("webhook %q: encode payload: %w", r.name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
+	if err != nil {
+		return false, fmt.Errorf("webhook %q: build request: %w", r.name, stripURL(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "vigil")
+	if err := SetHeaders(req.Header, r.secret, m.DeliveryID, r.now(), body); err != nil {
+		return false, fmt.Errorf("webhook %q: sign: %w", r.name, err)
+	}
+
+	start := time.Now()
+	resp, err := r.Client.Do(req)
+	if err != nil {
+		r.observe(0, start)
+		return true, fmt.Errorf("webhook %q: send: %w", r.name, stripURL(err))
+	}
+	defer resp.Body.Close()
+	r.observe(resp.StatusCode, start)
+
+	if resp.StatusCode/100 == 2 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return false, nil
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	serr := &StatusError{Receiver: r.name, Code: resp.StatusCode, Body: strings.TrimSpace(string(snippet))}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After"), r.now()); ok {
+			return true, &notifier.RetryAfter{After: after, Err: serr}
+		}
+		return true, serr
+	case resp.StatusCode >= 500:
+		return true, serr
+	default:
+		return false, serr
+	}
+}
+
+func (r *Receiver) observe(code int, start time.Time) {
+	if r.duration != nil {
+		r.duration.WithLabelValues(strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	}
+}
+
+// stripURL drops the URL from a *url.Error: webhook URLs often carry a token
+// in their path or query.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// newPayload builds the body for m. Each incident is one alert, so the group
+// is the incident and the common labels are the alert's.
+func newPayload(receiver string, m *notifier.Message) Payload {
+	inc := &m.Incident
+	status := StatusFiring
+	if m.Kind == notifier.KindResolved {
+		status = StatusResolved
+	}
+	labels := make(map[string]string, len(inc.Alert.Labels)+1)
+	for k, v := range inc.Alert.Labels {
+		labels[k] = v
+	}
+	if _, ok := labels["alertname"]; !ok && inc.Alert.Name != "" {
+		labels["alertname"] = inc.Alert.Name
+	}
+	annotations := make(map[string]string, len(inc.Alert.Annotations))
+	for k, v := range inc.Alert.Annotations {
+		annotations[k] = v
+	}
+	startsAt := inc.Alert.ActiveAt
+	if startsAt.IsZero() {
+		startsAt = inc.Alert.FiredAt
+	}
+	var endsAt time.Time
+	if status == StatusResolved {
+		endsAt = inc.Alert.ResolvedAt
+		if endsAt.IsZero() {
+			endsAt = inc.ResolvedAt
+		}
+		if endsAt.IsZero() {
+			endsAt = m.CreatedAt
+		}
+	}
+	var incURL string
+	if m.ExternalURL != "" && inc.ID != "" {
+		incURL = strings.TrimRight(m.ExternalURL, "/") + "/api/v1/incidents/" + url.PathEscape(inc.ID)
+	}
+	return Payload{
+		Version:           "4",
+		GroupKey:          fmt.Sprintf("{}:{incident=%q}", inc.ID),
+		Status:            status,
+		Receiver:          receiver,
+		GroupLabels:       map[string]string{"alertname": labels["alertname"]},
+		CommonLabels:      labels,
+		CommonAnnotations: annotations,
+		ExternalURL:       m.ExternalURL,
+		Alerts: []Alert{{
+			Status:       status,
+			Labels:       labels,
+			Annotations:  annotations,
+			StartsAt:     startsAt,
+			EndsAt:       endsAt,
+			GeneratorURL: inc.Alert.GeneratorURL,
+			Fingerprint:  inc.Alert.Fingerprint,
+		}},
+		Incident: IncidentInfo{
+			ID:             inc.ID,
+			State:          inc.State,
+			Level:          m.Level,
+			LevelName:      m.LevelName,
+			Priority:       inc.Priority,
+			Deadline:       inc.NextDeadline,
+			Kind:           m.Kind,
+			URL:            incURL,
+			AcknowledgedBy: inc.AcknowledgedBy,
+			ResolvedBy:     inc.ResolvedBy,
+		},
+	}
+}
