@@ -324,6 +324,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		g.Add(func() error { return notifications.Run(ctx) }, func(error) { cancel() })
 	}
 	{
+		// A change of the app's *_build_info version is a deploy too.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return rollbacks.WatchBuildInfo(ctx, db) }, func(error) { cancel() })
+	}
+	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return webHandler.Run(ctx) }, func(error) { cancel() })
 	}

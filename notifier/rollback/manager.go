@@ -88,6 +88,10 @@ type settings struct {
 	cooldown    time.Duration
 	dryRun      bool
 	externalURL string
+	// app is the app collector's app label, whose *_build_info is watched;
+	// empty without an app collector.
+	app      string
+	interval time.Duration
 }
 
 // Manager records deploys and decides and delivers rollbacks. Its methods are
@@ -170,6 +174,13 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		cooldown:    time.Duration(cfg.Rollback.Cooldown),
 		dryRun:      cfg.Rollback.DryRun,
 		externalURL: m.extURL,
+		interval:    cfg.Interval(),
+	}
+	if a := cfg.Collectors.App; a != nil {
+		s.app = a.Labels["app"]
+		if s.app == "" {
+			s.app = "app"
+		}
 	}
 	if cfg.Server.ExternalURL != "" {
 		s.externalURL = cfg.Server.ExternalURL
