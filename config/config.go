@@ -197,6 +197,11 @@ type SelfCollectorConfig struct {
 // AlertsConfig is the seed's alerts block.
 type AlertsConfig struct {
 	Rules []RuleConfig `yaml:"rules"`
+	// EvaluationInterval is how often rules are evaluated; default 1s, and
+	// never longer than metrics.interval. Evaluating often, not once per
+	// scrape interval, is what lets a delivery follow a threshold crossing
+	// within one scrape interval and a second of the rule's `for`.
+	EvaluationInterval Duration `yaml:"evaluation_interval"`
 }
 
 // RuleConfig is one seed-format alert rule.
@@ -290,8 +295,21 @@ func (u UserConfig) AllRoles() []string {
 	return append(out, u.Roles...)
 }
 
-// Interval returns the scrape and rule evaluation interval.
+// Interval returns the scrape interval.
 func (c *Config) Interval() time.Duration { return time.Duration(c.Metrics.Interval) }
+
+// EvaluationInterval returns the rule evaluation interval:
+// alerts.evaluation_interval, else 1s, never longer than the scrape interval.
+func (c *Config) EvaluationInterval() time.Duration {
+	ev := time.Duration(c.Alerts.EvaluationInterval)
+	if ev <= 0 {
+		ev = DefaultEvaluationInterval
+	}
+	if iv := c.Interval(); iv > 0 && ev > iv {
+		ev = iv
+	}
+	return ev
+}
 
 // ListenAddress returns the HTTP listener address: server.listen, else
 // metrics.port, else :9090.

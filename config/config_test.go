@@ -655,3 +655,21 @@ func BenchmarkLoadExample(b *testing.B) {
 		}
 	}
 }
+
+func TestEvaluationInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		scrape, evalIv time.Duration
+		want           time.Duration
+	}{
+		{"default one second", 15 * time.Second, 0, time.Second},
+		{"explicit", 15 * time.Second, 5 * time.Second, 5 * time.Second},
+		{"never longer than the scrape interval", 2 * time.Second, time.Minute, 2 * time.Second},
+		{"scrape faster than a second", 500 * time.Millisecond, 0, 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Config{Metrics: MetricsConfig{Interval: Duration(tc.scrape)}, Alerts: AlertsConfig{EvaluationInterval: Duration(tc.evalIv)}}
+			require.Equal(t, tc.want, c.EvaluationInterval())
+		})
+	}
+}

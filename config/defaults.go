@@ -10,10 +10,12 @@ const (
 	DefaultDataDir     = "./data"
 	DefaultListen      = ":9090"
 	DefaultInterval    = 15 * time.Second
-	DefaultMetricsPath = "/metrics"
-	DefaultRetention   = 24 * time.Hour
-	DefaultMaxSize     = Size(100 << 20)
-	DefaultMaxFiles    = 10
+	// DefaultEvaluationInterval is how often rules are evaluated.
+	DefaultEvaluationInterval = time.Second
+	DefaultMetricsPath        = "/metrics"
+	DefaultRetention          = 24 * time.Hour
+	DefaultMaxSize            = Size(100 << 20)
+	DefaultMaxFiles           = 10
 	// DefaultScrapeTimeout is capped at the scrape interval.
 	DefaultScrapeTimeout  = 10 * time.Second
 	DefaultWebhookTimeout = 10 * time.Second

@@ -159,7 +159,7 @@ func (m *Manager) logAlerts(_ context.Context, expr string, alerts ...*promrules
 
 // ApplyConfig translates the config's seed rules, loads its rule_files
 // (globs, relative to the config file's directory) and hands them to the
-// rules manager at cfg.Interval(). Unchanged groups keep their state; a
+// rules manager at cfg.EvaluationInterval(). Unchanged groups keep their state; a
 // changed group takes over the state of the group it replaces. When
 // anything fails to load, the rules stay as they were and the error names
 // every file or rule at fault.
@@ -192,7 +192,7 @@ type update struct {
 }
 
 func (m *Manager) applyConfig(cfg *config.Config) error {
-	u := &update{interval: cfg.Interval()}
+	u := &update{interval: cfg.EvaluationInterval()}
 	if u.interval <= 0 {
 		u.interval = DefaultInterval
 	}

@@ -68,7 +68,7 @@ func highCPUConfig(interval, hold time.Duration) *config.Config {
 		Service:     "checkout",
 		Environment: "production",
 		Metrics:     config.MetricsConfig{Interval: config.Duration(interval)},
-		Alerts: config.AlertsConfig{Rules: []config.RuleConfig{{
+		Alerts: config.AlertsConfig{EvaluationInterval: config.Duration(interval), Rules: []config.RuleConfig{{
 			Name: "high_cpu", Condition: "cpu_usage > 80", Duration: config.Duration(hold),
 			Severity: "critical", Summary: "CPU at {{ $value }}%",
 			Labels: map[string]string{"app": "app", "environment": "production"},
@@ -197,7 +197,7 @@ func TestManagerDefaultForGracePeriod(t *testing.T) {
 	}{
 		{name: "three intervals", interval: 15 * time.Second, want: 45 * time.Second},
 		{name: "at least 10s", interval: time.Second, want: 10 * time.Second},
-		{name: "no interval", want: 45 * time.Second},
+		{name: "no interval: evaluation every second", want: 10 * time.Second},
 		{name: "explicit", interval: 15 * time.Second, set: time.Second, want: time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -239,7 +239,7 @@ func (h *Handler) prometheusConfig() promconfig.Config {
 	}
 	if iv := cfg.Interval(); iv > 0 {
 		c.GlobalConfig.ScrapeInterval = model.Duration(iv)
-		c.GlobalConfig.EvaluationInterval = model.Duration(iv)
+		c.GlobalConfig.EvaluationInterval = model.Duration(cfg.EvaluationInterval())
 		if time.Duration(c.GlobalConfig.ScrapeTimeout) > iv {
 			c.GlobalConfig.ScrapeTimeout = model.Duration(iv)
 		}

@@ -162,7 +162,7 @@ func TestPrometheusAPIClient(t *testing.T) {
 		res, err := client.Config(ctx)
 		require.NoError(t, err)
 		require.Contains(t, res.YAML, "scrape_interval: 15s")
-		require.Contains(t, res.YAML, "evaluation_interval: 15s")
+		require.Contains(t, res.YAML, "evaluation_interval: 1s")
 		require.Contains(t, res.YAML, "rules/*.yml")
 	})
 
