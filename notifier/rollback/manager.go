@@ -26,6 +26,7 @@ import (
 
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/webhook"
 )
 
 // DefaultKeepDeploys is how many deploys the Manager keeps in its KV.
@@ -141,7 +142,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	}
 	if m.client == nil {
 		m.client = &http.Client{
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: webhook.NoRedirects,
 		}
 	}
 	if m.keep <= 0 {

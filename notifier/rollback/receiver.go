@@ -1,15 +1,9 @@
 package rollback
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/vigil-sh/vigil/notifier"
@@ -23,28 +17,9 @@ const HeaderIdempotencyKey = "Idempotency-Key"
 // maxErrorBody is how much of a failed response's body goes into the error.
 const maxErrorBody = 256
 
-// StatusError is a webhook response that was not 2xx.
-type StatusError struct {
-	Code int
-	// URL is the webhook URL without user info, query or fragment.
-	URL string
-	// Body is the start of the response body.
-	Body string
-}
-
-// Error implements error.
-func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("rollback webhook %s: %d %s", e.URL, e.Code, http.StatusText(e.Code))
-	if e.Body != "" {
-		msg += ": " + e.Body
-	}
-	return msg
-}
-
-// StatusCode returns the HTTP status code, for the outcome record.
-func (e *StatusError) StatusCode() int { return e.Code }
-
-var _ notifier.StatusCoder = (*StatusError)(nil)
+// StatusError is a webhook response that was not 2xx; it is the webhook
+// package's, whose Post both receivers share.
+type StatusError = webhook.StatusError
 
 // Receiver returns the notifier.Receiver that delivers KindRollback messages:
 // it POSTs Message.Payload to rollback.webhook.url, signed with the Standard
@@ -73,66 +48,27 @@ func (r receiver) Notify(ctx context.Context, msg *notifier.Message) (bool, erro
 		return false, fmt.Errorf("rollback receiver: %w", ErrNotConfigured)
 	}
 	w := s.webhook
-	redacted := redactURL(w.URL)
 	if timeout := time.Duration(w.Timeout); timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(msg.Payload))
+	status, retry, err := webhook.Post(ctx, r.m.client, webhook.Request{
+		Receiver: "rollback",
+		URL:      w.URL,
+		Secret:   w.Secret.Value(),
+		ID:       msg.DeliveryID,
+		Now:      r.m.now(),
+		Body:     msg.Payload,
+		Header: http.Header{
+			HeaderIdempotencyKey: {msg.DeliveryID},
+			"User-Agent":         {"vigil-rollback"},
+		},
+	})
 	if err != nil {
-		return false, fmt.Errorf("rollback webhook %s: building request: %w", redacted, stripURL(err))
+		return retry, fmt.Errorf("rollback webhook %s: %w", redactURL(w.URL), err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "vigil-rollback")
-	req.Header.Set(HeaderIdempotencyKey, msg.DeliveryID)
-	if err := webhook.SetHeaders(req.Header, w.Secret.Value(), msg.DeliveryID, r.m.now(), msg.Payload); err != nil {
-		return false, fmt.Errorf("rollback webhook: signing: %w", err)
-	}
-	resp, err := r.m.client.Do(req)
-	if err != nil {
-		return true, fmt.Errorf("rollback webhook %s: %w", redacted, stripURL(err))
-	}
-	defer resp.Body.Close()
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	// Drain a little more so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-
-	if resp.StatusCode/100 == 2 {
-		r.m.logger.Info("rollback webhook delivered", "delivery_id", msg.DeliveryID, "status", resp.StatusCode)
-		return false, nil
-	}
-	serr := &StatusError{Code: resp.StatusCode, URL: redacted, Body: strings.TrimSpace(string(head))}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
-		return true, &notifier.RetryAfter{After: retryAfter(resp.Header.Get("Retry-After"), r.m.now()), Err: serr}
-	case resp.StatusCode >= 500:
-		return true, serr
-	}
-	return false, serr
+	r.m.logger.Info("rollback webhook delivered", "delivery_id", msg.DeliveryID, "status", status)
+	return false, nil
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		return max(time.Duration(n)*time.Second, 0)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
-}
-
-// stripURL returns the cause of a *url.Error, whose message carries the full
-// URL (user info and query may hold credentials).
-func stripURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
-}

@@ -1,12 +1,10 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,9 +19,6 @@ import (
 
 // DefaultTimeout bounds one delivery attempt when the config sets none.
 const DefaultTimeout = 10 * time.Second
-
-// maxErrorBody is how much of a failed response's body goes into the error.
-const maxErrorBody = 512
 
 // Payload is the JSON body: Alertmanager's version 4 webhook message, so
 // existing Alertmanager receivers read it, plus vigil's incident.
@@ -71,27 +66,6 @@ const (
 	StatusFiring   = "firing"
 	StatusResolved = "resolved"
 )
-
-// StatusError is a delivery the far end answered with a status other than
-// 2xx.
-type StatusError struct {
-	Receiver string
-	Code     int
-	// Body is the start of the response body, for the operator.
-	Body string
-}
-
-// Error implements error.
-func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("webhook %q: unexpected status %d %s", e.Receiver, e.Code, http.StatusText(e.Code))
-	if e.Body != "" {
-		msg += ": " + e.Body
-	}
-	return msg
-}
-
-// StatusCode returns the HTTP status code of the response.
-func (e *StatusError) StatusCode() int { return e.Code }
 
 // Receiver posts signed Alertmanager webhook payloads to one URL.
 type Receiver struct {
@@ -171,7 +145,7 @@ func New(name string, cfg *config.WebhookConfig, opts ...Option) (*Receiver, err
 		secret:  secret,
 		timeout: time.Duration(cfg.Timeout),
 		Client: &http.Client{
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: NoRedirects,
 		},
 		now: time.Now,
 	}
@@ -197,42 +171,12 @@ func (r *Receiver) Notify(ctx context.Context, m *notifier.Message) (bool, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
-	if err != nil {
-		return false, fmt.Errorf("webhook %q: build request: %w", r.name, stripURL(err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "vigil")
-	if err := SetHeaders(req.Header, r.secret, m.DeliveryID, r.now(), body); err != nil {
-		return false, fmt.Errorf("webhook %q: sign: %w", r.name, err)
-	}
-
 	start := time.Now()
-	resp, err := r.Client.Do(req)
-	if err != nil {
-		r.observe(0, start)
-		return true, fmt.Errorf("webhook %q: send: %w", r.name, stripURL(err))
-	}
-	defer resp.Body.Close()
-	r.observe(resp.StatusCode, start)
-
-	if resp.StatusCode/100 == 2 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return false, nil
-	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	serr := &StatusError{Receiver: r.name, Code: resp.StatusCode, Body: strings.TrimSpace(string(snippet))}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
-		if after, ok := parseRetryAfter(resp.Header.Get("Retry-After"), r.now()); ok {
-			return true, &notifier.RetryAfter{After: after, Err: serr}
-		}
-		return true, serr
-	case resp.StatusCode >= 500:
-		return true, serr
-	default:
-		return false, serr
-	}
+	code, retry, err := Post(ctx, r.Client, Request{
+		Receiver: r.name, URL: r.url, Secret: r.secret, ID: m.DeliveryID, Now: r.now(), Body: body,
+	})
+	r.observe(code, start)
+	return retry, err
 }
 
 func (r *Receiver) observe(code int, start time.Time) {
@@ -241,34 +185,7 @@ func (r *Receiver) observe(code int, start time.Time) {
 	}
 }
 
-// stripURL drops the URL from a *url.Error: webhook URLs often carry a token
-// in their path or query.
-func stripURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
 
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
 
 // newPayload builds the body for m. Each incident is one alert, so the group
 // is the incident and the common labels are the alert's.
