@@ -71,4 +71,3 @@ func (r receiver) Notify(ctx context.Context, msg *notifier.Message) (bool, erro
 	r.m.logger.Info("rollback webhook delivered", "delivery_id", msg.DeliveryID, "status", status)
 	return false, nil
 }
-

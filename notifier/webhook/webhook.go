@@ -185,8 +185,6 @@ func (r *Receiver) observe(code int, start time.Time) {
 	}
 }
 
-
-
 // newPayload builds the body for m. Each incident is one alert, so the group
 // is the incident and the common labels are the alert's.
 func newPayload(receiver string, m *notifier.Message) Payload {
