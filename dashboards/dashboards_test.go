@@ -1,0 +1,705 @@
+// Package dashboards holds vigil's Grafana dashboards and provisioning files;
+// its only Go code is this test, which keeps the dashboards honest: every
+// query parses as PromQL and every metric a dashboard reads is one vigil
+// really produces.
+package dashboards
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// datasourceUID is what every panel and query names as its data source: the
+// dashboard's `datasource` variable.
+const datasourceUID = "${datasource}"
+
+// wantDashboards are the dashboards issue 5 asks for.
+var wantDashboards = []string{
+	"alerts-escalations.json", "application.json", "database.json", "infrastructure.json", "overview.json",
+}
+
+// dsRef is a panel's, target's or variable's data source.
+type dsRef struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+type target struct {
+	RefID      string `json:"refId"`
+	Datasource *dsRef `json:"datasource"`
+	Expr       string `json:"expr"`
+}
+
+type panel struct {
+	ID         int      `json:"id"`
+	Type       string   `json:"type"`
+	Title      string   `json:"title"`
+	Datasource *dsRef   `json:"datasource"`
+	Targets    []target `json:"targets"`
+	Panels     []panel  `json:"panels"` // a collapsed row's panels
+}
+
+type annotation struct {
+	Name       string `json:"name"`
+	BuiltIn    int    `json:"builtIn"`
+	Datasource *dsRef `json:"datasource"`
+	Expr       string `json:"expr"`
+}
+
+type variable struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Datasource *dsRef          `json:"datasource"`
+	Query      json.RawMessage `json:"query"`
+}
+
+// dashboard is the part of a Grafana dashboard the test reads.
+type dashboard struct {
+	UID           string  `json:"uid"`
+	Title         string  `json:"title"`
+	SchemaVersion int     `json:"schemaVersion"`
+	Panels        []panel `json:"panels"`
+	Annotations   struct {
+		List []annotation `json:"list"`
+	} `json:"annotations"`
+	Templating struct {
+		List []variable `json:"list"`
+	} `json:"templating"`
+}
+
+// query is one PromQL expression of a dashboard and where it sits.
+type query struct {
+	file, where, expr string
+}
+
+// loadDashboards reads every *.json in this folder.
+func loadDashboards(t *testing.T) map[string]dashboard {
+	t.Helper()
+	files, err := filepath.Glob("*.json")
+	require.NoError(t, err)
+	out := map[string]dashboard{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.Truef(t, json.Valid(b), "%s is not valid JSON", f)
+		var d dashboard
+		require.NoError(t, json.Unmarshal(b, &d), f)
+		out[f] = d
+	}
+	return out
+}
+
+// allPanels flattens rows.
+func allPanels(ps []panel) []panel {
+	var out []panel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, allPanels(p.Panels)...)
+	}
+	return out
+}
+
+// variableQuery returns a query variable's query, which Grafana writes either
+// as a string or as {"query": "..."}.
+func variableQuery(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var o struct {
+		Query string `json:"query"`
+	}
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return "", fmt.Errorf("variable query %s: %w", raw, err)
+	}
+	return o.Query, nil
+}
+
+var (
+	// labelValuesRe matches label_values(expr, label); label_values(label)
+	// has no expression and reads no metric.
+	labelValuesRe = regexp.MustCompile(`^label_values\((.+),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$`)
+	labelOnlyRe   = regexp.MustCompile(`^label_values\(\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)$`)
+	queryResultRe = regexp.MustCompile(`^query_result\((.+)\)$`)
+)
+
+// variableExpr returns the PromQL inside a Prometheus variable query, or ""
+// when it reads no metric.
+func variableExpr(q string) (string, error) {
+	q = strings.TrimSpace(q)
+	switch {
+	case labelOnlyRe.MatchString(q):
+		return "", nil
+	case labelValuesRe.MatchString(q):
+		return labelValuesRe.FindStringSubmatch(q)[1], nil
+	case queryResultRe.MatchString(q):
+		return queryResultRe.FindStringSubmatch(q)[1], nil
+	}
+	return "", fmt.Errorf("variable query %q is neither label_values(...) nor query_result(...)", q)
+}
+
+// collectQueries checks the shape of every dashboard (title, uid, the
+// datasource variable, every panel on it) and returns its PromQL.
+func collectQueries(t *testing.T, dashboards map[string]dashboard) []query {
+	t.Helper()
+	var out []query
+	uids := map[string]string{}
+	for file, d := range dashboards {
+		require.NotEmptyf(t, d.Title, "%s: no title", file)
+		require.NotEmptyf(t, d.UID, "%s: no uid", file)
+		require.LessOrEqualf(t, len(d.UID), 40, "%s: Grafana uids are at most 40 characters", file)
+		if other, dup := uids[d.UID]; dup {
+			t.Fatalf("%s and %s share the uid %q", file, other, d.UID)
+		}
+		uids[d.UID] = file
+		require.GreaterOrEqualf(t, d.SchemaVersion, 36, "%s: schemaVersion", file)
+
+		vars := map[string]variable{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = v
+			if v.Type != "query" {
+				continue
+			}
+			requireDatasource(t, v.Datasource, "%s: variable %s", file, v.Name)
+			q, err := variableQuery(v.Query)
+			require.NoError(t, err, "%s: variable %s", file, v.Name)
+			expr, err := variableExpr(q)
+			require.NoError(t, err, "%s: variable %s", file, v.Name)
+			if expr != "" {
+				out = append(out, query{file, "variable " + v.Name, expr})
+			}
+		}
+		ds, ok := vars["datasource"]
+		require.Truef(t, ok, "%s: no datasource variable", file)
+		require.Equalf(t, "datasource", ds.Type, "%s: variable datasource", file)
+		q, err := variableQuery(ds.Query)
+		require.NoError(t, err)
+		require.Equalf(t, "prometheus", q, "%s: variable datasource must list Prometheus data sources", file)
+
+		for _, a := range d.Annotations.List {
+			if a.BuiltIn == 1 {
+				continue
+			}
+			requireDatasource(t, a.Datasource, "%s: annotation %s", file, a.Name)
+			require.NotEmptyf(t, a.Expr, "%s: annotation %s has no expr", file, a.Name)
+			out = append(out, query{file, "annotation " + a.Name, a.Expr})
+		}
+
+		ids := map[int]bool{}
+		for _, p := range allPanels(d.Panels) {
+			require.Falsef(t, ids[p.ID], "%s: panel id %d is used twice", file, p.ID)
+			ids[p.ID] = true
+			if p.Type == "row" {
+				continue
+			}
+			requireDatasource(t, p.Datasource, "%s: panel %q", file, p.Title)
+			require.NotEmptyf(t, p.Targets, "%s: panel %q has no queries", file, p.Title)
+			for _, tg := range p.Targets {
+				if tg.Datasource != nil {
+					requireDatasource(t, tg.Datasource, "%s: panel %q query %s", file, p.Title, tg.RefID)
+				}
+				require.NotEmptyf(t, tg.Expr, "%s: panel %q query %s has no expr", file, p.Title, tg.RefID)
+				out = append(out, query{file, fmt.Sprintf("panel %q query %s", p.Title, tg.RefID), tg.Expr})
+			}
+		}
+	}
+	return out
+}
+
+func requireDatasource(t *testing.T, ds *dsRef, format string, args ...any) {
+	t.Helper()
+	where := fmt.Sprintf(format, args...)
+	require.NotNilf(t, ds, "%s: no datasource", where)
+	require.Equalf(t, datasourceUID, ds.UID, "%s: datasource must be the datasource variable", where)
+	require.Equalf(t, "prometheus", ds.Type, "%s: datasource type", where)
+}
+
+var (
+	// grafanaIntervals are Grafana's built-in range variables, replaced by a
+	// duration so the expression parses.
+	grafanaIntervals = regexp.MustCompile(`\$(__rate_interval|__interval|__range)\b|\$\{(__rate_interval|__interval|__range)\}`)
+	// grafanaVars are dashboard variables: ${var}, ${var:format} or $var.
+	grafanaVars = regexp.MustCompile(`\$\{[a-zA-Z_][a-zA-Z0-9_]*(:[a-z]+)?\}|\$[a-zA-Z_][a-zA-Z0-9_]*`)
+)
+
+// expand replaces Grafana's variables by values PromQL accepts wherever the
+// dashboards use them: durations in ranges, label values in matchers.
+func expand(expr string) string {
+	expr = grafanaIntervals.ReplaceAllString(expr, "5m")
+	return grafanaVars.ReplaceAllString(expr, "vigil")
+}
+
+// metricNames parses expr and returns every metric name it reads. A
+// selector without a fixed name is an error: the test could not check it.
+func metricNames(expr string) ([]string, error) {
+	node, err := parser.ParseExpr(expand(expr))
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", expr, err)
+	}
+	var names []string
+	var selErr error
+	parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok {
+			return nil
+		}
+		name := vs.Name
+		for _, m := range vs.LabelMatchers {
+			if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+				name = m.Value
+			}
+		}
+		if name == "" {
+			selErr = fmt.Errorf("%q: selector %s names no metric", expr, vs)
+			return selErr
+		}
+		names = append(names, name)
+		return nil
+	})
+	return names, selErr
+}
+
+func TestMetricNames(t *testing.T) {
+	tests := []struct {
+		expr string
+		want []string
+		err  bool
+	}{
+		{expr: `up`, want: []string{"up"}},
+		{expr: `sum by (code) (rate(http_requests_total{app=~"$app", instance=~"${instance}"}[$__rate_interval]))`,
+			want: []string{"http_requests_total"}},
+		{expr: `histogram_quantile(0.9, sum by (le) (increase(x_seconds_bucket[$__range])))`, want: []string{"x_seconds_bucket"}},
+		{expr: `a_sum / b_count or vector(0)`, want: []string{"a_sum", "b_count"}},
+		{expr: `{__name__="up", job="vigil"}`, want: []string{"up"}},
+		{expr: `changes(vigil_deploys_recorded_total[1m]) > 0`, want: []string{"vigil_deploys_recorded_total"}},
+		{expr: `{__name__=~"up|x"}`, err: true},
+		{expr: `sum(`, err: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.expr, func(t *testing.T) {
+			got, err := metricNames(tc.expr)
+			if tc.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestVariableExpr(t *testing.T) {
+	tests := []struct {
+		query, want string
+		err         bool
+	}{
+		{query: `label_values(up, app)`, want: `up`},
+		{query: `label_values(up{app=~"$app"}, instance)`, want: `up{app=~"$app"}`},
+		{query: `label_values(app)`, want: ``},
+		{query: `query_result(topk(5, up))`, want: `topk(5, up)`},
+		{query: `metrics(up)`, err: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			got, err := variableExpr(tc.query)
+			if tc.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// dashboardMetrics returns, for every metric the dashboards read, where.
+func dashboardMetrics(t *testing.T) map[string][]string {
+	t.Helper()
+	dashboards := loadDashboards(t)
+	for _, f := range wantDashboards {
+		require.Containsf(t, dashboards, f, "dashboard %s is missing", f)
+	}
+	used := map[string][]string{}
+	for _, q := range collectQueries(t, dashboards) {
+		names, err := metricNames(q.expr)
+		require.NoErrorf(t, err, "%s: %s", q.file, q.where)
+		for _, n := range names {
+			used[n] = append(used[n], q.file+": "+q.where)
+		}
+	}
+	return used
+}
+
+// TestDashboards checks every dashboard's shape and that every query parses.
+func TestDashboards(t *testing.T) {
+	used := dashboardMetrics(t)
+	require.NotEmpty(t, used)
+	// The issue's Alerts & Escalations panels.
+	for _, m := range []string{
+		"vigil_incidents", "vigil_time_to_acknowledge_seconds_bucket", "vigil_time_to_acknowledge_seconds_sum",
+		"vigil_time_to_acknowledge_seconds_count", "vigil_time_to_resolve_seconds_bucket",
+		"vigil_time_to_resolve_seconds_sum", "vigil_time_to_resolve_seconds_count", "vigil_notifications_total",
+		"vigil_escalations_total", "vigil_rollbacks_total", "vigil_deliveries_pending", "vigil_deploys_recorded_total",
+	} {
+		require.Containsf(t, used, m, "no dashboard reads %s", m)
+	}
+}
+
+// TestProvisioning checks Grafana's provisioning files: a Prometheus data
+// source at vigil and a file provider reading the dashboards' mount point.
+func TestProvisioning(t *testing.T) {
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, Type, UID, URL, Access string
+		} `yaml:"datasources"`
+	}
+	b, err := os.ReadFile("provisioning/datasources/vigil.yml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &ds))
+	require.Equal(t, 1, ds.APIVersion)
+	require.Len(t, ds.Datasources, 1)
+	require.Equal(t, "vigil", ds.Datasources[0].Name)
+	require.Equal(t, "vigil", ds.Datasources[0].UID)
+	require.Equal(t, "prometheus", ds.Datasources[0].Type)
+	require.Equal(t, "http://vigil:9090", ds.Datasources[0].URL)
+	require.Equal(t, "proxy", ds.Datasources[0].Access)
+
+	var prov struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Type string
+			Options    struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	b, err = os.ReadFile("provisioning/dashboards/vigil.yml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &prov))
+	require.Equal(t, 1, prov.APIVersion)
+	require.Len(t, prov.Providers, 1)
+	require.Equal(t, "file", prov.Providers[0].Type)
+	require.Equal(t, "/var/lib/grafana/dashboards", prov.Providers[0].Options.Path)
+}
+
+// TestDashboardMetricsExist runs vigil with everything that produces a
+// metric family the dashboards read, and fails naming any metric vigil does
+// not store.
+//
+// A family reaches /api/v1/label/__name__/values only once it has a series,
+// and some of vigil's vectors have none until something happens
+// (vigil_escalations_total, vigil_rollbacks_total, the MTTA and MTTR
+// histograms, ALERTS). Rather than trust /metrics' HELP lines, which promhttp
+// leaves out for empty vectors anyway, the test makes them happen: the app
+// answers half its requests with 500 so a seed rule on error_rate fires, a
+// webhook receiver takes level 1 and level 2, two recorded deploys make the
+// incident roll back, and the incident escalates after a two-second response
+// time, is acknowledged and is resolved. The TSDB stores histograms as
+// x_bucket, x_sum and x_count, and dashboards query those names, so names are
+// compared exactly.
+func TestDashboardMetricsExist(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs vigil")
+	}
+	used := dashboardMetrics(t)
+
+	dsn := os.Getenv("VIGIL_TEST_PG_DSN")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	requirePostgres(t, dsn)
+	app := newTestApp(t)
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(hooks.Close)
+
+	bin := buildVigil(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "vigil.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, fmt.Appendf(nil, `service: checkout
+environment: production
+data_dir: %[1]s
+server: {listen: "%[2]s"}
+logging: {level: info, format: text}
+metrics: {interval: 1s}
+collectors:
+  app:
+    targets: ["%[3]s"]
+    labels: {app: app}
+    health: {url: "%[4]s/health", interval: 1s, timeout: 1s}
+  infrastructure: {labels: {app: infrastructure}, link_speed_mbps: 1000}
+  database: {dsn: "%[5]s", labels: {app: database}, timeout: 2s}
+alerts:
+  rules:
+    - {name: high_error_rate, condition: error_rate > 10, duration: 1s, severity: critical, labels: {app: app}}
+escalation:
+  response_times: {critical: 2s, high: 4h, medium: 24h, low: 48h}
+  priorities: {critical: critical, warning: medium}
+  levels:
+    - {name: support, notify: [l1]}
+    - {name: development, notify: [l2]}
+receivers:
+  - {name: l1, webhook: {url: "%[6]s/l1", secret: s1}}
+  - {name: l2, webhook: {url: "%[6]s/l2", secret: s1}}
+rollback:
+  webhook: {url: "%[6]s/rollback", secret: s2}
+  when: {severity: critical}
+  window: 10m
+  cooldown: 1h
+`, filepath.Join(dir, "data"), addr, strings.TrimPrefix(app.URL, "http://"), app.URL, dsn, hooks.URL), 0o600))
+
+	v := startVigil(t, bin, cfgFile, addr)
+
+	// Two deploys: the incident that follows rolls the second one back.
+	v.post("/api/v1/deploys", `{"service":"checkout","version":"1.0.0","environment":"production"}`)
+	v.post("/api/v1/deploys", `{"service":"checkout","version":"1.1.0","environment":"production"}`)
+
+	// The alert fires, opens an incident and escalates after its 2s.
+	var id string
+	require.Eventually(t, func() bool {
+		found, err := v.openIncident()
+		if err != nil || found == "" {
+			return false
+		}
+		id = found
+		have, err := v.names()
+		return err == nil && have["vigil_escalations_total"]
+	}, 30*time.Second, 200*time.Millisecond, "no incident escalated")
+	v.post("/api/v1/incidents/"+id+"/ack", `{"by":"dashboards-test","comment":"looking"}`)
+	v.post("/api/v1/incidents/"+id+"/resolve", `{"by":"dashboards-test","comment":"fixed"}`)
+
+	var missing []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		have, err := v.names()
+		require.NoError(t, err)
+		missing = missing[:0]
+		for name := range used {
+			if !have[name] {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	slices.Sort(missing)
+	for _, name := range missing {
+		t.Errorf("vigil does not produce %s, read by:\n  %s", name, strings.Join(used[name], "\n  "))
+	}
+	if len(missing) > 0 {
+		t.Logf("vigil output:\n%s", v.out.String())
+	}
+}
+
+// requirePostgres fails early, naming only host and port (never the
+// password), when nothing listens where the DSN points: every database panel
+// would otherwise be reported as reading a metric vigil does not produce.
+func requirePostgres(t *testing.T, dsn string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return // key=value DSNs: vigil's own error will say what is wrong
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	conn, err := net.DialTimeout("tcp", host, 3*time.Second)
+	if err != nil {
+		t.Fatalf("no PostgreSQL at %s (set VIGIL_TEST_PG_DSN, or run scripts/pg-ensure.sh): %v", host, err)
+	}
+	conn.Close()
+}
+
+// testApp is the app vigil scrapes: process metrics and a request counter
+// with half its requests failing, growing with time so rates are not zero.
+type testApp struct {
+	*httptest.Server
+	start time.Time
+}
+
+func newTestApp(t *testing.T) *testApp {
+	a := &testApp{start: time.Now()}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			_, _ = io.WriteString(w, "ok\n")
+			return
+		}
+		secs := time.Since(a.start).Seconds()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", secs/10)
+		fmt.Fprintf(w, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", 64<<20)
+		fmt.Fprintf(w, "# TYPE http_requests_total counter\n")
+		fmt.Fprintf(w, "http_requests_total{code=\"200\"} %d\n", int(secs*20))
+		fmt.Fprintf(w, "http_requests_total{code=\"500\"} %d\n", int(secs*20))
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+// buildVigil builds cmd/vigil with the slicelabels tag DESIGN.md requires.
+func buildVigil(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vigil")
+	cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/vigil")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer collects vigil's output while it runs.
+type lockedBuffer struct {
+	mtx sync.Mutex
+	b   strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mtx.Lock()
+	defer l.mtx.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mtx.Lock()
+	defer l.mtx.Unlock()
+	return l.b.String()
+}
+
+// vigilProc is a running vigil.
+type vigilProc struct {
+	t    *testing.T
+	base string
+	out  *lockedBuffer
+}
+
+func startVigil(t *testing.T, bin, cfgFile, addr string) *vigilProc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	v := &vigilProc{t: t, base: "http://" + addr, out: &lockedBuffer{}}
+	cmd := exec.CommandContext(ctx, bin, "--config", cfgFile)
+	cmd.Stdout, cmd.Stderr = v.out, v.out
+	require.NoError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("vigil exited early:\n%s", v.out.String())
+		default:
+		}
+		if _, err := v.get("/ready"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vigil did not become ready in 30s:\n%s", v.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return v
+}
+
+// get returns the body of a GET that answered 200. It does not stop the
+// test, so that it can run inside require.Eventually's goroutine.
+func (v *vigilProc) get(path string) ([]byte, error) {
+	resp, err := http.Get(v.base + path)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return b, nil
+}
+
+func (v *vigilProc) post(path, body string) {
+	v.t.Helper()
+	resp, err := http.Post(v.base+path, "application/json", strings.NewReader(body))
+	require.NoError(v.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(v.t, http.StatusOK, resp.StatusCode, "POST %s: %s", path, b)
+}
+
+// names returns the metric names vigil stores.
+func (v *vigilProc) names() (map[string]bool, error) {
+	b, err := v.get("/api/v1/label/__name__/values")
+	if err != nil {
+		return nil, err
+	}
+	var env struct {
+		Data []string `json:"data"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, fmt.Errorf("metric names: %w", err)
+	}
+	out := make(map[string]bool, len(env.Data))
+	for _, n := range env.Data {
+		out[n] = true
+	}
+	return out, nil
+}
+
+// openIncident returns the id of a triggered incident, or "".
+func (v *vigilProc) openIncident() (string, error) {
+	b, err := v.get("/api/v1/incidents?state=triggered")
+	if err != nil {
+		return "", err
+	}
+	var env struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return "", fmt.Errorf("incidents: %w", err)
+	}
+	if len(env.Data) == 0 {
+		return "", nil
+	}
+	return env.Data[0].ID, nil
+}
