@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/auth"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -470,7 +472,9 @@ rollback:
   when: {severity: critical}
   window: 10m
   cooldown: 1h
-`, filepath.Join(dir, "data"), addr, strings.TrimPrefix(app.URL, "http://"), app.URL, dsn, hooks.URL), 0o600))
+users:
+  - {name: grafana, role: admin, tokens: [%[7]q]}
+`, filepath.Join(dir, "data"), addr, strings.TrimPrefix(app.URL, "http://"), app.URL, dsn, hooks.URL, auth.Hash(testToken)), 0o600))
 
 	v := startVigil(t, bin, cfgFile, addr)
 
@@ -641,7 +645,7 @@ func startVigil(t *testing.T, bin, cfgFile, addr string) *vigilProc {
 // get returns the body of a GET that answered 200. It does not stop the
 // test, so that it can run inside require.Eventually's goroutine.
 func (v *vigilProc) get(path string) ([]byte, error) {
-	resp, err := http.Get(v.base + path)
+	resp, err := v.do(http.MethodGet, path, "")
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
@@ -658,11 +662,28 @@ func (v *vigilProc) get(path string) ([]byte, error) {
 
 func (v *vigilProc) post(path, body string) {
 	v.t.Helper()
-	resp, err := http.Post(v.base+path, "application/json", strings.NewReader(body))
+	resp, err := v.do(http.MethodPost, path, body)
 	require.NoError(v.t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	require.Equal(v.t, http.StatusOK, resp.StatusCode, "POST %s: %s", path, b)
+}
+
+// testToken is the API token of the test's user: production refuses to run
+// without users, and the API wants a token.
+const testToken = "vgl_dashboards-test-token"
+
+// do sends a request as the test's user.
+func (v *vigilProc) do(method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, v.base+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // names returns the metric names vigil stores.

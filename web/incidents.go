@@ -114,8 +114,9 @@ func (h *Handler) incidentAction(resolve bool) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 			return
 		}
-		if req.By == "" {
-			req.By = requestUser(c)
+		if u := requestUser(c); u != "" {
+			// An authenticated caller acts as itself, whatever the body says.
+			req.By = u
 		}
 		if req.By == "" {
 			apiError(c, http.StatusBadRequest, "bad_data", `say who: {"by": "name", "comment": "..."}`)

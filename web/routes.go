@@ -85,6 +85,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
 		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
+		{http.MethodGet, apiPrefix + "/audit", permManageUsers, h.listAudit},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {
@@ -114,13 +115,20 @@ func (h *Handler) newEngine() *gin.Engine {
 // permission is kept.
 const permissionKey = "vigil.permission"
 
-// authorize is where authentication and authorization hook in: each route
-// passes its permission from the table. It records the permission on the
-// request and lets every request through; the auth work replaces its body.
+// authorize guards a route by its permission from the table: open routes and
+// Slack's (whose handler checks Slack's signature) pass; every other route
+// needs a bearer token, or basic auth, of a user with the permission (see
+// authenticate). Every mutating call is recorded in the audit log, whatever
+// its outcome.
 func (h *Handler) authorize(permission string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Set(permissionKey, permission)
-		c.Next()
+		if h.authenticate(c, permission) {
+			c.Next()
+		}
+		if mutating(c.Request.Method) {
+			h.audit(c)
+		}
 	}
 }
 

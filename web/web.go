@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 
+	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/config"
 )
 
@@ -88,6 +89,13 @@ type Options struct {
 	Reload func() error
 	// Version is vigil's version; empty means github.com/prometheus/common/version.Version.
 	Version string
+	// Auth returns the authenticator of the current configuration; main
+	// builds one with auth.New on every config it applies and swaps it in, so
+	// a reload changes users and tokens without a restart. A nil Auth turns
+	// authentication off altogether (every route lets every request in), as
+	// before authentication existed, so vigil's main must set it. A non-nil
+	// Auth that returns nil refuses every guarded route with 503.
+	Auth func() *auth.Authenticator
 }
 
 // Collectors is what the web layer needs of the collector set.
@@ -104,8 +112,10 @@ type Handler struct {
 	logger  *slog.Logger
 	metrics *metrics
 
-	engine  *gin.Engine
-	routes  []route
+	engine *gin.Engine
+	routes []route
+	// access is the failed-authentication limiter and the audit log.
+	access  *access
 	storage *localStorage
 	promAPI http.Handler
 
@@ -138,6 +148,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler
 		metrics:       newMetrics(reg),
 		storage:       &localStorage{stats: opts.DBStats},
 		startTime:     time.Now(),
+		access:        newAccess(time.Now),
 		reloadSuccess: true,
 	}
 	if h.opts.Gatherer == nil {

@@ -380,6 +380,7 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodPost, apiPrefix + "/deploys"}:               permDeploy,
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
 		{http.MethodPost, "/slack/interactions"}:                permSlack,
+		{http.MethodGet, apiPrefix + "/audit"}:                  permManageUsers,
 	}
 	wantPermission := func(k key) string {
 		path := k.path

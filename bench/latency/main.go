@@ -112,7 +112,10 @@ escalation:
     - {name: support, notify: [bench]}
 receivers:
   - {name: bench, webhook: {url: "http://%s/hook"}}
-`, filepath.Join(dir, "data"), addr, interval, app.Addr(), hold, receiver.Addr())
+# Production refuses to start without users; nobody holds this hash's token.
+users:
+  - {name: bench, role: viewer, tokens: ["sha256:%064x"]}
+`, filepath.Join(dir, "data"), addr, interval, app.Addr(), hold, receiver.Addr(), time.Now().UnixNano())
 	cfgFile := filepath.Join(dir, "vigil.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		log.Fatal(err)

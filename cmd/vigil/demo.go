@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/vigil-sh/vigil/auth"
 )
 
 // demo plays the whole loop on this machine in about two minutes: a small
@@ -43,6 +44,7 @@ type demoRun struct {
 	failures     atomic.Int64
 	version      atomic.Value // string
 	vigil        string       // base URL
+	token        string       // the demo user's API token
 }
 
 func (d *demoRun) say(format string, args ...any) {
@@ -87,8 +89,17 @@ func (d *demoRun) run(ctx context.Context) error {
 	l.Close()
 	d.vigil = "http://" + addr
 
+	// Production refuses to start without users: the demo has one, with a
+	// token made for this run.
+	token, hash, err := auth.NewToken()
+	if err != nil {
+		return err
+	}
+	d.token = token
 	cfg := filepath.Join(dir, "vigil.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), addr, app, receiver, deployer)), 0o600); err != nil {
+	body := fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), addr, app, receiver, deployer) +
+		fmt.Sprintf("users:\n  - {name: demo-operator, role: admin, tokens: [%q]}\n", hash)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -254,8 +265,21 @@ func (d *demoRun) waitFor(ctx context.Context, limit time.Duration, cond func() 
 	return nil
 }
 
+// call sends a request to vigil as the demo user.
+func (d *demoRun) call(method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, d.vigil+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return http.DefaultClient.Do(req)
+}
+
 func (d *demoRun) get(path string) error {
-	resp, err := http.Get(d.vigil + path)
+	resp, err := d.call(http.MethodGet, path, "")
 	if err != nil {
 		return err
 	}
@@ -267,7 +291,7 @@ func (d *demoRun) get(path string) error {
 }
 
 func (d *demoRun) post(path, body string, out any) error {
-	resp, err := http.Post(d.vigil+path, "application/json", bytes.NewBufferString(body))
+	resp, err := d.call(http.MethodPost, path, body)
 	if err != nil {
 		return err
 	}
@@ -289,7 +313,7 @@ type demoIncident struct {
 }
 
 func (d *demoRun) incidents(path string) []demoIncident {
-	resp, err := http.Get(d.vigil + path)
+	resp, err := d.call(http.MethodGet, path, "")
 	if err != nil {
 		return nil
 	}

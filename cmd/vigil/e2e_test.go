@@ -22,12 +22,32 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/auth"
 )
 
 // vigilBin is the binary under test, built once by TestMain.
 var vigilBin string
 
+// e2eToken is the API token of the test user every test config carries
+// (staging and production refuse to start without users). TestMain makes
+// every HTTP client of this package send it.
+const e2eToken = "vgl_end-to-end-test-token"
+
+// bearer adds the test user's token to every request.
+type bearer struct{ base http.RoundTripper }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if r.Header.Get("Authorization") == "" {
+		r.Header.Set("Authorization", "Bearer "+e2eToken)
+	}
+	return b.base.RoundTrip(r)
+}
+
 func TestMain(m *testing.M) {
+	http.DefaultTransport = bearer{http.DefaultTransport}
+	api.DefaultRoundTripper = bearer{api.DefaultRoundTripper}
 	dir, err := os.MkdirTemp("", "vigil-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -177,9 +197,11 @@ func (p *vigilProc) alert(name string) *alertJSON {
 	return nil
 }
 
+// writeConfig writes a config with the test user added.
 func writeConfig(t *testing.T, dir, body string) string {
 	t.Helper()
 	f := filepath.Join(dir, "vigil.yaml")
+	body += fmt.Sprintf("users:\n  - {name: e2e, role: admin, tokens: [%q]}\n", auth.Hash(e2eToken))
 	require.NoError(t, os.WriteFile(f, []byte(body), 0o644))
 	return f
 }
@@ -259,6 +281,16 @@ func TestAlertLifecycle(t *testing.T) {
 	val, _, _, err = papi.Query(ctx, `up{app="vigil"}`, time.Now())
 	require.NoError(t, err)
 	require.Len(t, val.(model.Vector), 1)
+
+	// Without the token: 401 on a guarded route, 200 on the open ones.
+	anonymous := &http.Client{Transport: &http.Transport{}}
+	for path, want := range map[string]int{"/alerts": http.StatusUnauthorized, "/api/v1/query?query=up": http.StatusUnauthorized,
+		"/health": http.StatusOK, "/ready": http.StatusOK, "/metrics": http.StatusOK} {
+		resp, err := anonymous.Get(v.url(path))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, path)
+	}
 
 	// The metric drops: the alert resolves and leaves /alerts.
 	app.cpu.Store(10)
@@ -450,4 +482,24 @@ func TestCLI(t *testing.T) {
 
 	_, code = runCLI("check")
 	require.Equal(t, 2, code)
+
+	out, code = runCLI("token", "new")
+	require.Equal(t, 0, code, out)
+	var token, hash string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "token: "); ok {
+			token = v
+		}
+		if v, ok := strings.CutPrefix(line, "hash:  "); ok {
+			hash = v
+		}
+	}
+	require.True(t, auth.Verify(token, hash), "the printed hash must verify the printed token")
+
+	// Production without users refuses to start, saying why.
+	prod := filepath.Join(dir, "prod.yml")
+	require.NoError(t, os.WriteFile(prod, []byte("environment: production\n"), 0o644))
+	out, code = runCLI("--config", prod)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "users")
 }

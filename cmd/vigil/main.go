@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/common/version"
 
+	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/rules"
 )
@@ -20,6 +21,7 @@ const usage = `Usage:
   vigil [--config FILE]            run (with no --config: the built-in default config)
   vigil check config FILE...       validate config files; print every error found
   vigil test rules FILE...         run rule unit tests in promtool's format
+  vigil token new                  print a fresh API token and the hash for users[].tokens
   vigil demo                       play the whole loop on this machine in about two minutes
   vigil version                    print the version
 `
@@ -49,6 +51,18 @@ func execute(args []string, stdout, stderr io.Writer) int {
 			if rules.RunUnitTests(args[2:], stdout) {
 				return 1
 			}
+			return 0
+		case "token":
+			if len(args) != 2 || args[1] != "new" {
+				fmt.Fprint(stderr, usage)
+				return 2
+			}
+			token, hash, err := auth.NewToken()
+			if err != nil {
+				fmt.Fprintf(stderr, "vigil: %s\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "token: %s\nhash:  %s\n\nGive the token to its user; put only the hash in the config:\n  users:\n    - {name: NAME, role: ROLE, tokens: [%q]}\n", token, hash, hash)
 			return 0
 		case "demo":
 			return demo(stdout, stderr)
@@ -86,7 +100,11 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 			code = 1
 			continue
 		}
-		if rerr := rules.CheckConfig(cfg); rerr != nil {
+		rerr := rules.CheckConfig(cfg)
+		if rerr == nil {
+			rerr = auth.Check(cfg)
+		}
+		if rerr != nil {
 			fmt.Fprintf(stderr, "Checking %s\n  FAILED:\n", f)
 			printErrors(stderr, rerr)
 			code = 1

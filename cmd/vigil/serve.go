@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/promql"
 
+	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
@@ -77,6 +79,10 @@ func loadConfig(file string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := rules.CheckConfig(cfg); err != nil {
+		return nil, err
+	}
+	// Staging and production refuse to run without users.
+	if err := auth.Check(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -196,6 +202,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		return err
 	}
 
+	// The authenticator of the config in force; a reload swaps it.
+	var authenticator atomic.Pointer[auth.Authenticator]
+
 	reloadRequests := make(chan chan error)
 	webHandler := web.New(&web.Options{
 		ListenAddress:     cfg.ListenAddress(),
@@ -210,6 +219,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Incidents:         notifications,
 		Deploys:           rollbacks,
 		SlackInteractions: slackButtons,
+		Auth:              authenticator.Load,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -222,6 +232,19 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}, logger.With("component", "web"), reg)
 
 	reloaders := []reloader{
+		// Who may call what comes first: a config whose users are bad is
+		// refused before anything else changes.
+		{"auth", func(c *config.Config) error {
+			a, err := auth.New(c)
+			if err != nil {
+				return err
+			}
+			if w := auth.Warning(c); w != "" {
+				logger.Warn(w)
+			}
+			authenticator.Store(a)
+			return nil
+		}},
 		// Rules first: rule files are read here and are the likeliest to be bad.
 		{"rules", ruleManager.ApplyConfig},
 		{"scrape", scrapes.ApplyConfig},

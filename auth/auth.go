@@ -1,0 +1,179 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+// Anonymous is the user every request runs as when vigil is open (see Open).
+const Anonymous = "anonymous"
+
+// ErrNoUsers is returned by Check when vigil must not start without users.
+var ErrNoUsers = errors.New("no users are configured")
+
+// User is an authenticated caller.
+type User struct {
+	Name  string
+	Roles []string
+	// Permissions holds every permission of the user's roles.
+	Permissions map[string]bool
+}
+
+// Can reports whether the user has permission.
+func (u User) Can(permission string) bool { return u.Permissions[permission] }
+
+// credential is one token hash and the index of its user.
+type credential struct {
+	sum  [sha256.Size]byte
+	user int
+}
+
+// Authenticator resolves tokens to users. It is built from one configuration
+// and never changes: a reload builds a new one.
+type Authenticator struct {
+	open  bool
+	users []User
+	creds []credential
+	all   map[string]bool
+}
+
+// New builds the authenticator of cfg. It fails when a token hash is not in
+// the format NewToken writes, so that a typo does not lock a user out
+// silently. Without users, the authenticator lets everyone in as Anonymous
+// when Open(cfg) is true and lets no one in otherwise.
+func New(cfg *config.Config) (*Authenticator, error) {
+	if cfg == nil {
+		return nil, errors.New("auth: nil config")
+	}
+	a := &Authenticator{open: Open(cfg), all: allPermissions(cfg)}
+	var errs []error
+	for i, uc := range cfg.Users {
+		u := User{Name: uc.Name, Roles: uc.AllRoles(), Permissions: map[string]bool{}}
+		for _, role := range u.Roles {
+			for _, p := range cfg.PermissionsOf(role) {
+				u.Permissions[p] = true
+			}
+		}
+		a.users = append(a.users, u)
+		for j, h := range uc.Tokens {
+			sum, err := parseHash(h)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: %w", i, j, uc.Name, err))
+				continue
+			}
+			a.creds = append(a.creds, credential{sum: sum, user: i})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return a, nil
+}
+
+// Open reports whether vigil runs without authentication under cfg: only when
+// no users are configured and the environment is development.
+func Open(cfg *config.Config) bool {
+	return cfg != nil && len(cfg.Users) == 0 && cfg.Environment == config.EnvDevelopment
+}
+
+// Warning returns what main must log loudly at start and on reload when cfg
+// leaves vigil open, and "" otherwise.
+func Warning(cfg *config.Config) string {
+	if !Open(cfg) {
+		return ""
+	}
+	return fmt.Sprintf("AUTHENTICATION IS OFF: no users are configured and the environment is %s, "+
+		"so every request is allowed as %q with every permission; configure users before vigil is reachable by anyone else",
+		config.EnvDevelopment, Anonymous)
+}
+
+// Check returns an error when vigil must refuse cfg: no users outside
+// development (staging and production refuse to start or reload without
+// users), or a token hash that is not one.
+func Check(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("auth: nil config")
+	}
+	if len(cfg.Users) == 0 && cfg.Environment != config.EnvDevelopment {
+		return fmt.Errorf("auth: environment %q: %w; vigil refuses to run without users outside development "+
+			"(add users with token hashes from `vigil token new`)", cfg.Environment, ErrNoUsers)
+	}
+	_, err := New(cfg)
+	return err
+}
+
+// Open reports whether the authenticator lets every request in as Anonymous.
+func (a *Authenticator) Open() bool { return a.open }
+
+// Authenticate returns the user a bearer token belongs to. When the
+// authenticator is open every token, even none, is Anonymous with every
+// permission. The token is compared with every configured hash, in constant
+// time and without stopping at a match, so timing tells nothing of which
+// hash matched or how close a guess came.
+func (a *Authenticator) Authenticate(token string) (User, bool) {
+	if a.open {
+		return a.anonymous(), true
+	}
+	if token == "" {
+		return User{}, false
+	}
+	sum := sha256.Sum256([]byte(token))
+	found := -1
+	for _, c := range a.creds {
+		if subtle.ConstantTimeCompare(sum[:], c.sum[:]) == 1 {
+			found = c.user
+		}
+	}
+	if found < 0 {
+		return User{}, false
+	}
+	return a.user(found), true
+}
+
+// AuthenticateBasic checks HTTP basic credentials, for clients such as
+// Grafana's data source that only speak basic auth: the user name is the
+// user's name and the password is one of the user's tokens.
+func (a *Authenticator) AuthenticateBasic(name, password string) (User, bool) {
+	u, ok := a.Authenticate(password)
+	if !ok || a.open {
+		return u, ok
+	}
+	if subtle.ConstantTimeCompare([]byte(name), []byte(u.Name)) != 1 {
+		return User{}, false
+	}
+	return u, true
+}
+
+// user returns a copy of user i that callers may change.
+func (a *Authenticator) user(i int) User {
+	u := a.users[i]
+	return User{Name: u.Name, Roles: slices.Clone(u.Roles), Permissions: maps.Clone(u.Permissions)}
+}
+
+func (a *Authenticator) anonymous() User {
+	return User{Name: Anonymous, Permissions: maps.Clone(a.all)}
+}
+
+// allPermissions is every permission vigil knows or cfg names.
+func allPermissions(cfg *config.Config) map[string]bool {
+	all := map[string]bool{}
+	for _, p := range []string{config.PermDeploy, config.PermRollback, config.PermMonitor, config.PermViewLogs,
+		config.PermViewMetrics, config.PermManageUsers, config.PermManageRoles, config.PermAcknowledge} {
+		all[p] = true
+	}
+	for _, p := range cfg.Permissions.Names() {
+		all[p] = true
+	}
+	for _, role := range cfg.RoleNames() {
+		for _, p := range cfg.PermissionsOf(role) {
+			all[p] = true
+		}
+	}
+	return all
+}

@@ -1,0 +1,73 @@
+// Package auth turns vigil's users, roles and permissions into decisions: it
+// makes API tokens and their hashes, and resolves a presented token to a user
+// and the permissions of that user's roles.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+const (
+	// TokenPrefix starts every token NewToken makes, so a leaked token is
+	// recognisable by secret scanners and by people.
+	TokenPrefix = "vgl_"
+	// HashPrefix starts every token hash and names its algorithm.
+	HashPrefix = "sha256:"
+
+	tokenBytes = 32
+)
+
+// NewToken returns a fresh API token and the hash that goes into the
+// configuration's users[].tokens. The token is TokenPrefix and 32 bytes from
+// crypto/rand in unpadded base64url; the hash is HashPrefix and the hex SHA-256
+// of the whole token.
+//
+// A fast hash is right here: a token carries 256 random bits, so there is no
+// dictionary to try and a slow password hash would only slow every request.
+func NewToken() (token, hash string, err error) {
+	b := make([]byte, tokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("auth: reading random bytes for a token: %w", err)
+	}
+	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return token, Hash(token), nil
+}
+
+// Hash returns the hash of token in the configuration's format.
+func Hash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return HashPrefix + hex.EncodeToString(sum[:])
+}
+
+// Verify reports whether token hashes to hash. The comparison takes the same
+// time wherever the two differ.
+func Verify(token, hash string) bool {
+	want, err := parseHash(hash)
+	if err != nil {
+		return false
+	}
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// parseHash decodes a HashPrefix hash. Its errors never quote the value: a
+// token pasted where its hash belongs must not reach a log.
+func parseHash(hash string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	hexSum, ok := strings.CutPrefix(hash, HashPrefix)
+	if !ok {
+		return sum, fmt.Errorf("is not a %q token hash (is it the token itself? put its hash here)", HashPrefix+"<hex>")
+	}
+	b, err := hex.DecodeString(hexSum)
+	if err != nil || len(b) != sha256.Size {
+		return sum, fmt.Errorf("is not a %q token hash: want %d hex digits after the prefix", HashPrefix+"<hex>", 2*sha256.Size)
+	}
+	copy(sum[:], b)
+	return sum, nil
+}

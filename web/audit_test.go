@@ -1,0 +1,112 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/notifier"
+)
+
+func TestAuditLog(t *testing.T) {
+	f := newAuthFixture(t)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"a": {ID: "a", State: notifier.StateTriggered}}}
+	env := newTestEnv(t, f.withAuth, func(o *Options) { o.Incidents = incs })
+	clock := &testClock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	env.h.access.audit.now = clock.Now
+
+	steps := []struct {
+		role   string
+		method string
+		path   string
+		body   string
+		want   int
+	}{
+		// The developer says someone else acked: the token's user wins.
+		{"developer", http.MethodPost, "/api/v1/incidents/a/ack", `{"by":"mallory","comment":"on it"}`, 200},
+		{"viewer", http.MethodPost, "/api/v1/incidents/a/resolve", "", 403},
+		{"", http.MethodPost, "/-/reload", "", 401},
+		{"admin", http.MethodGet, "/api/v1/incidents", "", 200},
+		{"admin", http.MethodPost, "/-/reload", "", 200},
+	}
+	for _, s := range steps {
+		authz := ""
+		if s.role != "" {
+			authz = bearer(f.tokens[s.role])
+		}
+		rec := serve(env.h, "127.0.0.1", s.method, s.path, authz, strings.NewReader(s.body))
+		require.Equal(t, s.want, rec.Code, "%s %s: %s", s.method, s.path, rec.Body.String())
+		clock.Add(time.Second)
+	}
+	require.Equal(t, "dave", incs.m["a"].AcknowledgedBy)
+	require.Equal(t, notifier.StateAcknowledged, incs.m["a"].State)
+
+	read := func(query string) (int, []AuditRecord) {
+		rec := serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/audit"+query, bearer(f.tokens["admin"]), nil)
+		var body struct {
+			Status string        `json:"status"`
+			Data   []AuditRecord `json:"data"`
+		}
+		if rec.Code == http.StatusOK {
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			require.Equal(t, "success", body.Status)
+		}
+		return rec.Code, body.Data
+	}
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+	status, got := read("")
+	require.Equal(t, http.StatusOK, status)
+	// Newest first; reads are not recorded.
+	require.Equal(t, []AuditRecord{
+		{Time: at(4), User: "alice", Method: "POST", Path: "/-/reload", Status: 200, Client: "127.0.0.1"},
+		{Time: at(2), User: "", Method: "POST", Path: "/-/reload", Status: 401, Client: "127.0.0.1"},
+		{Time: at(1), User: "vic", Method: "POST", Path: "/api/v1/incidents/a/resolve", Status: 403, Client: "127.0.0.1"},
+		{Time: at(0), User: "dave", Method: "POST", Path: "/api/v1/incidents/a/ack", Status: 200, Client: "127.0.0.1"},
+	}, got)
+
+	tests := []struct {
+		query      string
+		wantStatus int
+		wantLen    int
+	}{
+		{"?limit=1", 200, 1},
+		{"?limit=100000", 200, 4},
+		{"?limit=0", 400, 0},
+		{"?limit=x", 400, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			status, got := read(tt.query)
+			require.Equal(t, tt.wantStatus, status)
+			require.Len(t, got, tt.wantLen)
+		})
+	}
+}
+
+func TestAuditRing(t *testing.T) {
+	l := newAuditLog(3, time.Now)
+	require.Empty(t, l.newest(10))
+	for i := range 5 {
+		l.add(AuditRecord{Status: i})
+	}
+	tests := []struct {
+		limit int
+		want  []int
+	}{
+		{10, []int{4, 3, 2}},
+		{2, []int{4, 3}},
+		{1, []int{4}},
+	}
+	for _, tt := range tests {
+		var got []int
+		for _, r := range l.newest(tt.limit) {
+			got = append(got, r.Status)
+		}
+		require.Equal(t, tt.want, got, "limit %d", tt.limit)
+	}
+}

@@ -1,0 +1,215 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigil-sh/vigil/auth"
+)
+
+// Failed authentication is limited per client address: after
+// maxAuthFailures failures within failureWindow of the first, the client gets
+// 429 on every guarded route until that window ends. Successes do not count.
+const (
+	maxAuthFailures = 10
+	failureWindow   = time.Minute
+	// maxTrackedClients bounds the limiter's memory.
+	maxTrackedClients = 10000
+)
+
+// auditUserKey is the gin context key of the name the audit log records: the
+// authenticated user, auth.Anonymous when vigil is open, "slack" for Slack's
+// route.
+const auditUserKey = "vigil.audit_user"
+
+// access is the per-handler state of authentication: the failure limiter and
+// the audit log.
+type access struct {
+	limiter *failureLimiter
+	audit   *auditLog
+}
+
+func newAccess(now func() time.Time) *access {
+	return &access{
+		limiter: &failureLimiter{now: now, clients: map[string]*failures{}},
+		audit:   newAuditLog(auditSize, now),
+	}
+}
+
+// authenticate decides a request to a route that needs permission. It
+// answers the request itself and returns false when the request may not go
+// on. Tokens are read from the Authorization header only: "Bearer <token>",
+// or "Basic" with the user's name and one of its tokens as the password, for
+// Grafana's data source. A token in the query string is refused, because URLs
+// end up in logs, proxies and browser histories. No token is ever logged or
+// written to a response.
+func (h *Handler) authenticate(c *gin.Context, permission string) bool {
+	switch permission {
+	case permOpen:
+		return true
+	case permSlack:
+		c.Set(auditUserKey, "slack")
+		return true
+	}
+	if h.opts.Auth == nil {
+		return true
+	}
+	a := h.opts.Auth()
+	if a == nil {
+		apiError(c, http.StatusServiceUnavailable, "unavailable", "authentication is not configured yet")
+		c.Abort()
+		return false
+	}
+	client := c.ClientIP()
+	limiter := h.access.limiter
+	if wait, blocked := limiter.blocked(client); blocked {
+		secs := int(wait.Round(time.Second) / time.Second)
+		c.Header("Retry-After", strconv.Itoa(max(secs, 1)))
+		apiError(c, http.StatusTooManyRequests, "too_many_requests",
+			fmt.Sprintf("too many failed authentications from this client; retry in %ds", max(secs, 1)))
+		c.Abort()
+		return false
+	}
+	q := c.Request.URL.Query()
+	if q.Has("token") || q.Has("access_token") {
+		h.refuse(c, client, "token in the query string",
+			"tokens in the URL are refused: send the header Authorization: Bearer <token>")
+		return false
+	}
+	if a.Open() {
+		c.Set(auditUserKey, auth.Anonymous)
+		return true
+	}
+	user, ok, presented := credentials(c.Request, a)
+	if !presented {
+		c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
+		apiError(c, http.StatusUnauthorized, "unauthorized", "authentication required: send the header Authorization: Bearer <token>")
+		c.Abort()
+		return false
+	}
+	if !ok {
+		h.refuse(c, client, "invalid credentials", "invalid token")
+		return false
+	}
+	c.Set(userKey, user.Name)
+	c.Set(auditUserKey, user.Name)
+	if !user.Can(permission) {
+		apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q lacks the permission %q", user.Name, permission))
+		c.Abort()
+		return false
+	}
+	return true
+}
+
+// refuse answers 401 to credentials that failed and counts the failure.
+// reason goes to the log, msg to the client; neither holds the credentials.
+func (h *Handler) refuse(c *gin.Context, client, reason, msg string) {
+	if h.access.limiter.fail(client) {
+		h.logger.Warn("Client blocked after repeated failed authentication",
+			"client", client, "failures", maxAuthFailures, "for", failureWindow)
+	}
+	h.logger.Info("Authentication failed", "reason", reason, "client", client,
+		"method", c.Request.Method, "path", c.Request.URL.Path)
+	c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
+	apiError(c, http.StatusUnauthorized, "unauthorized", msg)
+	c.Abort()
+}
+
+// credentials checks the request's Authorization header. presented is false
+// when there is no header at all.
+func credentials(r *http.Request, a *auth.Authenticator) (user auth.User, ok, presented bool) {
+	header := r.Header.Get("Authorization")
+	if header == "" {
+		return auth.User{}, false, false
+	}
+	scheme, rest, _ := strings.Cut(header, " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		token := strings.TrimSpace(rest)
+		if token == "" {
+			return auth.User{}, false, true
+		}
+		user, ok = a.Authenticate(token)
+		return user, ok, true
+	case strings.EqualFold(scheme, "Basic"):
+		name, password, okBasic := r.BasicAuth()
+		if !okBasic || password == "" {
+			return auth.User{}, false, true
+		}
+		user, ok = a.AuthenticateBasic(name, password)
+		return user, ok, true
+	}
+	return auth.User{}, false, true
+}
+
+// failures counts one client's failed authentications since start.
+type failures struct {
+	start time.Time
+	count int
+}
+
+// failureLimiter counts failed authentications per client in fixed windows.
+type failureLimiter struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	clients map[string]*failures
+}
+
+// blocked reports whether client has failed too often in its current window,
+// and how long the window still runs.
+func (l *failureLimiter) blocked(client string) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.clients[client]
+	if !ok {
+		return 0, false
+	}
+	left := failureWindow - l.now().Sub(f.start)
+	if left <= 0 {
+		delete(l.clients, client)
+		return 0, false
+	}
+	return left, f.count >= maxAuthFailures
+}
+
+// fail counts a failure of client and reports whether it blocks the client.
+func (l *failureLimiter) fail(client string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if f, ok := l.clients[client]; ok && now.Sub(f.start) < failureWindow {
+		f.count++
+		return f.count == maxAuthFailures
+	}
+	if len(l.clients) >= maxTrackedClients {
+		l.evict(now)
+	}
+	l.clients[client] = &failures{start: now, count: 1}
+	return maxAuthFailures == 1
+}
+
+// evict drops the clients whose window is over, or else the one whose window
+// started first, so that the map stays bounded.
+func (l *failureLimiter) evict(now time.Time) {
+	var oldest string
+	var oldestStart time.Time
+	for client, f := range l.clients {
+		if now.Sub(f.start) >= failureWindow {
+			delete(l.clients, client)
+			continue
+		}
+		if oldest == "" || f.start.Before(oldestStart) {
+			oldest, oldestStart = client, f.start
+		}
+	}
+	if len(l.clients) >= maxTrackedClients {
+		delete(l.clients, oldest)
+	}
+}
