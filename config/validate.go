@@ -120,11 +120,7 @@ func (c *Config) validateCollectors(r *reporter) {
 	for i, l := range col.Logs {
 		p := indexPath("collectors.logs", i)
 		if l.Name != "" {
-			if first, dup := logNames[l.Name]; dup {
-				r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", l.Name, r.line(indexPath("collectors.logs", first)))
-			} else {
-				logNames[l.Name] = i
-			}
+			r.unique(logNames, p, l.Name)
 		}
 		if len(l.Paths) == 0 && l.File == "" {
 			r.valueErr(0, p, "needs paths to tail (or file)")
@@ -151,11 +147,7 @@ func (c *Config) validateRules(r *reporter) {
 			r.valueErr(0, joinPath(p, "name"), "%q is not a valid rule name (letters, digits and _; not starting with a digit)", rule.Name)
 		}
 		if rule.Name != "" {
-			if first, dup := seen[rule.Name]; dup {
-				r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", rule.Name, first)
-			} else {
-				seen[rule.Name] = r.line(p)
-			}
+			r.unique(seen, p, rule.Name)
 		}
 		if strings.TrimSpace(rule.Condition) == "" {
 			r.valueErr(0, joinPath(p, "condition"), "is required")
@@ -180,10 +172,8 @@ func (c *Config) validateReceivers(r *reporter) {
 		p := indexPath("receivers", i)
 		if rc.Name == "" {
 			r.valueErr(0, p, "name is required")
-		} else if first, dup := seen[rc.Name]; dup {
-			r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", rc.Name, first)
 		} else {
-			seen[rc.Name] = r.line(p)
+			r.unique(seen, p, rc.Name)
 		}
 		var kinds []string
 		if rc.Slack != nil {
@@ -259,10 +249,8 @@ func (c *Config) validateEscalation(r *reporter) {
 		p := indexPath("escalation.levels", i)
 		if l.Name == "" {
 			r.valueErr(0, p, "name is required")
-		} else if first, dup := levelNames[l.Name]; dup {
-			r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", l.Name, first)
 		} else {
-			levelNames[l.Name] = r.line(p)
+			r.unique(levelNames, p, l.Name)
 		}
 		if len(l.Notify) == 0 {
 			r.valueErr(0, p, "notify needs at least one receiver")
@@ -293,10 +281,8 @@ func (c *Config) validateAccess(r *reporter) {
 		p := indexPath("users", i)
 		if u.Name == "" {
 			r.valueErr(0, p, "name is required")
-		} else if first, dup := seen[u.Name]; dup {
-			r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", u.Name, first)
 		} else {
-			seen[u.Name] = r.line(p)
+			r.unique(seen, p, u.Name)
 		}
 		if len(roles) == 0 {
 			continue
@@ -431,4 +417,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// unique reports name at path (an element of a list) when an earlier element
+// already has it; seen maps names to the line they were first given at.
+func (r *reporter) unique(seen map[string]int, path, name string) {
+	if first, dup := seen[name]; dup {
+		r.valueErr(0, joinPath(path, "name"), "%q is used twice (first at line %d)", name, first)
+		return
+	}
+	seen[name] = r.line(path)
 }
