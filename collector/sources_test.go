@@ -140,3 +140,26 @@ func (downCollector) Update(_ context.Context, ch chan<- prometheus.Metric) erro
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestReloadSwapsCollectors: a reload adds and removes collectors, and a
+// reload whose database DSN cannot be parsed keeps the ones running.
+func TestReloadSwapsCollectors(t *testing.T) {
+	cfg := testConfig(nil)
+	cfg.Collectors.Infrastructure = &config.InfraCollectorConfig{}
+	h := start(t, cfg, Options{SelfTarget: "127.0.0.1:1"})
+	require.Equal(t, []string{CollectorInfrastructure}, h.m.Collectors().Names())
+
+	withDB := testConfig(nil)
+	withDB.Collectors.Infrastructure = &config.InfraCollectorConfig{}
+	withDB.Collectors.Database = &config.DatabaseCollectorConfig{DSN: "postgres://vigil@127.0.0.1:1/none?sslmode=disable"}
+	require.NoError(t, h.m.ApplyConfig(withDB))
+	require.Equal(t, []string{CollectorDatabase, CollectorInfrastructure}, h.m.Collectors().Names())
+
+	bad := testConfig(nil)
+	bad.Collectors.Database = &config.DatabaseCollectorConfig{DSN: "postgres://vigil@127.0.0.1:notaport/x"}
+	require.Error(t, h.m.ApplyConfig(bad))
+	require.Equal(t, []string{CollectorDatabase, CollectorInfrastructure}, h.m.Collectors().Names(), "a bad reload keeps the running collectors")
+
+	require.NoError(t, h.m.ApplyConfig(testConfig(nil)))
+	require.Empty(t, h.m.Collectors().Names())
+}
