@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make test: vet and every test. It first makes sure what the tests need is
-# here (a PostgreSQL server; its binaries for throwaway clusters) and says
+# here (a PostgreSQL server; its binaries for throwaway clusters; Chromium for
+# the operator page's browser test) and says
 # plainly what is missing when it cannot provide it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,14 @@ echo "== PostgreSQL for the database collector tests"
 # Prints an export line when it had to start a throwaway server.
 eval "$(./scripts/pg-ensure.sh)"
 echo "using ${VIGIL_TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+
+echo "== Chromium for the browser test"
+if [ "${VIGIL_SKIP_BROWSER:-}" = 1 ]; then
+	echo "skipped (VIGIL_SKIP_BROWSER=1)"
+else
+	eval "$(./scripts/chromium-ensure.sh)"
+	echo "using $VIGIL_CHROMIUM"
+fi
 
 echo "== go vet"
 go vet ./...

@@ -51,6 +51,12 @@ func (h *Handler) alerts(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, errorBody(`state must be "firing" or "pending", not "`+state+`"`))
 		return
 	}
+	c.JSON(http.StatusOK, h.activeAlerts(state))
+}
+
+// activeAlerts returns the pending and firing alerts (of one state unless
+// state is empty), firing first, then by name.
+func (h *Handler) activeAlerts(state string) []alert {
 	out := []alert{}
 	if h.opts.Rules != nil {
 		for _, g := range h.opts.Rules.RuleGroups() {
@@ -83,7 +89,7 @@ func (h *Handler) alerts(c *gin.Context) {
 			cmp.Compare(a.labelsKey, b.labelsKey),
 		)
 	})
-	c.JSON(http.StatusOK, out)
+	return out
 }
 
 func newAlert(name, group string, a *rules.Alert) alert {

@@ -31,14 +31,16 @@ const auditUserKey = "vigil.audit_user"
 // access is the per-handler state of authentication: the failure limiter and
 // the audit log.
 type access struct {
-	limiter *failureLimiter
-	audit   *auditLog
+	limiter  *failureLimiter
+	audit    *auditLog
+	sessions *sessionStore
 }
 
 func newAccess(now func() time.Time) *access {
 	return &access{
-		limiter: &failureLimiter{now: now, clients: map[string]*failures{}},
-		audit:   newAuditLog(auditSize, now),
+		limiter:  &failureLimiter{now: now, clients: map[string]*failures{}},
+		audit:    newAuditLog(auditSize, now),
+		sessions: newSessionStore(now),
 	}
 }
 
@@ -48,8 +50,10 @@ func newAccess(now func() time.Time) *access {
 // or "Basic" with the user's name and one of its tokens as the password, for
 // Grafana's data source. A token in the query string is refused, because URLs
 // end up in logs, proxies and browser histories. No token is ever logged or
-// written to a response.
-func (h *Handler) authenticate(c *gin.Context, permission string) bool {
+// written to a response. Routes of the operator page (page) also take the
+// session cookie of a signed-in browser, and then a CSRF token on every form
+// post (see authenticateSession).
+func (h *Handler) authenticate(c *gin.Context, permission string, page bool) bool {
 	switch permission {
 	case permOpen:
 		return true
@@ -83,8 +87,20 @@ func (h *Handler) authenticate(c *gin.Context, permission string) bool {
 		return false
 	}
 	if a.Open() {
-		c.Set(auditUserKey, auth.Anonymous)
+		// Anonymous acts in the audit log; an incident's "by" stays what
+		// the caller says (userKey is left unset).
+		user, _ := a.Authenticate("")
+		c.Set(auditUserKey, user.Name)
+		c.Set(authUserKey, user)
+		// No cookie stands between another site and an open vigil: the
+		// page's forms carry the CSRF cookie's token.
+		if page && mutating(c.Request.Method) && c.GetHeader("Authorization") == "" {
+			return h.checkCSRF(c, "")
+		}
 		return true
+	}
+	if page && c.GetHeader("Authorization") == "" {
+		return h.authenticateSession(c, a, permission)
 	}
 	user, ok, presented := credentials(c.Request, a)
 	if !presented {
@@ -97,8 +113,7 @@ func (h *Handler) authenticate(c *gin.Context, permission string) bool {
 		h.refuse(c, client, "invalid credentials", "invalid token")
 		return false
 	}
-	c.Set(userKey, user.Name)
-	c.Set(auditUserKey, user.Name)
+	h.setUser(c, user)
 	if !user.Can(permission) {
 		apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q lacks the permission %q", user.Name, permission))
 		c.Abort()
@@ -110,15 +125,21 @@ func (h *Handler) authenticate(c *gin.Context, permission string) bool {
 // refuse answers 401 to credentials that failed and counts the failure.
 // reason goes to the log, msg to the client; neither holds the credentials.
 func (h *Handler) refuse(c *gin.Context, client, reason, msg string) {
+	h.countFailure(client, reason, c)
+	c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
+	apiError(c, http.StatusUnauthorized, "unauthorized", msg)
+	c.Abort()
+}
+
+// countFailure counts a failed authentication of client and logs it; reason
+// never holds the credentials.
+func (h *Handler) countFailure(client, reason string, c *gin.Context) {
 	if h.access.limiter.fail(client) {
 		h.logger.Warn("Client blocked after repeated failed authentication",
 			"client", client, "failures", maxAuthFailures, "for", failureWindow)
 	}
 	h.logger.Info("Authentication failed", "reason", reason, "client", client,
 		"method", c.Request.Method, "path", c.Request.URL.Path)
-	c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
-	apiError(c, http.StatusUnauthorized, "unauthorized", msg)
-	c.Abort()
 }
 
 // credentials checks the request's Authorization header. presented is false

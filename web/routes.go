@@ -34,6 +34,19 @@ type route struct {
 	handler    gin.HandlerFunc
 }
 
+// pageRoutes are the routes of the operator page that also take a signed-in
+// browser's session cookie instead of a bearer token, with a CSRF token on
+// every post. The sign-in and sign-out forms and the static files are open
+// routes that check what they need themselves.
+var pageRoutes = map[string]bool{
+	http.MethodGet + " /":                          true,
+	http.MethodPost + " /ui/incidents/:id/ack":     true,
+	http.MethodPost + " /ui/incidents/:id/resolve": true,
+}
+
+// page reports whether r is one of pageRoutes.
+func (r route) page() bool { return pageRoutes[r.method+" "+r.path] }
+
 // prometheusRoutes are the Prometheus API endpoints vigil serves, relative to
 // /api/v1, with the methods Prometheus serves them on. They are listed one by
 // one rather than under a wildcard, so vigil's own /api/v1 routes can sit
@@ -74,6 +87,12 @@ func (h *Handler) routeTable() []route {
 		{http.MethodHead, "/ready", permOpen, h.readiness},
 		{http.MethodGet, defaultMetricsPath, permOpen, h.serveMetrics()},
 		{http.MethodGet, defaultMetricsPath + "/collectors/:name", permOpen, h.serveCollector},
+		{http.MethodGet, "/", permMonitor, h.page},
+		{http.MethodPost, "/ui/login", permOpen, h.signIn},
+		{http.MethodPost, "/ui/logout", permOpen, h.signOut},
+		{http.MethodPost, "/ui/incidents/:id/ack", permAcknowledge, h.uiIncidentAction(false)},
+		{http.MethodPost, "/ui/incidents/:id/resolve", permAcknowledge, h.uiIncidentAction(true)},
+		{http.MethodGet, "/ui/static/*file", permOpen, h.staticFile},
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
 		{http.MethodGet, apiPrefix + "/logs", permViewLogs, h.logs},
@@ -86,6 +105,16 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
 		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
 		{http.MethodGet, apiPrefix + "/audit", permManageUsers, h.listAudit},
+		{http.MethodGet, apiPrefix + "/users", permManageUsers, h.listUsers},
+		{http.MethodPost, apiPrefix + "/users", permManageUsers, h.createUser},
+		{http.MethodGet, apiPrefix + "/users/:name", permManageUsers, h.getUser},
+		{http.MethodPut, apiPrefix + "/users/:name", permManageUsers, h.updateUser},
+		{http.MethodDelete, apiPrefix + "/users/:name", permManageUsers, h.deleteUser},
+		{http.MethodGet, apiPrefix + "/roles", permManageRoles, h.listRoles},
+		{http.MethodPost, apiPrefix + "/roles", permManageRoles, h.createRole},
+		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, h.getRole},
+		{http.MethodPut, apiPrefix + "/roles/:name", permManageRoles, h.updateRole},
+		{http.MethodDelete, apiPrefix + "/roles/:name", permManageRoles, h.deleteRole},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {
@@ -106,7 +135,7 @@ func (h *Handler) newEngine() *gin.Engine {
 	e.NoRoute(func(c *gin.Context) { writeNotFound(c.Writer) })
 	h.routes = h.routeTable()
 	for _, r := range h.routes {
-		e.Handle(r.method, r.path, h.authorize(r.permission), r.handler)
+		e.Handle(r.method, r.path, h.authorize(r.permission, r.page()), r.handler)
 	}
 	return e
 }
@@ -120,10 +149,10 @@ const permissionKey = "vigil.permission"
 // needs a bearer token, or basic auth, of a user with the permission (see
 // authenticate). Every mutating call is recorded in the audit log, whatever
 // its outcome.
-func (h *Handler) authorize(permission string) gin.HandlerFunc {
+func (h *Handler) authorize(permission string, page bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Set(permissionKey, permission)
-		if h.authenticate(c, permission) {
+		if h.authenticate(c, permission, page) {
 			c.Next()
 		}
 		if mutating(c.Request.Method) {

@@ -96,6 +96,9 @@ type Options struct {
 	// before authentication existed, so vigil's main must set it. A non-nil
 	// Auth that returns nil refuses every guarded route with 503.
 	Auth func() *auth.Authenticator
+	// Directory manages users and roles at runtime for /api/v1/users and
+	// /api/v1/roles; nil answers 404 there.
+	Directory Directory
 }
 
 // Collectors is what the web layer needs of the collector set.
@@ -121,6 +124,8 @@ type Handler struct {
 
 	cfg   atomic.Pointer[config.Config]
 	ready atomic.Bool
+	// listenerTLS is the served certificate, swapped on every reload.
+	listenerTLS listenerTLS
 
 	startTime time.Time
 
@@ -166,12 +171,24 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler
 }
 
 // ApplyConfig keeps cfg for the metrics path and labels, the listener's TLS and
-// the runtime info. It fails only on a nil config.
+// the runtime info. Once the listener serves HTTPS, it re-reads the
+// certificate and key, so a renewed certificate is served to new connections
+// without a restart; when they cannot be loaded it returns an error that names
+// both files and nothing changes. Turning TLS on or off needs a restart: it
+// logs a warning and the listener keeps its scheme.
 func (h *Handler) ApplyConfig(cfg *config.Config) error {
 	if cfg == nil {
 		return errors.New("web: nil config")
 	}
+	// Under the lock, Run cannot fix the listener's scheme between the TLS
+	// check and the store of cfg, which it reads.
+	h.listenerTLS.mtx.Lock()
+	if err := h.applyTLS(cfg); err != nil {
+		h.listenerTLS.mtx.Unlock()
+		return err
+	}
 	h.cfg.Store(cfg)
+	h.listenerTLS.mtx.Unlock()
 	h.reloadMtx.Lock()
 	h.reloadSuccess = true
 	h.lastConfigTime = time.Now()
@@ -270,33 +287,6 @@ func (h *Handler) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config
 	}
 	h.logger.Info("Stopped listening", "address", addr)
 	return nil
-}
-
-// tlsConfig returns nil without a certificate in the config; with one, a
-// config that refuses anything older than TLS 1.3.
-func (h *Handler) tlsConfig() (*tls.Config, error) {
-	cfg := h.cfg.Load()
-	if cfg == nil {
-		return nil, nil
-	}
-	certFile, keyFile := cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile
-	if certFile == "" && keyFile == "" {
-		certFile, keyFile = cfg.Server.CertFile, cfg.Server.KeyFile
-	}
-	if certFile == "" && keyFile == "" {
-		return nil, nil
-	}
-	if certFile == "" || keyFile == "" {
-		return nil, fmt.Errorf("web: server TLS needs both cert_file and key_file (cert_file %q, key_file %q)", certFile, keyFile)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("web: load server certificate %s and key %s: %w", certFile, keyFile, err)
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-	}, nil
 }
 
 func (h *Handler) listenAddress() string {

@@ -381,6 +381,19 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
 		{http.MethodPost, "/slack/interactions"}:                permSlack,
 		{http.MethodGet, apiPrefix + "/audit"}:                  permManageUsers,
+		{http.MethodGet, "/"}:                                   permMonitor,
+		{http.MethodPost, "/ui/incidents/:id/ack"}:              permAcknowledge,
+		{http.MethodPost, "/ui/incidents/:id/resolve"}:          permAcknowledge,
+		{http.MethodGet, apiPrefix + "/users"}:                  permManageUsers,
+		{http.MethodPost, apiPrefix + "/users"}:                 permManageUsers,
+		{http.MethodGet, apiPrefix + "/users/:name"}:            permManageUsers,
+		{http.MethodPut, apiPrefix + "/users/:name"}:            permManageUsers,
+		{http.MethodDelete, apiPrefix + "/users/:name"}:         permManageUsers,
+		{http.MethodGet, apiPrefix + "/roles"}:                  permManageRoles,
+		{http.MethodPost, apiPrefix + "/roles"}:                 permManageRoles,
+		{http.MethodGet, apiPrefix + "/roles/:name"}:            permManageRoles,
+		{http.MethodPut, apiPrefix + "/roles/:name"}:            permManageRoles,
+		{http.MethodDelete, apiPrefix + "/roles/:name"}:         permManageRoles,
 	}
 	wantPermission := func(k key) string {
 		path := k.path

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -174,6 +173,12 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		return fmt.Errorf("opening the incident store in %s: %w", cfg.DataDir, err)
 	}
 	defer store.Close()
+	// Users and roles added at runtime live in the same store; the config
+	// seeds them and wins.
+	directory, err := auth.NewDirectory(store.KV("auth"), logger.With("component", "auth"))
+	if err != nil {
+		return err
+	}
 	rollbacks, err := rollback.New(&rollback.Options{KV: store.KV("rollback"), ExternalURL: externalURL.String()},
 		logger.With("component", "rollback"), reg)
 	if err != nil {
@@ -202,9 +207,6 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		return err
 	}
 
-	// The authenticator of the config in force; a reload swaps it.
-	var authenticator atomic.Pointer[auth.Authenticator]
-
 	reloadRequests := make(chan chan error)
 	webHandler := web.New(&web.Options{
 		ListenAddress:     cfg.ListenAddress(),
@@ -219,7 +221,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Incidents:         notifications,
 		Deploys:           rollbacks,
 		SlackInteractions: slackButtons,
-		Auth:              authenticator.Load,
+		Auth:              directory.Authenticator,
+		Directory:         directory,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -235,14 +238,13 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// Who may call what comes first: a config whose users are bad is
 		// refused before anything else changes.
 		{"auth", func(c *config.Config) error {
-			a, err := auth.New(c)
-			if err != nil {
+			if err := directory.ApplyConfig(c); err != nil {
 				return err
 			}
-			if w := auth.Warning(c); w != "" {
+			// Runtime users turn authentication on even when the config has none.
+			if w := auth.Warning(c); w != "" && directory.Authenticator().Open() {
 				logger.Warn(w)
 			}
-			authenticator.Store(a)
 			return nil
 		}},
 		// Rules first: rule files are read here and are the likeliest to be bad.

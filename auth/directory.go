@@ -1,0 +1,871 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+// KV is the durable key-value space the Directory keeps runtime users and
+// roles in. notifier.KV satisfies it; auth declares its own so that it does
+// not depend on the notifier.
+type KV interface {
+	Get(key string) ([]byte, bool, error)
+	Put(key string, value []byte) error
+	Delete(key string) error
+	// List returns every key with the prefix and its value.
+	List(prefix string) (map[string][]byte, error)
+}
+
+// Errors the Directory's lookups and changes wrap, for callers to tell apart
+// with errors.Is: the web layer answers them 404, 409 and 400.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Where a user or role comes from.
+const (
+	SourceConfig  = "config"
+	SourceRuntime = "runtime"
+)
+
+// Keys of the runtime entries in the Directory's KV.
+const (
+	userKeyPrefix = "user/"
+	roleKeyPrefix = "role/"
+)
+
+// tokenSum is the SHA-256 of a token, as parseHash returns it.
+type tokenSum = [sha256.Size]byte
+
+// maxDescription bounds a runtime role's description.
+const maxDescription = 1024
+
+// validName is what a runtime user or role may be called: short, and safe in
+// a URL path and a log line.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
+
+// UserInfo is what the Directory tells of a user. It never holds a token
+// hash, only how many the user has.
+type UserInfo struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	// Tokens is how many tokens the user has in force.
+	Tokens      int       `json:"tokens"`
+	Source      string    `json:"source"`
+	Permissions []string  `json:"permissions"`
+	Created     time.Time `json:"created,omitzero"`
+	CreatedBy   string    `json:"created_by,omitempty"`
+	Updated     time.Time `json:"updated,omitzero"`
+	UpdatedBy   string    `json:"updated_by,omitempty"`
+}
+
+// RoleInfo is what the Directory tells of a role.
+type RoleInfo struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Permissions []string  `json:"permissions"`
+	Source      string    `json:"source"`
+	Created     time.Time `json:"created,omitzero"`
+	CreatedBy   string    `json:"created_by,omitempty"`
+	Updated     time.Time `json:"updated,omitzero"`
+	UpdatedBy   string    `json:"updated_by,omitempty"`
+}
+
+// UserSpec is a runtime user as a caller writes it. Tokens are hashes in the
+// configuration's format ("sha256:<hex>", from `vigil token new`), never
+// tokens.
+type UserSpec struct {
+	Name   string
+	Roles  []string
+	Tokens []string
+}
+
+// RoleSpec is a runtime role as a caller writes it.
+type RoleSpec struct {
+	Name        string
+	Description string
+	Permissions []string
+}
+
+// runtimeUser is a user as the KV keeps it, in JSON.
+type runtimeUser struct {
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	Tokens    []string  `json:"tokens"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by"`
+	Updated   time.Time `json:"updated"`
+	UpdatedBy string    `json:"updated_by"`
+}
+
+// runtimeRole is a role as the KV keeps it, in JSON.
+type runtimeRole struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Permissions []string  `json:"permissions"`
+	Created     time.Time `json:"created"`
+	CreatedBy   string    `json:"created_by"`
+	Updated     time.Time `json:"updated"`
+	UpdatedBy   string    `json:"updated_by"`
+}
+
+// runtimeSet is every runtime entry, in force or not. Changes work on a
+// copy, so a refused change leaves nothing behind.
+type runtimeSet struct {
+	users map[string]runtimeUser
+	roles map[string]runtimeRole
+}
+
+func (s runtimeSet) clone() runtimeSet {
+	return runtimeSet{users: maps.Clone(s.users), roles: maps.Clone(s.roles)}
+}
+
+// Directory holds the configuration in force and the users and roles added
+// at runtime, and builds the Authenticator of both. The configuration is the
+// seed and wins: its users and roles cannot be changed through the
+// Directory, and a runtime entry whose name the configuration takes is
+// ignored. Runtime entries live in a KV as JSON under "user/<name>" and
+// "role/<name>".
+type Directory struct {
+	kv     KV
+	logger *slog.Logger
+	now    func() time.Time
+
+	// mu serialises changes and guards what follows.
+	mu      sync.RWMutex
+	applied bool
+	cfg     *config.Config
+	set     runtimeSet
+	res     resolved
+
+	auth atomic.Pointer[Authenticator]
+}
+
+// NewDirectory loads the runtime users and roles from kv. Its Authenticator
+// is nil, and it refuses changes, until ApplyConfig has run once. An entry
+// that cannot be decoded is logged and left out, so that vigil still starts
+// with its configured users; it then grants nothing.
+func NewDirectory(kv KV, logger *slog.Logger) (*Directory, error) {
+	if kv == nil {
+		return nil, errors.New("auth: directory needs a KV")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Directory{
+		kv:     kv,
+		logger: logger,
+		now:    time.Now,
+		cfg:    &config.Config{},
+		set:    runtimeSet{users: map[string]runtimeUser{}, roles: map[string]runtimeRole{}},
+	}
+	users, err := kv.List(userKeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("auth: loading runtime users: %w", err)
+	}
+	for key, v := range users {
+		var u runtimeUser
+		if err := json.Unmarshal(v, &u); err != nil || u.Name != strings.TrimPrefix(key, userKeyPrefix) || !validName.MatchString(u.Name) {
+			logger.Error("Ignoring a runtime user that cannot be read", "key", key, "err", err)
+			continue
+		}
+		d.set.users[u.Name] = u
+	}
+	roles, err := kv.List(roleKeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("auth: loading runtime roles: %w", err)
+	}
+	for key, v := range roles {
+		var r runtimeRole
+		if err := json.Unmarshal(v, &r); err != nil || r.Name != strings.TrimPrefix(key, roleKeyPrefix) || !validName.MatchString(r.Name) {
+			logger.Error("Ignoring a runtime role that cannot be read", "key", key, "err", err)
+			continue
+		}
+		d.set.roles[r.Name] = r
+	}
+	d.res = resolve(d.cfg, d.set)
+	return d, nil
+}
+
+// Authenticator returns the authenticator of the configuration and the
+// runtime entries in force, or nil before the first ApplyConfig. It is built
+// once per change, so this costs a load.
+func (d *Directory) Authenticator() *Authenticator { return d.auth.Load() }
+
+// ApplyConfig makes cfg the configuration in force. It builds the new
+// authenticator first and, when cfg's users are bad (the errors of New),
+// fails and changes nothing. Runtime entries that cfg now shadows or breaks
+// are logged once here and left out.
+func (d *Directory) ApplyConfig(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("auth: nil config")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	res := resolve(cfg, d.set)
+	a, err := build(cfg, res)
+	if err != nil {
+		return err
+	}
+	d.cfg, d.res, d.applied = cfg, res, true
+	d.auth.Store(a)
+	for _, w := range res.warnings {
+		d.logger.Warn("Runtime user or role left out", "reason", w)
+	}
+	return nil
+}
+
+// Users lists every user in force, configured and runtime, by name.
+func (d *Directory) Users() []UserInfo {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]UserInfo, 0, len(d.cfg.Users)+len(d.res.users))
+	for _, uc := range d.cfg.Users {
+		out = append(out, configUserInfo(d.cfg, uc))
+	}
+	for _, ru := range d.res.users {
+		out = append(out, ru.info())
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// User returns the user in force called name.
+func (d *Directory) User(name string) (UserInfo, error) {
+	for _, u := range d.Users() {
+		if u.Name == name {
+			return u, nil
+		}
+	}
+	return UserInfo{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
+}
+
+// Roles lists every role in force, configured and runtime, by name.
+func (d *Directory) Roles() []RoleInfo {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []RoleInfo
+	for _, name := range d.cfg.RoleNames() {
+		out = append(out, RoleInfo{
+			Name:        name,
+			Description: d.cfg.Roles[name].Description,
+			Permissions: nonNil(d.cfg.PermissionsOf(name)),
+			Source:      SourceConfig,
+		})
+	}
+	for name, perms := range d.res.roles {
+		r := d.set.roles[name]
+		out = append(out, RoleInfo{
+			Name:        name,
+			Description: r.Description,
+			Permissions: nonNil(perms),
+			Source:      SourceRuntime,
+			Created:     r.Created,
+			CreatedBy:   r.CreatedBy,
+			Updated:     r.Updated,
+			UpdatedBy:   r.UpdatedBy,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if out == nil {
+		out = []RoleInfo{}
+	}
+	return out
+}
+
+// Role returns the role in force called name.
+func (d *Directory) Role(name string) (RoleInfo, error) {
+	for _, r := range d.Roles() {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return RoleInfo{}, fmt.Errorf("role %q: %w", name, ErrNotFound)
+}
+
+// CreateUser adds a runtime user on behalf of by. In development with no
+// users yet, the first one turns authentication on.
+func (d *Directory) CreateUser(by string, spec UserSpec) (UserInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return UserInfo{}, err
+	}
+	if !validName.MatchString(spec.Name) {
+		return UserInfo{}, invalidf("name %q is not a user name: 1 to 64 of A-Z a-z 0-9 _ . @ -", spec.Name)
+	}
+	if d.configUser(spec.Name) {
+		return UserInfo{}, configConflict("user", spec.Name)
+	}
+	if _, ok := d.set.users[spec.Name]; ok {
+		return UserInfo{}, conflictf("user %q exists already", spec.Name)
+	}
+	roles, tokens, err := d.checkUser(spec)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	now := d.now().UTC()
+	u := runtimeUser{Name: spec.Name, Roles: roles, Tokens: tokens, Created: now, CreatedBy: by, Updated: now, UpdatedBy: by}
+	next := d.set.clone()
+	next.users[u.Name] = u
+	if err := d.commit(next, userKeyPrefix+u.Name, u); err != nil {
+		return UserInfo{}, err
+	}
+	d.logger.Info("Runtime user created", "user", u.Name, "roles", u.Roles, "tokens", len(u.Tokens), "by", by)
+	return d.runtimeUserInfo(u.Name)
+}
+
+// UpdateUser replaces the roles and tokens of the runtime user spec.Name on
+// behalf of by.
+func (d *Directory) UpdateUser(by string, spec UserSpec) (UserInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return UserInfo{}, err
+	}
+	if d.configUser(spec.Name) {
+		return UserInfo{}, configConflict("user", spec.Name)
+	}
+	u, ok := d.set.users[spec.Name]
+	if !ok {
+		return UserInfo{}, fmt.Errorf("user %q: %w", spec.Name, ErrNotFound)
+	}
+	roles, tokens, err := d.checkUser(spec)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	u.Roles, u.Tokens, u.Updated, u.UpdatedBy = roles, tokens, d.now().UTC(), by
+	next := d.set.clone()
+	next.users[u.Name] = u
+	if err := d.commit(next, userKeyPrefix+u.Name, u); err != nil {
+		return UserInfo{}, err
+	}
+	d.logger.Info("Runtime user changed", "user", u.Name, "roles", u.Roles, "tokens", len(u.Tokens), "by", by)
+	return d.runtimeUserInfo(u.Name)
+}
+
+// DeleteUser removes the runtime user called name on behalf of by, and
+// returns what it was. Its tokens stop working at once.
+func (d *Directory) DeleteUser(by, name string) (UserInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return UserInfo{}, err
+	}
+	if d.configUser(name) {
+		return UserInfo{}, configConflict("user", name)
+	}
+	if _, ok := d.set.users[name]; !ok {
+		return UserInfo{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
+	}
+	was, err := d.runtimeUserInfo(name)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	next := d.set.clone()
+	delete(next.users, name)
+	if err := d.commit(next, userKeyPrefix+name, nil); err != nil {
+		return UserInfo{}, err
+	}
+	d.logger.Info("Runtime user deleted", "user", name, "by", by)
+	return was, nil
+}
+
+// CreateRole adds a runtime role on behalf of by.
+func (d *Directory) CreateRole(by string, spec RoleSpec) (RoleInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return RoleInfo{}, err
+	}
+	if !validName.MatchString(spec.Name) {
+		return RoleInfo{}, invalidf("name %q is not a role name: 1 to 64 of A-Z a-z 0-9 _ . @ -", spec.Name)
+	}
+	if d.configRole(spec.Name) {
+		return RoleInfo{}, configConflict("role", spec.Name)
+	}
+	if _, ok := d.set.roles[spec.Name]; ok {
+		return RoleInfo{}, conflictf("role %q exists already", spec.Name)
+	}
+	perms, err := d.checkRole(spec)
+	if err != nil {
+		return RoleInfo{}, err
+	}
+	now := d.now().UTC()
+	r := runtimeRole{Name: spec.Name, Description: spec.Description, Permissions: perms,
+		Created: now, CreatedBy: by, Updated: now, UpdatedBy: by}
+	next := d.set.clone()
+	next.roles[r.Name] = r
+	if err := d.commit(next, roleKeyPrefix+r.Name, r); err != nil {
+		return RoleInfo{}, err
+	}
+	d.logger.Info("Runtime role created", "role", r.Name, "permissions", r.Permissions, "by", by)
+	return runtimeRoleInfo(r), nil
+}
+
+// UpdateRole replaces the description and permissions of the runtime role
+// spec.Name on behalf of by. Its users get the new permissions at once.
+func (d *Directory) UpdateRole(by string, spec RoleSpec) (RoleInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return RoleInfo{}, err
+	}
+	if d.configRole(spec.Name) {
+		return RoleInfo{}, configConflict("role", spec.Name)
+	}
+	r, ok := d.set.roles[spec.Name]
+	if !ok {
+		return RoleInfo{}, fmt.Errorf("role %q: %w", spec.Name, ErrNotFound)
+	}
+	perms, err := d.checkRole(spec)
+	if err != nil {
+		return RoleInfo{}, err
+	}
+	r.Description, r.Permissions, r.Updated, r.UpdatedBy = spec.Description, perms, d.now().UTC(), by
+	next := d.set.clone()
+	next.roles[r.Name] = r
+	if err := d.commit(next, roleKeyPrefix+r.Name, r); err != nil {
+		return RoleInfo{}, err
+	}
+	d.logger.Info("Runtime role changed", "role", r.Name, "permissions", r.Permissions, "by", by)
+	return runtimeRoleInfo(r), nil
+}
+
+// DeleteRole removes the runtime role called name on behalf of by, and
+// returns what it was. A role that runtime users still have stays.
+func (d *Directory) DeleteRole(by, name string) (RoleInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.ready(); err != nil {
+		return RoleInfo{}, err
+	}
+	if d.configRole(name) {
+		return RoleInfo{}, configConflict("role", name)
+	}
+	r, ok := d.set.roles[name]
+	if !ok {
+		return RoleInfo{}, fmt.Errorf("role %q: %w", name, ErrNotFound)
+	}
+	var holders []string
+	for _, u := range d.set.users {
+		if slices.Contains(u.Roles, name) {
+			holders = append(holders, u.Name)
+		}
+	}
+	if len(holders) > 0 {
+		sort.Strings(holders)
+		return RoleInfo{}, conflictf("role %q is still given to the users %s: change them first", name, strings.Join(holders, ", "))
+	}
+	next := d.set.clone()
+	delete(next.roles, name)
+	if err := d.commit(next, roleKeyPrefix+name, nil); err != nil {
+		return RoleInfo{}, err
+	}
+	d.logger.Info("Runtime role deleted", "role", name, "by", by)
+	return runtimeRoleInfo(r), nil
+}
+
+// ready refuses changes before the first configuration: without it the
+// Directory cannot tell configured names from runtime ones.
+func (d *Directory) ready() error {
+	if !d.applied {
+		return errors.New("auth: users and roles cannot change before the configuration is applied")
+	}
+	return nil
+}
+
+func (d *Directory) configUser(name string) bool {
+	return slices.ContainsFunc(d.cfg.Users, func(uc config.UserConfig) bool { return uc.Name == name })
+}
+
+func (d *Directory) configRole(name string) bool {
+	return slices.Contains(d.cfg.RoleNames(), name)
+}
+
+// checkUser checks a user's roles and token hashes and returns them as the
+// KV keeps them: roles without repeats, hashes in lower-case hex.
+func (d *Directory) checkUser(spec UserSpec) (roles, tokens []string, err error) {
+	if len(spec.Roles) == 0 {
+		return nil, nil, invalidf("user %q needs one role or more", spec.Name)
+	}
+	for i, role := range spec.Roles {
+		if _, runtime := d.res.roles[role]; !runtime && !d.configRole(role) {
+			return nil, nil, invalidf("roles[%d]: %q is not a role (roles: %s)", i, role, strings.Join(d.roleNames(), ", "))
+		}
+		if !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
+	}
+	held := d.heldSums(spec.Name)
+	seen := map[tokenSum]bool{}
+	tokens = []string{}
+	for i, h := range spec.Tokens {
+		sum, err := parseHash(h)
+		if err != nil {
+			// Not parseHash's message: it spells out the prefix, and an
+			// answer of the API should never look as if it held a hash.
+			return nil, nil, invalidf("tokens[%d] is not a token hash (is it the token itself?): "+
+				"give the hash `vigil token new` prints, sha256 and %d hex digits", i, 2*sha256.Size)
+		}
+		if seen[sum] {
+			return nil, nil, invalidf("tokens[%d] is listed twice", i)
+		}
+		seen[sum] = true
+		if held[sum] {
+			return nil, nil, conflictf("tokens[%d] belongs to another user already: make a new token with `vigil token new`", i)
+		}
+		tokens = append(tokens, HashPrefix+hex.EncodeToString(sum[:]))
+	}
+	return roles, tokens, nil
+}
+
+// heldSums returns the token sums of every user in force but the runtime
+// user called except.
+func (d *Directory) heldSums(except string) map[tokenSum]bool {
+	held := map[tokenSum]bool{}
+	for _, uc := range d.cfg.Users {
+		for _, h := range uc.Tokens {
+			if sum, err := parseHash(h); err == nil {
+				held[sum] = true
+			}
+		}
+	}
+	for _, ru := range d.res.users {
+		if ru.rec.Name == except {
+			continue
+		}
+		for _, sum := range ru.sums {
+			held[sum] = true
+		}
+	}
+	return held
+}
+
+// roleNames is every role in force, for error messages.
+func (d *Directory) roleNames() []string {
+	names := d.cfg.RoleNames()
+	for name := range d.res.roles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// checkRole checks a role's description and permissions and returns the
+// permissions sorted and without repeats.
+func (d *Directory) checkRole(spec RoleSpec) ([]string, error) {
+	if len(spec.Description) > maxDescription {
+		return nil, invalidf("description is longer than %d bytes", maxDescription)
+	}
+	known := knownPermissions(d.cfg)
+	perms := []string{}
+	for i, p := range spec.Permissions {
+		if !known[p] {
+			return nil, invalidf("permissions[%d]: %q is not a permission (permissions: %s)", i, p,
+				strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+		}
+		perms = append(perms, p)
+	}
+	sort.Strings(perms)
+	return slices.Compact(perms), nil
+}
+
+// commit makes next the runtime set in force: it refuses a change that
+// locks every user out of managing users, writes the changed entry (value
+// nil deletes it), then swaps in next and its authenticator. Nothing changes
+// when any step fails.
+func (d *Directory) commit(next runtimeSet, key string, value any) error {
+	res := resolve(d.cfg, next)
+	if managed(d.cfg, d.res) && !managed(d.cfg, res) {
+		return conflictf("refused: no user with the permission %q and a token would be left, "+
+			"and no one could manage users any more; give %q to another user first", config.PermManageUsers, config.PermManageUsers)
+	}
+	a, err := build(d.cfg, res)
+	if err != nil {
+		return fmt.Errorf("auth: building the authenticator: %w", err)
+	}
+	if value == nil {
+		if err := d.kv.Delete(key); err != nil {
+			return fmt.Errorf("auth: deleting %s: %w", key, err)
+		}
+	} else {
+		b, err := json.Marshal(value)
+		if err != nil {
+			return fmt.Errorf("auth: encoding %s: %w", key, err)
+		}
+		if err := d.kv.Put(key, b); err != nil {
+			return fmt.Errorf("auth: writing %s: %w", key, err)
+		}
+	}
+	wasOpen := false
+	if old := d.auth.Load(); old != nil {
+		wasOpen = old.Open()
+	}
+	d.set, d.res = next, res
+	d.auth.Store(a)
+	switch {
+	case wasOpen && !a.Open():
+		d.logger.Warn("Authentication is now on: a user was added at runtime, so every guarded route needs a token")
+	case !wasOpen && a.Open():
+		d.logger.Warn(Warning(d.cfg))
+	}
+	return nil
+}
+
+// managed reports whether users can still be managed under cfg and res:
+// there is no user at all, or one user has the permission manage_users and
+// a token in force.
+func managed(cfg *config.Config, res resolved) bool {
+	if len(cfg.Users) == 0 && len(res.users) == 0 {
+		return true
+	}
+	for _, uc := range cfg.Users {
+		if len(uc.Tokens) == 0 {
+			continue
+		}
+		for _, role := range uc.AllRoles() {
+			if slices.Contains(cfg.PermissionsOf(role), config.PermManageUsers) {
+				return true
+			}
+		}
+	}
+	for _, ru := range res.users {
+		if len(ru.sums) > 0 && ru.perms[config.PermManageUsers] {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Directory) runtimeUserInfo(name string) (UserInfo, error) {
+	for _, ru := range d.res.users {
+		if ru.rec.Name == name {
+			return ru.info(), nil
+		}
+	}
+	return UserInfo{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
+}
+
+func configUserInfo(cfg *config.Config, uc config.UserConfig) UserInfo {
+	perms := map[string]bool{}
+	for _, role := range uc.AllRoles() {
+		for _, p := range cfg.PermissionsOf(role) {
+			perms[p] = true
+		}
+	}
+	return UserInfo{
+		Name:        uc.Name,
+		Roles:       nonNil(uc.AllRoles()),
+		Tokens:      len(uc.Tokens),
+		Source:      SourceConfig,
+		Permissions: nonNil(slices.Sorted(maps.Keys(perms))),
+	}
+}
+
+func runtimeRoleInfo(r runtimeRole) RoleInfo {
+	return RoleInfo{
+		Name:        r.Name,
+		Description: r.Description,
+		Permissions: nonNil(slices.Clone(r.Permissions)),
+		Source:      SourceRuntime,
+		Created:     r.Created,
+		CreatedBy:   r.CreatedBy,
+		Updated:     r.Updated,
+		UpdatedBy:   r.UpdatedBy,
+	}
+}
+
+// resolved is what of a runtime set is in force under a configuration.
+type resolved struct {
+	// roles maps each runtime role in force to its known permissions.
+	roles map[string][]string
+	// users are the runtime users in force, by name.
+	users []resolvedUser
+	// warnings say what was left out and why; they never hold a hash.
+	warnings []string
+}
+
+// resolvedUser is a runtime user in force.
+type resolvedUser struct {
+	rec   runtimeUser
+	perms map[string]bool
+	// sums are the user's token sums in force.
+	sums []tokenSum
+}
+
+func (u resolvedUser) info() UserInfo {
+	return UserInfo{
+		Name:        u.rec.Name,
+		Roles:       nonNil(slices.Clone(u.rec.Roles)),
+		Tokens:      len(u.sums),
+		Source:      SourceRuntime,
+		Permissions: nonNil(slices.Sorted(maps.Keys(u.perms))),
+		Created:     u.rec.Created,
+		CreatedBy:   u.rec.CreatedBy,
+		Updated:     u.rec.Updated,
+		UpdatedBy:   u.rec.UpdatedBy,
+	}
+}
+
+// resolve works out which runtime entries are in force under cfg. The
+// configuration wins: a runtime user or role named as a configured one is
+// left out, as are a runtime token hash a configured user holds, a runtime
+// role's permission cfg no longer knows, and a role a runtime user has that
+// no longer exists.
+func resolve(cfg *config.Config, set runtimeSet) resolved {
+	res := resolved{roles: map[string][]string{}}
+	cfgRoles := map[string]bool{}
+	for _, name := range cfg.RoleNames() {
+		cfgRoles[name] = true
+	}
+	known := knownPermissions(cfg)
+	for _, name := range slices.Sorted(maps.Keys(set.roles)) {
+		if cfgRoles[name] {
+			res.warnings = append(res.warnings, fmt.Sprintf("runtime role %q is ignored: the config file defines a role of that name", name))
+			continue
+		}
+		perms := []string{}
+		for _, p := range set.roles[name].Permissions {
+			if !known[p] {
+				res.warnings = append(res.warnings, fmt.Sprintf("runtime role %q: permission %q is ignored: the config does not know it", name, p))
+				continue
+			}
+			perms = append(perms, p)
+		}
+		res.roles[name] = perms
+	}
+
+	cfgUsers := map[string]bool{}
+	held := map[tokenSum]bool{}
+	for _, uc := range cfg.Users {
+		cfgUsers[uc.Name] = true
+		for _, h := range uc.Tokens {
+			if sum, err := parseHash(h); err == nil {
+				held[sum] = true
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(set.users)) {
+		rec := set.users[name]
+		if cfgUsers[name] {
+			res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q is ignored: the config file defines a user of that name", name))
+			continue
+		}
+		ru := resolvedUser{rec: rec, perms: map[string]bool{}}
+		for _, role := range rec.Roles {
+			runtimePerms, runtime := res.roles[role]
+			switch {
+			case cfgRoles[role]:
+				for _, p := range cfg.PermissionsOf(role) {
+					ru.perms[p] = true
+				}
+			case runtime:
+				for _, p := range runtimePerms {
+					ru.perms[p] = true
+				}
+			default:
+				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: role %q is ignored: it is no longer defined", name, role))
+			}
+		}
+		for i, h := range rec.Tokens {
+			sum, err := parseHash(h)
+			if err != nil {
+				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: tokens[%d] %s", name, i, err))
+				continue
+			}
+			if held[sum] {
+				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: tokens[%d] is ignored: another user holds it", name, i))
+				continue
+			}
+			held[sum] = true
+			ru.sums = append(ru.sums, sum)
+		}
+		res.users = append(res.users, ru)
+	}
+	return res
+}
+
+// build returns the authenticator of cfg (New's, with New's errors) with the
+// runtime users of res added. Runtime users count as users: in development
+// the first one turns authentication on.
+func build(cfg *config.Config, res resolved) (*Authenticator, error) {
+	a, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, ru := range res.users {
+		i := len(a.users)
+		a.users = append(a.users, User{Name: ru.rec.Name, Roles: slices.Clone(ru.rec.Roles), Permissions: maps.Clone(ru.perms)})
+		for _, sum := range ru.sums {
+			a.creds = append(a.creds, credential{sum: sum, user: i})
+		}
+		for p := range ru.perms {
+			a.all[p] = true
+		}
+	}
+	if len(res.users) > 0 {
+		a.open = false
+	}
+	return a, nil
+}
+
+// knownPermissions is what a runtime role may grant: vigil's permissions
+// and those the configuration's permissions block names.
+func knownPermissions(cfg *config.Config) map[string]bool {
+	known := map[string]bool{}
+	for _, p := range []string{config.PermDeploy, config.PermRollback, config.PermMonitor, config.PermViewLogs,
+		config.PermViewMetrics, config.PermManageUsers, config.PermManageRoles, config.PermAcknowledge} {
+		known[p] = true
+	}
+	for _, p := range cfg.Permissions.Names() {
+		known[p] = true
+	}
+	return known
+}
+
+// directoryError is an error of the Directory whose message is for the
+// caller as it is, and whose kind is one of ErrNotFound, ErrConflict,
+// ErrInvalid.
+type directoryError struct {
+	kind error
+	msg  string
+}
+
+func (e *directoryError) Error() string { return e.msg }
+func (e *directoryError) Unwrap() error { return e.kind }
+
+func invalidf(format string, args ...any) error {
+	return &directoryError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
+func conflictf(format string, args ...any) error {
+	return &directoryError{kind: ErrConflict, msg: fmt.Sprintf(format, args...)}
+}
+
+func configConflict(kind, name string) error {
+	return conflictf("%s %q is defined in the config file and cannot be changed here: edit the config file and reload", kind, name)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/auth"
+)
+
+// Tokens of the browser test's users.
+const (
+	devToken    = "vgl_browser-test-developer"
+	viewerToken = "vgl_browser-test-viewer"
+)
+
+// chromiumPath finds Debian's Chromium, or VIGIL_CHROMIUM. make test
+// installs the package when it is missing (scripts/test.sh).
+func chromiumPath(t *testing.T) string {
+	if p := os.Getenv("VIGIL_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("VIGIL_SKIP_BROWSER") == "1" {
+		t.Skip("VIGIL_SKIP_BROWSER=1 and no Chromium")
+	}
+	t.Fatal("Chromium is not installed: `make test` installs Debian's package (apt-get install chromium); " +
+		"or set VIGIL_CHROMIUM to a Chromium binary, or VIGIL_SKIP_BROWSER=1 to skip this test")
+	return ""
+}
+
+// newChromium starts a headless Chromium with a fresh profile and returns
+// its allocator context. The flags keep it off the network: this machine
+// refuses every connection outside loopback.
+func newChromium(t *testing.T) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	// Start the browser now, so that later contexts are tabs of it.
+	require.NoError(t, chromedp.Do(browser), "starting Chromium")
+	return browser
+}
+
+// newProfile opens a tab in its own browser context: cookies are not shared
+// with other profiles.
+func newProfile(t *testing.T, browser context.Context) context.Context {
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// signInBrowser signs a profile in on the sign-in form.
+func signInBrowser(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible("#token"),
+		chromedp.SendKeys("#token", token),
+		chromedp.Click("#signin"),
+		chromedp.WaitVisible("#incidents"),
+	))
+}
+
+// count is the number of elements the selector matches.
+func count(t *testing.T, ctx context.Context, selector string) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", selector)))
+	require.NoError(t, err)
+	return n
+}
+
+// incidentState reads an incident through the API with the admin token.
+func (p *vigilProc) incidentState(id string) (state, by string) {
+	p.t.Helper()
+	resp, err := http.Get(p.url("/api/v1/incidents/" + id))
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	require.Equal(p.t, http.StatusOK, resp.StatusCode)
+	var body struct {
+		Data struct {
+			State          string `json:"state"`
+			AcknowledgedBy string `json:"acknowledgedBy"`
+		} `json:"data"`
+	}
+	require.NoError(p.t, json.NewDecoder(resp.Body).Decode(&body))
+	return body.Data.State, body.Data.AcknowledgedBy
+}
+
+// TestOperatorPageInBrowser is the issue's browser test: in headless
+// Chromium, a viewer sees the firing alert's incident without an Acknowledge
+// button and a forged acknowledgement from its session is refused; a
+// developer signs in, acknowledges it, and both the page and
+// GET /api/v1/incidents/:id show it acknowledged. It leaves screenshots in
+// docs/screenshots/.
+func TestOperatorPageInBrowser(t *testing.T) {
+	browser := newChromium(t)
+
+	app := newGaugeApp(t, 95)
+	hooks := newHookServer(t)
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "vigil.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`service: checkout
+environment: production
+data_dir: %[1]s
+server: {listen: "%[2]s"}
+logging: {level: debug, format: text}
+metrics: {interval: 1s}
+collectors:
+  app: {targets: ["%[3]s"], labels: {app: app}}
+alerts:
+  rules:
+    - name: high_cpu
+      condition: cpu_usage > 80
+      duration: 1s
+      severity: critical
+      labels: {app: app}
+      annotations: {summary: "CPU above 80%% on the checkout app"}
+escalation:
+  levels:
+    - {name: support, notify: [l1]}
+    - {name: development, notify: [l2]}
+receivers:
+  - {name: l1, webhook: {url: "%[4]s/l1", secret: s1}}
+  - {name: l2, webhook: {url: "%[4]s/l2", secret: s1}}
+users:
+  - {name: e2e, role: admin, tokens: [%[7]q]}
+  - {name: dev, role: developer, tokens: [%[5]q]}
+  - {name: vic, role: viewer, tokens: [%[6]q]}
+`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, auth.Hash(devToken), auth.Hash(viewerToken), auth.Hash(e2eToken))), 0o644))
+	v := startVigil(t, cfg, addr)
+	v.postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.4.2","environment":"production"}`)
+
+	var id string
+	require.Eventually(t, func() bool {
+		list := v.incidents()
+		if len(list) == 0 || len(hooks.accepted("/l1")) == 0 {
+			return false
+		}
+		id = list[0].ID
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "the alert opened no incident")
+	base := "http://" + addr
+	card := "#incident-" + id
+
+	// The viewer sees the incident, no buttons, and cannot forge an
+	// acknowledgement even with its own session's CSRF token.
+	viewer := newProfile(t, browser)
+	signInBrowser(t, viewer, base, viewerToken)
+	require.NoError(t, chromedp.Do(viewer, chromedp.WaitVisible(card)))
+	text, err := chromedp.Run(viewer, chromedp.Text(card))
+	require.NoError(t, err)
+	require.Contains(t, text, "high_cpu")
+	require.Contains(t, text, "triggered")
+	require.Contains(t, text, "L1 support")
+	require.Equal(t, 0, count(t, viewer, "button.ack"), "a viewer's page has no Acknowledge button")
+	require.Equal(t, 0, count(t, viewer, "button.resolve"), "a viewer's page has no Resolve button")
+	status, err := chromedp.Run(viewer, chromedp.Evaluate[int](fmt.Sprintf(`(async () => {
+		const csrf = document.querySelector('input[name=csrf]').value;
+		const r = await fetch('/ui/incidents/%s/ack', {method: 'POST', credentials: 'same-origin',
+			headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: 'csrf=' + encodeURIComponent(csrf)});
+		return r.status;
+	})()`, id), chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusForbidden, status, "a viewer's forged acknowledgement")
+	state, _ := v.incidentState(id)
+	require.Equal(t, "triggered", state, "the forged request changed the incident")
+
+	// The developer acknowledges it from the page.
+	dev := newProfile(t, browser)
+	signInBrowser(t, dev, base, devToken)
+	require.NoError(t, chromedp.Do(dev,
+		chromedp.WaitVisible(card+" button.ack"),
+		chromedp.SendKeys(card+" input[name=comment]", "on it"),
+		chromedp.Click(card+" button.ack"),
+		chromedp.WaitVisible("#notice"),
+	))
+	notice, err := chromedp.Run(dev, chromedp.Text("#notice"))
+	require.NoError(t, err)
+	require.Contains(t, notice, "acknowledged")
+	acked, err := chromedp.Run(dev, chromedp.Text(card+" .acked"))
+	require.NoError(t, err)
+	require.Contains(t, acked, "by dev")
+	cardText, err := chromedp.Run(dev, chromedp.Text(card+" .state"))
+	require.NoError(t, err)
+	require.Equal(t, "acknowledged", cardText)
+	require.Equal(t, 0, count(t, dev, card+" button.ack"), "an acknowledged incident has no Acknowledge button")
+
+	state, by := v.incidentState(id)
+	require.Equal(t, "acknowledged", state)
+	require.Equal(t, "dev", by)
+
+	// Screenshots for the docs: a desk and a phone.
+	shots := filepath.Join("..", "..", "docs", "screenshots")
+	require.NoError(t, os.MkdirAll(shots, 0o755))
+	png, err := chromedp.Run(dev, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(shots, "operator-page.png"), png, 0o644))
+	require.NoError(t, chromedp.Do(dev,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)),
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(card),
+	))
+	width, err := chromedp.Run(dev, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+	require.NoError(t, err)
+	require.LessOrEqual(t, width, 390, "the page scrolls sideways on a phone")
+	png, err = chromedp.Run(dev, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(shots, "operator-page-phone.png"), png, 0o644))
+}

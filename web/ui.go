@@ -1,0 +1,616 @@
+package web
+
+import (
+	"bytes"
+	"cmp"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/scrape"
+
+	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/rollback"
+)
+
+// The operator page: one server-rendered page at /, a sign-in form, and
+// buttons that post forms to /ui/... . Its CSS and script are files under
+// /ui/static/, so the Content-Security-Policy can refuse every inline script.
+
+//go:embed ui
+var uiFiles embed.FS
+
+var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"ago":     ago,
+	"until":   until,
+	"stamp":   stamp,
+	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"dur":     scrapeDuration,
+}).ParseFS(uiFiles, "ui/page.html"))
+
+// authUserKey is the gin context key of the authenticated auth.User.
+const authUserKey = "vigil.auth_user"
+
+// Bounds of what the page lists.
+const (
+	pageResolved = 10
+	pageDeploys  = 10
+)
+
+// pageData is what the page template renders.
+type pageData struct {
+	Service     string
+	Environment string
+	Version     string
+	// SignIn shows the sign-in form instead of the page.
+	SignIn bool
+	// Problem is an error to show, such as a refused sign-in.
+	Problem string
+	// Notice confirms what the last action did.
+	Notice string
+	CSRF   string
+
+	User   string
+	Roles  string
+	Open   bool
+	CanAct bool
+	Now    time.Time
+
+	Alerts    []alert
+	Incidents []incidentView
+	Resolved  []incidentView
+	Deploys   []rollback.Deploy
+	Rollbacks []rollbackView
+	Targets   []targetView
+	// Failures are parts of the page that could not be loaded.
+	Failures []string
+}
+
+// incidentView is an incident with what the page shows about it.
+type incidentView struct {
+	notifier.Incident
+	LevelName string
+	Notified  []notifiedView
+}
+
+// notifiedView is who was told about an incident at one level, and how that
+// went the last time.
+type notifiedView struct {
+	Receiver string
+	Level    string
+	Outcome  string
+	Kind     notifier.Kind
+	Count    int
+}
+
+// rollbackView is a rollback webhook call and the incident that asked for it.
+type rollbackView struct {
+	notifier.RollbackRecord
+	Incident string
+	Alert    string
+}
+
+// targetView is one scrape target's health.
+type targetView struct {
+	Pool       string
+	Instance   string
+	Health     string
+	LastError  string
+	LastScrape time.Time
+	Duration   time.Duration
+}
+
+// securityHeaders are set on every page and static file.
+func securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null"
+	// on form posts, which checkCSRF refuses.
+	h.Set("Referrer-Policy", "same-origin")
+}
+
+// render writes the page template with status.
+func (h *Handler) render(c *gin.Context, status int, d *pageData) {
+	if cfg := h.cfg.Load(); cfg != nil {
+		d.Service, d.Environment = cfg.Service, cfg.Environment
+	}
+	d.Version = h.vigilVersion()
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, d); err != nil {
+		h.logger.Error("Rendering the operator page failed", "err", err)
+		c.String(http.StatusInternalServerError, "rendering the page failed")
+		return
+	}
+	securityHeaders(c.Writer)
+	c.Header("Cache-Control", "no-store")
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// renderSignIn shows the sign-in form with a CSRF token bound to a cookie.
+func (h *Handler) renderSignIn(c *gin.Context, status int, problem string) {
+	token := ""
+	if ck, err := c.Request.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+		token = ck.Value
+	} else {
+		token = randomToken()
+		setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
+	}
+	h.render(c, status, &pageData{SignIn: true, Problem: problem, CSRF: token})
+}
+
+// authenticateSession authenticates a request to a page route that carries
+// no Authorization header: by its session cookie, and on POST by the CSRF
+// token of that session. Without a session a GET gets the sign-in form.
+func (h *Handler) authenticateSession(c *gin.Context, a *auth.Authenticator, permission string) bool {
+	sess, id := h.access.sessions.fromRequest(c.Request)
+	var user auth.User
+	ok := false
+	if sess != nil {
+		if user, ok = a.AuthenticateSum(sess.sum); !ok {
+			// The token left the configuration: so does the session.
+			h.access.sessions.remove(id)
+		}
+	}
+	if !ok {
+		if c.Request.Method == http.MethodGet {
+			h.renderSignIn(c, http.StatusOK, "")
+		} else {
+			c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
+			apiError(c, http.StatusUnauthorized, "unauthorized", "sign in first, or send the header Authorization: Bearer <token>")
+		}
+		c.Abort()
+		return false
+	}
+	h.setUser(c, user)
+	if !user.Can(permission) {
+		msg := fmt.Sprintf("user %q lacks the permission %q", user.Name, permission)
+		if c.Request.Method == http.MethodGet {
+			h.render(c, http.StatusForbidden, &pageData{User: user.Name, Roles: strings.Join(user.Roles, ", "), CSRF: sess.csrf, Problem: msg})
+		} else {
+			apiError(c, http.StatusForbidden, "forbidden", msg)
+		}
+		c.Abort()
+		return false
+	}
+	if mutating(c.Request.Method) && !h.checkCSRF(c, sess.csrf) {
+		return false
+	}
+	c.Set(csrfKey, sess.csrf)
+	return true
+}
+
+// csrfKey is the gin context key of the CSRF token the page's forms carry.
+const csrfKey = "vigil.csrf"
+
+// setUser records the authenticated user on the request.
+func (h *Handler) setUser(c *gin.Context, user auth.User) {
+	c.Set(userKey, user.Name)
+	c.Set(auditUserKey, user.Name)
+	c.Set(authUserKey, user)
+}
+
+// checkCSRF refuses a form post whose CSRF token is not want (the session's,
+// or the CSRF cookie's when want is empty), or that comes from another
+// origin. It bounds and parses the form, so handlers read
+// c.Request.PostForm.
+func (h *Handler) checkCSRF(c *gin.Context, want string) bool {
+	if origin := c.GetHeader("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host != c.Request.Host {
+			h.logger.Info("Form post refused", "reason", "cross-origin", "origin", origin, "host", c.Request.Host, "path", c.Request.URL.Path)
+			apiError(c, http.StatusForbidden, "forbidden", "cross-origin form posts are refused")
+			c.Abort()
+			return false
+		}
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+	if err := c.Request.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			apiError(c, http.StatusRequestEntityTooLarge, "bad_data", fmt.Sprintf("the body is larger than %d bytes", maxBodyBytes))
+		} else {
+			apiError(c, http.StatusBadRequest, "bad_data", "the form cannot be read")
+		}
+		c.Abort()
+		return false
+	}
+	if want == "" {
+		if ck, err := c.Request.Cookie(csrfCookie); err == nil {
+			want = ck.Value
+		}
+	}
+	got := c.GetHeader(csrfHeader)
+	if got == "" {
+		got = c.Request.PostForm.Get(csrfField)
+	}
+	if !sameToken(got, want) {
+		h.logger.Info("Form post refused", "reason", "missing or wrong CSRF token", "path", c.Request.URL.Path,
+			"client", c.ClientIP(), "sent", got != "", "expected", want != "")
+		apiError(c, http.StatusForbidden, "forbidden", "missing or wrong CSRF token: reload the page and try again")
+		c.Abort()
+		return false
+	}
+	return true
+}
+
+// signIn answers POST /ui/login: the token from the form starts a session.
+// Failures count towards the client's failed-authentication limit.
+func (h *Handler) signIn(c *gin.Context) {
+	if !h.checkCSRF(c, "") {
+		return
+	}
+	a := h.authenticator()
+	if a == nil {
+		h.renderSignIn(c, http.StatusServiceUnavailable, "authentication is not configured yet")
+		return
+	}
+	client := c.ClientIP()
+	if wait, blocked := h.access.limiter.blocked(client); blocked {
+		h.renderSignIn(c, http.StatusTooManyRequests,
+			fmt.Sprintf("too many failed sign-ins from this address; try again in %s", wait.Round(time.Second)))
+		return
+	}
+	token := strings.TrimSpace(c.Request.PostForm.Get("token"))
+	sum := auth.SumOf(token)
+	user, ok := a.AuthenticateSum(sum)
+	if token == "" || !ok || a.Open() {
+		if token != "" && !a.Open() {
+			h.countFailure(client, "invalid token on the sign-in form", c)
+		}
+		h.renderSignIn(c, http.StatusUnauthorized, "That token is not valid.")
+		return
+	}
+	id, _ := h.access.sessions.create(sum)
+	setCookie(c.Writer, c.Request, sessionCookie, id, sessionTTL)
+	clearCookie(c.Writer, c.Request, csrfCookie)
+	c.Set(auditUserKey, user.Name)
+	h.logger.Info("Signed in to the operator page", "user", user.Name, "client", client)
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// signOut answers POST /ui/logout: it ends the session of the request when
+// the form carries its CSRF token, and clears the cookie in any case.
+func (h *Handler) signOut(c *gin.Context) {
+	sess, id := h.access.sessions.fromRequest(c.Request)
+	if sess != nil {
+		if !h.checkCSRF(c, sess.csrf) {
+			return
+		}
+		h.access.sessions.remove(id)
+	}
+	clearCookie(c.Writer, c.Request, sessionCookie)
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// authenticator is the authenticator in force, nil when there is none yet
+// or when authentication is off (no Options.Auth).
+func (h *Handler) authenticator() *auth.Authenticator {
+	if h.opts.Auth == nil {
+		return nil
+	}
+	return h.opts.Auth()
+}
+
+// open reports whether every request is let in without a token.
+func (h *Handler) open() bool {
+	if h.opts.Auth == nil {
+		return true
+	}
+	a := h.opts.Auth()
+	return a != nil && a.Open()
+}
+
+// uiIncidentAction answers the page's Acknowledge and Resolve buttons.
+func (h *Handler) uiIncidentAction(resolve bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if h.opts.Incidents == nil {
+			apiError(c, http.StatusNotFound, "not_found", "no incidents")
+			return
+		}
+		if c.Request.PostForm == nil {
+			// A bearer-token caller's form has not been parsed by checkCSRF.
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+			if err := c.Request.ParseForm(); err != nil {
+				apiError(c, http.StatusBadRequest, "bad_data", "the form cannot be read")
+				return
+			}
+		}
+		id := c.Param("id")
+		comment := strings.TrimSpace(c.Request.PostForm.Get("comment"))
+		act, done := h.opts.Incidents.Acknowledge, "acknowledged"
+		if resolve {
+			act, done = h.opts.Incidents.Resolve, "resolved"
+		}
+		by := requestUser(c)
+		if by == "" {
+			by = auth.Anonymous
+		}
+		if _, err := act(id, by, comment); err != nil {
+			h.incidentError(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/?"+url.Values{"done": {done}, "incident": {id}}.Encode()+"#incident-"+url.PathEscape(id))
+	}
+}
+
+// page answers GET /: what is firing, the open incidents, deploys, rollbacks
+// and collector health.
+func (h *Handler) page(c *gin.Context) {
+	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true}
+	if v, ok := c.Get(authUserKey); ok {
+		u := v.(auth.User)
+		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
+		d.CanAct = u.Can(permAcknowledge)
+	}
+	if h.open() {
+		d.Open = true
+		d.CSRF = h.openCSRF(c)
+	} else {
+		d.CSRF = c.GetString(csrfKey)
+	}
+	d.Alerts = h.activeAlerts("")
+	h.pageIncidents(d)
+	h.pageDeploys(d)
+	d.Targets = h.pageTargets()
+	if done, id := c.Query("done"), c.Query("incident"); done == "acknowledged" || done == "resolved" {
+		for _, inc := range append(slices.Clone(d.Incidents), d.Resolved...) {
+			if inc.ID == id {
+				d.Notice = fmt.Sprintf("Incident %s %s.", id, done)
+			}
+		}
+	}
+	h.render(c, http.StatusOK, d)
+}
+
+// openCSRF returns the CSRF token of a browser while vigil runs open, from
+// its cookie or a new one.
+func (h *Handler) openCSRF(c *gin.Context) string {
+	if ck, err := c.Request.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+		return ck.Value
+	}
+	token := randomToken()
+	setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
+	return token
+}
+
+// pageIncidents fills the open and the recently resolved incidents and the
+// rollbacks they asked for.
+func (h *Handler) pageIncidents(d *pageData) {
+	if h.opts.Incidents == nil {
+		return
+	}
+	all, err := h.opts.Incidents.Incidents("")
+	if err != nil {
+		d.Failures = append(d.Failures, "incidents: "+err.Error())
+		return
+	}
+	var levels []string
+	if cfg := h.cfg.Load(); cfg != nil {
+		for _, l := range cfg.Escalation.Levels {
+			levels = append(levels, l.Name)
+		}
+	}
+	for _, inc := range all {
+		if inc.Rollback != nil {
+			d.Rollbacks = append(d.Rollbacks, rollbackView{RollbackRecord: *inc.Rollback, Incident: inc.ID, Alert: inc.Alert.Name})
+		}
+		if inc.State == notifier.StateResolved {
+			if len(d.Resolved) < pageResolved {
+				d.Resolved = append(d.Resolved, newIncidentView(inc, levels))
+			}
+			continue
+		}
+		d.Incidents = append(d.Incidents, newIncidentView(inc, levels))
+	}
+	// Unacknowledged first, then by priority, then newest first.
+	slices.SortStableFunc(d.Incidents, func(a, b incidentView) int {
+		return cmp.Or(
+			cmp.Compare(stateRank(a.State), stateRank(b.State)),
+			cmp.Compare(priorityRank(a.Priority), priorityRank(b.Priority)),
+			b.CreatedAt.Compare(a.CreatedAt),
+		)
+	})
+	if len(d.Rollbacks) > pageDeploys {
+		d.Rollbacks = d.Rollbacks[:pageDeploys]
+	}
+}
+
+func stateRank(s notifier.State) int {
+	if s == notifier.StateTriggered {
+		return 0
+	}
+	return 1
+}
+
+func priorityRank(p string) int {
+	switch p {
+	case notifier.PriorityCritical:
+		return 0
+	case notifier.PriorityHigh:
+		return 1
+	case notifier.PriorityMedium:
+		return 2
+	case notifier.PriorityLow:
+		return 3
+	}
+	return 4
+}
+
+// levelName names level i (0-based) of the escalation.
+func levelName(levels []string, i int) string {
+	switch {
+	case i < 0:
+		return "not notified yet"
+	case i < len(levels) && levels[i] != "":
+		return fmt.Sprintf("L%d %s", i+1, levels[i])
+	}
+	return fmt.Sprintf("L%d", i+1)
+}
+
+func newIncidentView(inc notifier.Incident, levels []string) incidentView {
+	v := incidentView{Incident: inc, LevelName: levelName(levels, inc.Level)}
+	// The latest notification of each receiver at each level.
+	type key struct {
+		receiver string
+		level    int
+	}
+	at := map[key]int{}
+	for _, n := range inc.Notifications {
+		if n.Kind == notifier.KindRollback {
+			continue
+		}
+		k := key{n.Receiver, n.Level}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(v.Notified)
+			v.Notified = append(v.Notified, notifiedView{Receiver: n.Receiver, Level: levelName(levels, n.Level)})
+			i = at[k]
+		}
+		v.Notified[i].Outcome, v.Notified[i].Kind = n.Outcome, n.Kind
+		v.Notified[i].Count++
+	}
+	return v
+}
+
+// pageDeploys fills the recent deploys.
+func (h *Handler) pageDeploys(d *pageData) {
+	if h.opts.Deploys == nil {
+		return
+	}
+	list, err := h.opts.Deploys.Deploys(pageDeploys)
+	if err != nil {
+		d.Failures = append(d.Failures, "deploys: "+err.Error())
+		return
+	}
+	d.Deploys = list
+}
+
+// pageTargets lists every scrape target's health, down ones first.
+func (h *Handler) pageTargets() []targetView {
+	if h.opts.Targets == nil {
+		return nil
+	}
+	var out []targetView
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for pool, ts := range h.opts.Targets.TargetsActive() {
+		for _, t := range ts {
+			v := targetView{
+				Pool:       pool,
+				Instance:   t.Labels(b).Get("instance"),
+				Health:     string(t.Health()),
+				LastScrape: t.LastScrape(),
+				Duration:   t.LastScrapeDuration(),
+			}
+			if err := t.LastError(); err != nil {
+				v.LastError = err.Error()
+			}
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b targetView) int {
+		return cmp.Or(
+			cmp.Compare(healthRank(a.Health), healthRank(b.Health)),
+			cmp.Compare(a.Pool, b.Pool),
+			cmp.Compare(a.Instance, b.Instance),
+		)
+	})
+	return out
+}
+
+func healthRank(h string) int {
+	switch scrape.TargetHealth(h) {
+	case scrape.HealthBad:
+		return 0
+	case scrape.HealthUnknown:
+		return 1
+	}
+	return 2
+}
+
+// staticFile answers GET /ui/static/*file from the files embedded in the
+// binary. Names are checked before anything is opened: no "..", no
+// backslashes, nothing outside ui/static.
+func (h *Handler) staticFile(c *gin.Context) {
+	name := strings.TrimPrefix(c.Param("file"), "/")
+	if name == "" || strings.Contains(name, `\`) || !fs.ValidPath(name) || path.Clean(name) != name {
+		writeNotFound(c.Writer)
+		return
+	}
+	b, err := fs.ReadFile(uiFiles, "ui/static/"+name)
+	if err != nil {
+		writeNotFound(c.Writer)
+		return
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	securityHeaders(c.Writer)
+	c.Header("Cache-Control", "no-cache")
+	c.Data(http.StatusOK, ctype, b)
+}
+
+// ago says how long ago t was, roughly.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return roughly(time.Since(t)) + " ago"
+}
+
+// until says how long until t, roughly.
+func until(t time.Time) string {
+	d := time.Until(t)
+	if d < 0 {
+		return "overdue by " + roughly(-d)
+	}
+	return "in " + roughly(d)
+}
+
+// scrapeDuration rounds a scrape's duration for reading: 549µs, 8.7ms, 1.2s.
+func scrapeDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// stamp is t in UTC, to the second.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// roughly writes a duration the way people say it: 45s, 12m, 3h 20m, 2d 4h.
+func roughly(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm %ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh %dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd %dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
