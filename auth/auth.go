@@ -1,12 +1,12 @@
 package auth
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/vigil-sh/vigil/config"
 )
@@ -30,7 +30,7 @@ func (u User) Can(permission string) bool { return u.Permissions[permission] }
 
 // credential is one token hash and the index of its user.
 type credential struct {
-	sum  [sha256.Size]byte
+	tokenHash
 	user int
 }
 
@@ -41,6 +41,8 @@ type Authenticator struct {
 	users []User
 	creds []credential
 	all   map[string]bool
+	// now is the clock tokens expire by.
+	now func() time.Time
 }
 
 // New builds the authenticator of cfg. It fails when a token hash is not in
@@ -51,7 +53,7 @@ func New(cfg *config.Config) (*Authenticator, error) {
 	if cfg == nil {
 		return nil, errors.New("auth: nil config")
 	}
-	a := &Authenticator{open: Open(cfg), all: allPermissions(cfg)}
+	a := &Authenticator{open: Open(cfg), all: allPermissions(cfg), now: time.Now}
 	var errs []error
 	for i, uc := range cfg.Users {
 		u := User{Name: uc.Name, Roles: uc.AllRoles(), Permissions: map[string]bool{}}
@@ -62,12 +64,12 @@ func New(cfg *config.Config) (*Authenticator, error) {
 		}
 		a.users = append(a.users, u)
 		for j, h := range uc.Tokens {
-			sum, err := parseHash(h)
+			th, err := parseTokenHash(h)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: %w", i, j, uc.Name, err))
 				continue
 			}
-			a.creds = append(a.creds, credential{sum: sum, user: i})
+			a.creds = append(a.creds, credential{tokenHash: th, user: i})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -111,29 +113,22 @@ func Check(cfg *config.Config) error {
 // Open reports whether the authenticator lets every request in as Anonymous.
 func (a *Authenticator) Open() bool { return a.open }
 
+// ErrExpired is why a token that matched is refused once its hash's expiry
+// has passed.
+var ErrExpired = errors.New("token expired")
+
 // Authenticate returns the user a bearer token belongs to. When the
 // authenticator is open every token, even none, is Anonymous with every
 // permission. The token is compared with every configured hash, in constant
 // time and without stopping at a match, so timing tells nothing of which
-// hash matched or how close a guess came.
+// hash matched or how close a guess came. A token whose hash has expired is
+// refused.
 func (a *Authenticator) Authenticate(token string) (User, bool) {
-	if a.open {
-		return a.anonymous(), true
-	}
-	if token == "" {
+	if !a.open && token == "" {
 		return User{}, false
 	}
-	sum := sha256.Sum256([]byte(token))
-	found := -1
-	for _, c := range a.creds {
-		if subtle.ConstantTimeCompare(sum[:], c.sum[:]) == 1 {
-			found = c.user
-		}
-	}
-	if found < 0 {
-		return User{}, false
-	}
-	return a.user(found), true
+	u, err := a.Check(SumOf(token))
+	return u, err == nil
 }
 
 // AuthenticateBasic checks HTTP basic credentials, for clients such as

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -206,4 +207,51 @@ func TestBadHashNeverQuoted(t *testing.T) {
 		require.NotContains(t, err.Error(), token)
 		require.NotContains(t, err.Error(), strings.TrimPrefix(token, TokenPrefix))
 	}
+}
+
+// TestTokenExpiry: a hash with "@<time>" stops working at that time, for
+// bearer and basic auth and for sessions (Check); a bad expiry is a config
+// error that does not quote the entry.
+func TestTokenExpiry(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	soon, _, err := NewToken()
+	require.NoError(t, err)
+	forever, _, err := NewToken()
+	require.NoError(t, err)
+	cfg := parse(t, config.EnvProduction, fmt.Sprintf("  - {name: alice, role: admin, tokens: [%q, %q]}\n",
+		HashUntil(soon, now.Add(time.Hour)), HashUntil(forever, time.Time{})))
+	require.NoError(t, Check(cfg))
+	a, err := New(cfg)
+	require.NoError(t, err)
+	a.now = func() time.Time { return now }
+
+	u, ok := a.Authenticate(soon)
+	require.True(t, ok)
+	require.Equal(t, "alice", u.Name)
+	_, ok = a.AuthenticateBasic("alice", soon)
+	require.True(t, ok)
+
+	now = now.Add(time.Hour)
+	_, ok = a.Authenticate(soon)
+	require.False(t, ok, "a token stops working at its expiry")
+	_, ok = a.AuthenticateBasic("alice", soon)
+	require.False(t, ok)
+	_, err = a.Check(SumOf(soon))
+	require.ErrorIs(t, err, ErrExpired)
+	require.Contains(t, err.Error(), "2026-11-26T13:00:00Z")
+	_, err = a.Check(SumOf("vgl_unknown"))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrExpired, "an unknown token is invalid, not expired")
+	_, ok = a.Authenticate(forever)
+	require.True(t, ok, "a hash without expiry works for ever")
+
+	require.True(t, Verify(soon, HashUntil(soon, now)), "Verify checks the token, not the time")
+	require.Equal(t, Hash(soon)+"@2026-11-26T13:00:00Z", HashUntil(soon, time.Date(2026, 11, 26, 14, 0, 0, 0, time.FixedZone("CET", 3600))))
+
+	bad := parse(t, config.EnvProduction, fmt.Sprintf("  - {name: bob, role: admin, tokens: [%q]}\n", Hash(soon)+"@next-tuesday"))
+	_, err = New(bad)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "users[0].tokens[0]")
+	require.Contains(t, err.Error(), "RFC 3339")
+	require.NotContains(t, err.Error(), "next-tuesday")
 }

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -517,7 +516,8 @@ func (d *Directory) checkUser(spec UserSpec) (roles, tokens []string, err error)
 	seen := map[tokenSum]bool{}
 	tokens = []string{}
 	for i, h := range spec.Tokens {
-		sum, err := parseHash(h)
+		th, err := parseTokenHash(h)
+		sum := th.sum
 		if err != nil {
 			// Not parseHash's message: it spells out the prefix, and an
 			// answer of the API should never look as if it held a hash.
@@ -531,7 +531,7 @@ func (d *Directory) checkUser(spec UserSpec) (roles, tokens []string, err error)
 		if held[sum] {
 			return nil, nil, conflictf("tokens[%d] belongs to another user already: make a new token with `vigil token new`", i)
 		}
-		tokens = append(tokens, HashPrefix+hex.EncodeToString(sum[:]))
+		tokens = append(tokens, th.String())
 	}
 	return roles, tokens, nil
 }
@@ -551,8 +551,8 @@ func (d *Directory) heldSums(except string) map[tokenSum]bool {
 		if ru.rec.Name == except {
 			continue
 		}
-		for _, sum := range ru.sums {
-			held[sum] = true
+		for _, th := range ru.tokens {
+			held[th.sum] = true
 		}
 	}
 	return held
@@ -647,7 +647,7 @@ func managed(cfg *config.Config, res resolved) bool {
 		}
 	}
 	for _, ru := range res.users {
-		if len(ru.sums) > 0 && ru.perms[config.PermManageUsers] {
+		if len(ru.tokens) > 0 && ru.perms[config.PermManageUsers] {
 			return true
 		}
 	}
@@ -706,15 +706,15 @@ type resolved struct {
 type resolvedUser struct {
 	rec   runtimeUser
 	perms map[string]bool
-	// sums are the user's token sums in force.
-	sums []tokenSum
+	// tokens are the user's token hashes in force.
+	tokens []tokenHash
 }
 
 func (u resolvedUser) info() UserInfo {
 	return UserInfo{
 		Name:        u.rec.Name,
 		Roles:       nonNil(slices.Clone(u.rec.Roles)),
-		Tokens:      len(u.sums),
+		Tokens:      len(u.tokens),
 		Source:      SourceRuntime,
 		Permissions: nonNil(slices.Sorted(maps.Keys(u.perms))),
 		Created:     u.rec.Created,
@@ -785,7 +785,8 @@ func resolve(cfg *config.Config, set runtimeSet) resolved {
 			}
 		}
 		for i, h := range rec.Tokens {
-			sum, err := parseHash(h)
+			th, err := parseTokenHash(h)
+			sum := th.sum
 			if err != nil {
 				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: tokens[%d] %s", name, i, err))
 				continue
@@ -795,7 +796,7 @@ func resolve(cfg *config.Config, set runtimeSet) resolved {
 				continue
 			}
 			held[sum] = true
-			ru.sums = append(ru.sums, sum)
+			ru.tokens = append(ru.tokens, th)
 		}
 		res.users = append(res.users, ru)
 	}
@@ -813,8 +814,8 @@ func build(cfg *config.Config, res resolved) (*Authenticator, error) {
 	for _, ru := range res.users {
 		i := len(a.users)
 		a.users = append(a.users, User{Name: ru.rec.Name, Roles: slices.Clone(ru.rec.Roles), Permissions: maps.Clone(ru.perms)})
-		for _, sum := range ru.sums {
-			a.creds = append(a.creds, credential{sum: sum, user: i})
+		for _, th := range ru.tokens {
+			a.creds = append(a.creds, credential{tokenHash: th, user: i})
 		}
 		for p := range ru.perms {
 			a.all[p] = true

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 )
 
 const (
@@ -19,6 +20,9 @@ const (
 	TokenPrefix = "vgl_"
 	// HashPrefix starts every token hash and names its algorithm.
 	HashPrefix = "sha256:"
+	// expirySep ends a hash that expires, before the RFC 3339 time it stops
+	// working at: "sha256:<hex>@2027-03-01T00:00:00Z".
+	expirySep = "@"
 
 	tokenBytes = 32
 )
@@ -56,18 +60,62 @@ func Verify(token, hash string) bool {
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
-// parseHash decodes a HashPrefix hash. Its errors never quote the value: a
-// token pasted where its hash belongs must not reach a log.
-func parseHash(hash string) ([sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
+// HashUntil returns the hash of token in the configuration's format, valid
+// until expires (a zero time: for ever).
+func HashUntil(token string, expires time.Time) string {
+	return tokenHash{sum: sha256.Sum256([]byte(token)), expires: expires}.String()
+}
+
+// tokenHash is one entry of users[].tokens: the sum of the token and, if it
+// expires, when.
+type tokenHash struct {
+	sum     [sha256.Size]byte
+	expires time.Time
+}
+
+// String is the entry in its canonical form: lower-case hex, the expiry in
+// UTC.
+func (t tokenHash) String() string {
+	s := HashPrefix + hex.EncodeToString(t.sum[:])
+	if !t.expires.IsZero() {
+		s += expirySep + t.expires.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// expired reports whether the token no longer works at now.
+func (t tokenHash) expired(now time.Time) bool {
+	return !t.expires.IsZero() && !now.Before(t.expires)
+}
+
+// parseTokenHash decodes an entry of users[].tokens: HashPrefix, the hex
+// SHA-256 of the token, and optionally "@" and the RFC 3339 time the token
+// stops working. Its errors never quote the value: a token pasted where its
+// hash belongs must not reach a log.
+func parseTokenHash(entry string) (tokenHash, error) {
+	var t tokenHash
+	hash, expires, hasExpiry := strings.Cut(entry, expirySep)
 	hexSum, ok := strings.CutPrefix(hash, HashPrefix)
 	if !ok {
-		return sum, fmt.Errorf("is not a %q token hash (is it the token itself? put its hash here)", HashPrefix+"<hex>")
+		return t, fmt.Errorf("is not a %q token hash (is it the token itself? put its hash here)", HashPrefix+"<hex>")
 	}
 	b, err := hex.DecodeString(hexSum)
 	if err != nil || len(b) != sha256.Size {
-		return sum, fmt.Errorf("is not a %q token hash: want %d hex digits after the prefix", HashPrefix+"<hex>", 2*sha256.Size)
+		return t, fmt.Errorf("is not a %q token hash: want %d hex digits after the prefix", HashPrefix+"<hex>", 2*sha256.Size)
 	}
-	copy(sum[:], b)
-	return sum, nil
+	copy(t.sum[:], b)
+	if hasExpiry {
+		at, err := time.Parse(time.RFC3339, expires)
+		if err != nil {
+			return t, fmt.Errorf("has an expiry that is not an RFC 3339 time after %q (like 2027-03-01T00:00:00Z)", expirySep)
+		}
+		t.expires = at
+	}
+	return t, nil
+}
+
+// parseHash decodes an entry of users[].tokens and returns the token's sum.
+func parseHash(entry string) ([sha256.Size]byte, error) {
+	t, err := parseTokenHash(entry)
+	return t.sum, err
 }

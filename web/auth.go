@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -102,14 +104,18 @@ func (h *Handler) authenticate(c *gin.Context, permission string, page bool) boo
 	if page && c.GetHeader("Authorization") == "" {
 		return h.authenticateSession(c, a, permission)
 	}
-	user, ok, presented := credentials(c.Request, a)
+	user, presented, err := credentials(c.Request, a)
 	if !presented {
 		c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
 		apiError(c, http.StatusUnauthorized, "unauthorized", "authentication required: send the header Authorization: Bearer <token>")
 		c.Abort()
 		return false
 	}
-	if !ok {
+	if errors.Is(err, auth.ErrExpired) {
+		h.refuse(c, client, "expired token", err.Error()+": ask for a new one")
+		return false
+	}
+	if err != nil {
 		h.refuse(c, client, "invalid credentials", "invalid token")
 		return false
 	}
@@ -143,30 +149,35 @@ func (h *Handler) countFailure(client, reason string, c *gin.Context) {
 }
 
 // credentials checks the request's Authorization header. presented is false
-// when there is no header at all.
-func credentials(r *http.Request, a *auth.Authenticator) (user auth.User, ok, presented bool) {
+// when there is no header at all; err says why credentials that were
+// presented fail (auth.ErrExpired for an expired token).
+func credentials(r *http.Request, a *auth.Authenticator) (user auth.User, presented bool, err error) {
 	header := r.Header.Get("Authorization")
 	if header == "" {
-		return auth.User{}, false, false
+		return auth.User{}, false, nil
 	}
+	invalid := errors.New("invalid token")
 	scheme, rest, _ := strings.Cut(header, " ")
 	switch {
 	case strings.EqualFold(scheme, "Bearer"):
 		token := strings.TrimSpace(rest)
 		if token == "" {
-			return auth.User{}, false, true
+			return auth.User{}, true, invalid
 		}
-		user, ok = a.Authenticate(token)
-		return user, ok, true
+		user, err = a.Check(auth.SumOf(token))
+		return user, true, err
 	case strings.EqualFold(scheme, "Basic"):
 		name, password, okBasic := r.BasicAuth()
 		if !okBasic || password == "" {
-			return auth.User{}, false, true
+			return auth.User{}, true, invalid
 		}
-		user, ok = a.AuthenticateBasic(name, password)
-		return user, ok, true
+		user, err = a.Check(auth.SumOf(password))
+		if err == nil && subtle.ConstantTimeCompare([]byte(name), []byte(user.Name)) != 1 {
+			return auth.User{}, true, invalid
+		}
+		return user, true, err
 	}
-	return auth.User{}, false, true
+	return auth.User{}, true, invalid
 }
 
 // failures counts one client's failed authentications since start.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -404,4 +405,45 @@ func TestTokensNeverLeak(t *testing.T) {
 			require.NotContains(t, answers.String(), secret, "%s's token in an answer", role)
 		}
 	}
+}
+
+// TestExpiredToken: a token past its hash's expiry is 401 with a message
+// that says so, on the API and on the sign-in form, and changes nothing.
+func TestExpiredToken(t *testing.T) {
+	expired, _, err := auth.NewToken()
+	require.NoError(t, err)
+	valid, _, err := auth.NewToken()
+	require.NoError(t, err)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("service: checkout\nenvironment: production\nusers:\n"+
+		"  - {name: old, role: admin, tokens: [%q]}\n  - {name: new, role: admin, tokens: [%q]}\n",
+		auth.HashUntil(expired, time.Now().Add(-time.Minute)), auth.HashUntil(valid, time.Now().Add(time.Hour)))), "vigil.yml")
+	require.NoError(t, err)
+	a, err := auth.New(cfg)
+	require.NoError(t, err)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"a": {ID: "a", State: notifier.StateTriggered}}}
+	env := newTestEnv(t, func(o *Options) {
+		o.Auth = func() *auth.Authenticator { return a }
+		o.Incidents = incs
+	})
+
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/ack", bearer(expired), nil)
+	msg := requireAPIError(t, rec, http.StatusUnauthorized, "unauthorized")
+	require.Contains(t, msg, "token expired on ")
+	require.NotContains(t, rec.Body.String(), expired)
+	require.Equal(t, notifier.StateTriggered, incs.m["a"].State, "an expired token changed the incident")
+	basic := httptest.NewRequest(http.MethodGet, "/", nil)
+	basic.SetBasicAuth("old", expired)
+	rec = serve(env.h, "127.0.0.2", http.MethodGet, "/api/v1/incidents", basic.Header.Get("Authorization"), nil)
+	requireAPIError(t, rec, http.StatusUnauthorized, "unauthorized")
+
+	rec = serve(env.h, "127.0.0.3", http.MethodPost, "/api/v1/incidents/a/ack", bearer(valid), nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, "new", incs.m["a"].AcknowledgedBy)
+
+	b := newBrowser(t, env.srv.URL)
+	_, page := b.get("/")
+	resp, body := b.post("/ui/login", url.Values{"csrf": {csrfOf(t, page)}, "token": {expired}})
+	requireStatus(t, resp, body, http.StatusUnauthorized)
+	require.Contains(t, body, "expired")
+	require.Nil(t, b.cookie(sessionCookie))
 }

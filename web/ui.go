@@ -267,12 +267,16 @@ func (h *Handler) signIn(c *gin.Context) {
 	}
 	token := strings.TrimSpace(c.Request.PostForm.Get("token"))
 	sum := auth.SumOf(token)
-	user, ok := a.AuthenticateSum(sum)
-	if token == "" || !ok || a.Open() {
-		if token != "" && !a.Open() {
-			h.countFailure(client, "invalid token on the sign-in form", c)
+	user, err := a.Check(sum)
+	if token == "" || err != nil || a.Open() {
+		msg := "That token is not valid."
+		if errors.Is(err, auth.ErrExpired) {
+			msg = "That token has expired; ask for a new one."
 		}
-		h.renderSignIn(c, http.StatusUnauthorized, "That token is not valid.")
+		if token != "" && !a.Open() {
+			h.countFailure(client, "sign-in form: "+err.Error(), c)
+		}
+		h.renderSignIn(c, http.StatusUnauthorized, msg)
 		return
 	}
 	id, _ := h.access.sessions.create(sum)

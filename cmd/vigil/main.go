@@ -21,7 +21,8 @@ const usage = `Usage:
   vigil [--config FILE]            run (with no --config: the built-in default config)
   vigil check config FILE...       validate config files; print every error found
   vigil test rules FILE...         run rule unit tests in promtool's format
-  vigil token new                  print a fresh API token and the hash for users[].tokens
+  vigil token new [--expires D]    print a fresh API token and the hash for users[].tokens;
+                                   D (90d, 720h or 2027-03-01) makes the hash stop working then
   vigil demo                       play the whole loop on this machine in about two minutes
   vigil version                    print the version
 `
@@ -53,17 +54,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 			}
 			return 0
 		case "token":
-			if len(args) != 2 || args[1] != "new" {
-				fmt.Fprint(stderr, usage)
-				return 2
-			}
-			token, hash, err := auth.NewToken()
-			if err != nil {
-				fmt.Fprintf(stderr, "vigil: %s\n", err)
-				return 1
-			}
-			fmt.Fprintf(stdout, "token: %s\nhash:  %s\n\nGive the token to its user; put only the hash in the config:\n  users:\n    - {name: NAME, role: ROLE, tokens: [%q]}\n", token, hash, hash)
-			return 0
+			return tokenNew(args[1:], stdout, stderr)
 		case "demo":
 			return demo(stdout, stderr)
 		case "help", "-h", "--help":
