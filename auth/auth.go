@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -55,6 +56,7 @@ func New(cfg *config.Config) (*Authenticator, error) {
 	}
 	a := &Authenticator{open: Open(cfg), all: allPermissions(cfg), now: time.Now}
 	var errs []error
+	seen := map[[sha256.Size]byte]string{}
 	for i, uc := range cfg.Users {
 		u := User{Name: uc.Name, Roles: uc.AllRoles(), Permissions: map[string]bool{}}
 		for _, role := range u.Roles {
@@ -69,6 +71,12 @@ func New(cfg *config.Config) (*Authenticator, error) {
 				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: %w", i, j, uc.Name, err))
 				continue
 			}
+			if prev, dup := seen[th.sum]; dup {
+				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: the same token as %s: "+
+					"one token must belong to one user (make another with `vigil token new`)", i, j, uc.Name, prev))
+				continue
+			}
+			seen[th.sum] = fmt.Sprintf("users[%d].tokens", i)
 			a.creds = append(a.creds, credential{tokenHash: th, user: i})
 		}
 	}
@@ -157,14 +165,7 @@ func (a *Authenticator) anonymous() User {
 
 // allPermissions is every permission vigil knows or cfg names.
 func allPermissions(cfg *config.Config) map[string]bool {
-	all := map[string]bool{}
-	for _, p := range []string{config.PermDeploy, config.PermRollback, config.PermMonitor, config.PermViewLogs,
-		config.PermViewMetrics, config.PermManageUsers, config.PermManageRoles, config.PermAcknowledge} {
-		all[p] = true
-	}
-	for _, p := range cfg.Permissions.Names() {
-		all[p] = true
-	}
+	all := knownPermissions(cfg)
 	for _, role := range cfg.RoleNames() {
 		for _, p := range cfg.PermissionsOf(role) {
 			all[p] = true

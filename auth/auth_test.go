@@ -255,3 +255,16 @@ func TestTokenExpiry(t *testing.T) {
 	require.Contains(t, err.Error(), "RFC 3339")
 	require.NotContains(t, err.Error(), "next-tuesday")
 }
+
+// TestDuplicateHashRefused: one token hash in two users' lists is a config
+// error, not a coin toss over who the token is.
+func TestDuplicateHashRefused(t *testing.T) {
+	token, hash, err := NewToken()
+	require.NoError(t, err)
+	cfg := parse(t, config.EnvProduction, fmt.Sprintf("  - {name: alice, role: admin, tokens: [%q]}\n  - {name: vic, role: viewer, tokens: [%q]}\n",
+		hash, HashUntil(token, time.Now().Add(time.Hour))))
+	err = Check(cfg)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `users[1].tokens[0] of "vic": the same token as users[0].tokens`)
+	require.NotContains(t, err.Error(), hash)
+}

@@ -462,10 +462,13 @@ func (d *Directory) DeleteRole(by, name string) (RoleInfo, error) {
 	if !ok {
 		return RoleInfo{}, fmt.Errorf("role %q: %w", name, ErrNotFound)
 	}
+	// Only users in force count: a runtime user the config hides cannot be
+	// changed, and must not pin the role (it loses the role if it comes
+	// back, with a warning).
 	var holders []string
-	for _, u := range d.set.users {
-		if slices.Contains(u.Roles, name) {
-			holders = append(holders, u.Name)
+	for _, ru := range d.res.users {
+		if slices.Contains(ru.rec.Roles, name) {
+			holders = append(holders, ru.rec.Name)
 		}
 	}
 	if len(holders) > 0 {
@@ -536,8 +539,10 @@ func (d *Directory) checkUser(spec UserSpec) (roles, tokens []string, err error)
 	return roles, tokens, nil
 }
 
-// heldSums returns the token sums of every user in force but the runtime
-// user called except.
+// heldSums returns the token sums of every configured user and every
+// stored runtime user but the one called except, in force or not: a runtime
+// user the config hides now comes back when the config drops its name, and
+// its tokens must still be only its own then.
 func (d *Directory) heldSums(except string) map[tokenSum]bool {
 	held := map[tokenSum]bool{}
 	for _, uc := range d.cfg.Users {
@@ -547,12 +552,14 @@ func (d *Directory) heldSums(except string) map[tokenSum]bool {
 			}
 		}
 	}
-	for _, ru := range d.res.users {
-		if ru.rec.Name == except {
+	for name, ru := range d.set.users {
+		if name == except {
 			continue
 		}
-		for _, th := range ru.tokens {
-			held[th.sum] = true
+		for _, h := range ru.Tokens {
+			if sum, err := parseHash(h); err == nil {
+				held[sum] = true
+			}
 		}
 	}
 	return held

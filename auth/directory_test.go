@@ -458,3 +458,33 @@ func TestDirectoryApplyConfigKeepsStateOnError(t *testing.T) {
 	require.Equal(t, "ci", whoIs(d, ci.plain))
 	require.Error(t, d.ApplyConfig(nil))
 }
+
+// TestShadowedRuntimeUser: a runtime user the config hides keeps its tokens
+// to itself (nobody else may take them while it is hidden) and does not pin
+// its roles.
+func TestShadowedRuntimeUser(t *testing.T) {
+	admin, bob := newToken(t), newToken(t)
+	users := fmt.Sprintf("  - {name: alice, role: admin, tokens: [%q]}\n", admin.hash)
+	cfg := cfgWith(t, "production", users, "")
+	d := openDirectory(t, openStore(t, t.TempDir()), cfg, nil)
+	_, err := d.CreateRole("alice", auth.RoleSpec{Name: "r", Permissions: []string{"monitor"}})
+	require.NoError(t, err)
+	_, err = d.CreateUser("alice", auth.UserSpec{Name: "bob", Roles: []string{"r"}, Tokens: []string{bob.hash}})
+	require.NoError(t, err)
+
+	// The config now defines bob: the runtime bob is hidden.
+	require.NoError(t, d.ApplyConfig(cfgWith(t, "production", users+"  - {name: bob, role: viewer}\n", "")))
+	require.Empty(t, whoIs(d, bob.plain))
+	_, err = d.CreateUser("alice", auth.UserSpec{Name: "carol", Roles: []string{"viewer"}, Tokens: []string{bob.hash}})
+	require.ErrorIs(t, err, auth.ErrConflict, "a hidden user's token was handed to someone else")
+	_, err = d.DeleteRole("alice", "r")
+	require.NoError(t, err, "a hidden user pinned its role")
+
+	// When the config drops bob again, the runtime bob is back, without
+	// the deleted role, and its token is still only its own.
+	require.NoError(t, d.ApplyConfig(cfg))
+	require.Equal(t, "bob", whoIs(d, bob.plain))
+	u, err := d.User("bob")
+	require.NoError(t, err)
+	require.NotContains(t, u.Permissions, "monitor")
+}

@@ -4,7 +4,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +65,24 @@ func (h *Handler) authenticate(c *gin.Context, permission string, page bool) boo
 		c.Set(auditUserKey, "slack")
 		return true
 	}
+	// A browser on another site can post to vigil without any token when it
+	// runs open, and with a signed-in session's cookie otherwise: mutating
+	// calls from other origins are refused on every guarded route.
+	if mutating(c.Request.Method) {
+		if reason := crossSite(c.Request); reason != "" {
+			h.logger.Info("Cross-site request refused", "reason", reason, "method", c.Request.Method,
+				"path", c.Request.URL.Path, "client", c.ClientIP())
+			apiError(c, http.StatusForbidden, "forbidden", "cross-origin requests that change things are refused")
+			c.Abort()
+			return false
+		}
+	}
 	if h.opts.Auth == nil {
+		// Authentication is off altogether (tests and embedders): the
+		// page's forms still carry the CSRF cookie's token.
+		if page && mutating(c.Request.Method) && c.GetHeader("Authorization") == "" {
+			return h.checkCSRF(c, "")
+		}
 		return true
 	}
 	a := h.opts.Auth()
@@ -86,6 +105,17 @@ func (h *Handler) authenticate(c *gin.Context, permission string, page bool) boo
 	if q.Has("token") || q.Has("access_token") {
 		h.refuse(c, client, "token in the query string",
 			"tokens in the URL are refused: send the header Authorization: Bearer <token>")
+		return false
+	}
+	if a.Open() && !h.localHost(c.Request.Host) {
+		// Open, vigil is only for whoever reaches it by address, localhost
+		// or its external URL: another name that resolves to it is a DNS
+		// rebinding page reading or acting through a browser.
+		h.logger.Info("Request for an unknown host refused while authentication is off", "host", c.Request.Host,
+			"path", c.Request.URL.Path, "client", c.ClientIP())
+		apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("host %q is not this vigil's: authentication is off, "+
+			"so only IP addresses, localhost, names without a dot and the external URL's host are served", c.Request.Host))
+		c.Abort()
 		return false
 	}
 	if a.Open() {
@@ -244,4 +274,47 @@ func (l *failureLimiter) evict(now time.Time) {
 	if len(l.clients) >= maxTrackedClients {
 		delete(l.clients, oldest)
 	}
+}
+
+// crossSite returns why a request comes from another site, or "": the
+// browser says so in Sec-Fetch-Site, or its Origin is not the host it asks.
+// Requests from programs (curl, Grafana, deploy controllers) carry neither
+// header and pass.
+func crossSite(r *http.Request) string {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return "Sec-Fetch-Site: " + r.Header.Get("Sec-Fetch-Site")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return ""
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.Host != r.Host {
+		return fmt.Sprintf("origin %q is not host %q", origin, r.Host)
+	}
+	return ""
+}
+
+// localHost reports whether host (with or without a port) is one a DNS
+// rebinding page cannot use: an IP address, localhost, a single-label name
+// (a compose service or a local machine name, which public DNS cannot hand
+// out), or the external URL's host.
+func (h *Handler) localHost(host string) bool {
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.TrimSuffix(strings.Trim(name, "[]"), ".")
+	switch {
+	case name == "":
+		return true
+	case net.ParseIP(name) != nil:
+		return true
+	case strings.EqualFold(name, "localhost"), strings.HasSuffix(strings.ToLower(name), ".localhost"):
+		return true
+	case !strings.Contains(name, "."):
+		return true
+	}
+	return h.opts.ExternalURL != nil && strings.EqualFold(name, h.opts.ExternalURL.Hostname())
 }

@@ -72,6 +72,9 @@ func (f *authFixture) withAuth(o *Options) { o.Auth = func() *auth.Authenticator
 func serve(h *Handler, client, method, target, authz string, body io.Reader) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, body)
 	req.RemoteAddr = client + ":40000"
+	// As a client that reached vigil by address (httptest's default host
+	// is example.com, which an open vigil refuses).
+	req.Host = "127.0.0.1:9090"
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
@@ -446,4 +449,77 @@ func TestExpiredToken(t *testing.T) {
 	requireStatus(t, resp, body, http.StatusUnauthorized)
 	require.Contains(t, body, "expired")
 	require.Nil(t, b.cookie(sessionCookie))
+}
+
+// TestCrossSiteRefused: a page on another site cannot change anything
+// through a visitor's browser, whether vigil runs open or the browser holds
+// a session; nor can a DNS-rebinding name reach an open vigil.
+func TestCrossSiteRefused(t *testing.T) {
+	dev, err := config.Parse([]byte("service: checkout\nenvironment: development\n"), "vigil.yml")
+	require.NoError(t, err)
+	d := newDirectory(t, dev)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"a": {ID: "a", State: notifier.StateTriggered}}}
+	env := newTestEnv(t, withDirectory(d), func(o *Options) { o.Incidents = incs })
+	require.True(t, d.Authenticator().Open())
+
+	_, hash, err := auth.NewToken()
+	require.NoError(t, err)
+	takeover := fmt.Sprintf(`{"name": "evil", "roles": ["admin"], "tokens": [%q]}`, hash)
+	for name, header := range map[string][2]string{
+		"other origin":           {"Origin", "http://evil.example"},
+		"null origin":            {"Origin", "null"},
+		"Sec-Fetch-Site":         {"Sec-Fetch-Site", "cross-site"},
+		"same-site, other port":  {"Origin", "http://127.0.0.1:1"},
+		"sibling subdomain said": {"Sec-Fetch-Site", "same-site"},
+	} {
+		for _, target := range []string{"/api/v1/users", "/api/v1/incidents/a/ack", "/-/reload"} {
+			req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(takeover))
+			req.Host = "127.0.0.1:9090"
+			req.Header.Set("Content-Type", "text/plain")
+			req.Header.Set(header[0], header[1])
+			rec := httptest.NewRecorder()
+			env.h.ServeHTTP(rec, req)
+			requireAPIError(t, rec, http.StatusForbidden, "forbidden")
+			require.Contains(t, rec.Body.String(), "cross-origin", "%s %s", name, target)
+		}
+	}
+	require.Empty(t, d.Users(), "a cross-site post created a user")
+	require.True(t, d.Authenticator().Open())
+	require.Equal(t, notifier.StateTriggered, incs.m["a"].State)
+
+	// The same origin, and programs that send no Origin, get through.
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/incidents/a/ack", strings.NewReader(`{"by": "me"}`))
+	req.Host = "127.0.0.1:9090"
+	req.Header.Set("Origin", "http://127.0.0.1:9090")
+	rec := httptest.NewRecorder()
+	env.h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	// DNS rebinding: a name that is not vigil's is refused while open.
+	for host, want := range map[string]int{
+		"rebind.evil.example:9090": http.StatusForbidden,
+		"rebind.evil.example":      http.StatusForbidden,
+		"localhost:9090":           http.StatusOK,
+		"vigil.localhost":          http.StatusOK,
+		"[::1]:9090":               http.StatusOK,
+		"10.0.0.7:9090":            http.StatusOK,
+		"vigil:9090":               http.StatusOK,
+		"localhost.evil.example":   http.StatusForbidden,
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/incidents", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		env.h.ServeHTTP(rec, req)
+		require.Equal(t, want, rec.Code, "host %s: %s", host, rec.Body.String())
+	}
+}
+
+// TestPageCSRFWithoutAuth: with authentication off altogether the page's
+// forms still need the CSRF cookie's token.
+func TestPageCSRFWithoutAuth(t *testing.T) {
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"a": {ID: "a", State: notifier.StateTriggered}}}
+	env := newTestEnv(t, func(o *Options) { o.Incidents = incs })
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/ui/incidents/a/ack", "", strings.NewReader(""))
+	requireAPIError(t, rec, http.StatusForbidden, "forbidden")
+	require.Equal(t, notifier.StateTriggered, incs.m["a"].State)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -27,7 +28,15 @@ const (
 	sessionTTL = 12 * time.Hour
 	// maxSessions bounds the store's memory.
 	maxSessions = 10000
+	// maxSessionsPerToken bounds one token's sessions: signing in again and
+	// again with one token ends that token's oldest session, never someone
+	// else's.
+	maxSessionsPerToken = 16
 )
+
+// errTooManySessions is why a sign-in is refused when the store is full of
+// live sessions.
+var errTooManySessions = errors.New("too many signed-in sessions; try again later")
 
 // session is one signed-in browser. It holds the sum of the token it signed
 // in with, so removing the token from the configuration ends the session at
@@ -59,17 +68,41 @@ func randomToken() string {
 }
 
 // create starts a session for the token with sum and returns its cookie
-// value.
-func (s *sessionStore) create(sum auth.Sum) (string, *session) {
+// value. A token that has maxSessionsPerToken sessions loses its oldest; a
+// store full of other live sessions refuses.
+func (s *sessionStore) create(sum auth.Sum) (string, *session, error) {
 	id := randomToken()
-	sess := &session{sum: sum, csrf: randomToken(), expires: s.now().Add(sessionTTL)}
+	now := s.now()
+	sess := &session{sum: sum, csrf: randomToken(), expires: now.Add(sessionTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var mine [][sha256.Size]byte
+	for k, other := range s.m {
+		if other.sum == sum {
+			mine = append(mine, k)
+		}
+	}
+	if len(mine) >= maxSessionsPerToken {
+		oldest := mine[0]
+		for _, k := range mine[1:] {
+			if s.m[k].expires.Before(s.m[oldest].expires) {
+				oldest = k
+			}
+		}
+		delete(s.m, oldest)
+	}
 	if len(s.m) >= maxSessions {
-		s.evict()
+		for k, other := range s.m {
+			if !now.Before(other.expires) {
+				delete(s.m, k)
+			}
+		}
+		if len(s.m) >= maxSessions {
+			return "", nil, errTooManySessions
+		}
 	}
 	s.m[sha256.Sum256([]byte(id))] = sess
-	return id, sess
+	return id, sess, nil
 }
 
 // get returns the live session of a cookie value.
@@ -98,25 +131,6 @@ func (s *sessionStore) remove(id string) {
 	delete(s.m, sha256.Sum256([]byte(id)))
 }
 
-// evict drops expired sessions, or else the one closest to expiring.
-func (s *sessionStore) evict() {
-	now := s.now()
-	var oldest [sha256.Size]byte
-	var oldestExp time.Time
-	for k, sess := range s.m {
-		if !now.Before(sess.expires) {
-			delete(s.m, k)
-			continue
-		}
-		if oldestExp.IsZero() || sess.expires.Before(oldestExp) {
-			oldest, oldestExp = k, sess.expires
-		}
-	}
-	if len(s.m) >= maxSessions {
-		delete(s.m, oldest)
-	}
-}
-
 // fromRequest returns the session of the request's cookie and the cookie
 // value.
 func (s *sessionStore) fromRequest(r *http.Request) (*session, string) {
@@ -137,29 +151,36 @@ func sameToken(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// secureCookies reports whether cookies must only travel over TLS: when
+// vigil serves TLS itself, or its external URL is https (TLS ends at a
+// proxy in front of it).
+func (h *Handler) secureCookies(r *http.Request) bool {
+	return r.TLS != nil || (h.opts.ExternalURL != nil && h.opts.ExternalURL.Scheme == "https")
+}
+
 // setCookie writes a cookie the page's scripts cannot read and other sites'
-// requests do not carry. It is Secure when vigil serves TLS.
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
+// requests do not carry, Secure when secureCookies says so.
+func (h *Handler) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    value,
 		Path:     "/",
 		MaxAge:   int(maxAge / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   h.secureCookies(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 }
 
 // clearCookie deletes a cookie.
-func clearCookie(w http.ResponseWriter, r *http.Request, name string) {
+func (h *Handler) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
 		Value:    "",
 		Path:     "/",
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   h.secureCookies(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 }

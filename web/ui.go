@@ -148,7 +148,7 @@ func (h *Handler) renderSignIn(c *gin.Context, status int, problem string) {
 		token = ck.Value
 	} else {
 		token = randomToken()
-		setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
+		h.setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
 	}
 	h.render(c, status, &pageData{SignIn: true, Problem: problem, CSRF: token})
 }
@@ -209,14 +209,11 @@ func (h *Handler) setUser(c *gin.Context, user auth.User) {
 // origin. It bounds and parses the form, so handlers read
 // c.Request.PostForm.
 func (h *Handler) checkCSRF(c *gin.Context, want string) bool {
-	if origin := c.GetHeader("Origin"); origin != "" {
-		u, err := url.Parse(origin)
-		if err != nil || u.Host != c.Request.Host {
-			h.logger.Info("Form post refused", "reason", "cross-origin", "origin", origin, "host", c.Request.Host, "path", c.Request.URL.Path)
-			apiError(c, http.StatusForbidden, "forbidden", "cross-origin form posts are refused")
-			c.Abort()
-			return false
-		}
+	if reason := crossSite(c.Request); reason != "" {
+		h.logger.Info("Form post refused", "reason", reason, "path", c.Request.URL.Path, "client", c.ClientIP())
+		apiError(c, http.StatusForbidden, "forbidden", "cross-origin form posts are refused")
+		c.Abort()
+		return false
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
 	if err := c.Request.ParseForm(); err != nil {
@@ -279,9 +276,14 @@ func (h *Handler) signIn(c *gin.Context) {
 		h.renderSignIn(c, http.StatusUnauthorized, msg)
 		return
 	}
-	id, _ := h.access.sessions.create(sum)
-	setCookie(c.Writer, c.Request, sessionCookie, id, sessionTTL)
-	clearCookie(c.Writer, c.Request, csrfCookie)
+	id, _, err := h.access.sessions.create(sum)
+	if err != nil {
+		h.logger.Warn("Sign-in refused", "user", user.Name, "err", err)
+		h.renderSignIn(c, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	h.setCookie(c.Writer, c.Request, sessionCookie, id, sessionTTL)
+	h.clearCookie(c.Writer, c.Request, csrfCookie)
 	c.Set(auditUserKey, user.Name)
 	h.logger.Info("Signed in to the operator page", "user", user.Name, "client", client)
 	c.Redirect(http.StatusSeeOther, "/")
@@ -297,7 +299,7 @@ func (h *Handler) signOut(c *gin.Context) {
 		}
 		h.access.sessions.remove(id)
 	}
-	clearCookie(c.Writer, c.Request, sessionCookie)
+	h.clearCookie(c.Writer, c.Request, sessionCookie)
 	c.Redirect(http.StatusSeeOther, "/")
 }
 
@@ -388,7 +390,7 @@ func (h *Handler) openCSRF(c *gin.Context) string {
 		return ck.Value
 	}
 	token := randomToken()
-	setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
+	h.setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
 	return token
 }
 

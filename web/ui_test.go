@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -364,7 +365,8 @@ func TestStaticFiles(t *testing.T) {
 func TestSessionStore(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	s := newSessionStore(func() time.Time { return now })
-	id, sess := s.create(auth.SumOf("vgl_x"))
+	id, sess, err := s.create(auth.SumOf("vgl_x"))
+	require.NoError(t, err)
 	got, ok := s.get(id)
 	require.True(t, ok)
 	require.Same(t, sess, got)
@@ -375,9 +377,56 @@ func TestSessionStore(t *testing.T) {
 	require.False(t, ok, "sessions expire")
 	require.Empty(t, s.m)
 
-	for range maxSessions + 5 {
-		s.create(auth.SumOf("vgl_x"))
+	// One token signing in again and again ends only its own oldest
+	// sessions.
+	alice, _, err := s.create(auth.SumOf("vgl_alice"))
+	require.NoError(t, err)
+	now = now.Add(time.Millisecond)
+	first, _, err := s.create(auth.SumOf("vgl_nora"))
+	require.NoError(t, err)
+	for range 3 * maxSessionsPerToken {
 		now = now.Add(time.Millisecond)
+		_, _, err := s.create(auth.SumOf("vgl_nora"))
+		require.NoError(t, err)
 	}
-	require.Len(t, s.m, maxSessions, "the store is bounded")
+	require.Len(t, s.m, 1+maxSessionsPerToken)
+	_, ok = s.get(alice)
+	require.True(t, ok, "another token's sign-ins ended alice's session")
+	_, ok = s.get(first)
+	require.False(t, ok, "the token's oldest session goes first")
+
+	// Full of live sessions of many tokens, the store refuses a new one;
+	// once they expire it takes it.
+	for i := range maxSessions - len(s.m) {
+		_, _, err := s.create(auth.SumOf(fmt.Sprint("vgl_", i)))
+		require.NoError(t, err)
+	}
+	_, _, err = s.create(auth.SumOf("vgl_late"))
+	require.ErrorIs(t, err, errTooManySessions)
+	require.Len(t, s.m, maxSessions)
+	_, ok = s.get(alice)
+	require.True(t, ok)
+	now = now.Add(sessionTTL)
+	_, _, err = s.create(auth.SumOf("vgl_late"))
+	require.NoError(t, err)
+	require.Len(t, s.m, 1)
+}
+
+// TestCookiesSecureBehindTLSProxy: with an https external URL (TLS ends at
+// a proxy) the cookies are Secure even though vigil itself speaks HTTP.
+func TestCookiesSecureBehindTLSProxy(t *testing.T) {
+	f := newAuthFixture(t)
+	env := newTestEnv(t, f.withAuth, func(o *Options) { o.ExternalURL = &url.URL{Scheme: "https", Host: "vigil.example.com"} })
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	cookies := rec.Result().Cookies()
+	require.NotEmpty(t, cookies)
+	for _, c := range cookies {
+		require.True(t, c.Secure, c.Name)
+	}
+	plain := newTestEnv(t, f.withAuth)
+	rec = serve(plain.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	for _, c := range rec.Result().Cookies() {
+		require.False(t, c.Secure, "plain HTTP on localhost cannot keep a Secure cookie: %s", c.Name)
+	}
 }

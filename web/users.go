@@ -2,7 +2,10 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -121,6 +124,9 @@ func (h *Handler) createUser(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
+	if !h.mayGrant(c, d, req.Roles, nil) {
+		return
+	}
 	u, err := d.CreateUser(caller(c), auth.UserSpec{Name: req.Name, Roles: req.Roles, Tokens: req.Tokens})
 	if err != nil {
 		h.directoryError(c, err)
@@ -140,6 +146,9 @@ func (h *Handler) updateUser(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
+	if !h.mayChangeUser(c, d, c.Param("name")) || !h.mayGrant(c, d, req.Roles, nil) {
+		return
+	}
 	u, err := d.UpdateUser(caller(c), auth.UserSpec{Name: c.Param("name"), Roles: req.Roles, Tokens: req.Tokens})
 	if err != nil {
 		h.directoryError(c, err)
@@ -152,6 +161,9 @@ func (h *Handler) updateUser(c *gin.Context) {
 func (h *Handler) deleteUser(c *gin.Context) {
 	d := h.directory(c)
 	if d == nil {
+		return
+	}
+	if !h.mayChangeUser(c, d, c.Param("name")) {
 		return
 	}
 	u, err := d.DeleteUser(caller(c), c.Param("name"))
@@ -194,6 +206,9 @@ func (h *Handler) createRole(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
+	if !h.mayGrant(c, d, nil, req.Permissions) {
+		return
+	}
 	r, err := d.CreateRole(caller(c), auth.RoleSpec{Name: req.Name, Description: req.Description, Permissions: req.Permissions})
 	if err != nil {
 		h.directoryError(c, err)
@@ -213,6 +228,12 @@ func (h *Handler) updateRole(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
+	if !h.mayGrant(c, d, nil, req.Permissions) {
+		return
+	}
+	if cur, err := d.Role(c.Param("name")); err == nil && !h.mayGrant(c, d, nil, cur.Permissions) {
+		return
+	}
 	r, err := d.UpdateRole(caller(c), auth.RoleSpec{Name: c.Param("name"), Description: req.Description, Permissions: req.Permissions})
 	if err != nil {
 		h.directoryError(c, err)
@@ -227,10 +248,69 @@ func (h *Handler) deleteRole(c *gin.Context) {
 	if d == nil {
 		return
 	}
+	if cur, err := d.Role(c.Param("name")); err == nil && !h.mayGrant(c, d, nil, cur.Permissions) {
+		return
+	}
 	r, err := d.DeleteRole(caller(c), c.Param("name"))
 	if err != nil {
 		h.directoryError(c, err)
 		return
 	}
 	apiSuccess(c, r)
+}
+
+// mayGrant refuses (403) a change that would hand out a permission the
+// caller does not hold itself: the permissions listed, and those of the
+// roles listed. Without it, manage_roles could grant itself manage_users,
+// and manage_users could make its own admin. Unknown roles are left to the
+// Directory, which refuses them with 400.
+func (h *Handler) mayGrant(c *gin.Context, d Directory, roles, permissions []string) bool {
+	v, ok := c.Get(authUserKey)
+	if !ok {
+		// Authentication is off altogether (no Options.Auth).
+		return true
+	}
+	u := v.(auth.User)
+	want := slices.Clone(permissions)
+	for _, role := range roles {
+		if r, err := d.Role(role); err == nil {
+			want = append(want, r.Permissions...)
+		}
+	}
+	var missing []string
+	for _, p := range want {
+		// Only the permissions routes check give access; others (unknown
+		// ones included, which the Directory refuses) are left alone.
+		if !u.Can(p) && h.guards(p) && !slices.Contains(missing, p) {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return true
+	}
+	slices.Sort(missing)
+	apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q cannot hand out permissions it does not hold: %s",
+		u.Name, strings.Join(missing, ", ")))
+	return false
+}
+
+// mayChangeUser refuses (403) changing or deleting a user who holds a
+// permission the caller lacks: a user manager cannot demote an admin.
+func (h *Handler) mayChangeUser(c *gin.Context, d Directory, name string) bool {
+	target, err := d.User(name)
+	if err != nil {
+		// The Directory answers unknown and configured users itself.
+		return true
+	}
+	return h.mayGrant(c, d, nil, target.Permissions)
+}
+
+// guards reports whether some route needs permission.
+func (h *Handler) guards(permission string) bool {
+	for _, r := range h.routes {
+		if r.permission == permission {
+			return true
+		}
+	}
+	return false
 }

@@ -304,3 +304,67 @@ func TestFirstRuntimeUserTurnsAuthenticationOn(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, body)
 	require.NotContains(t, c.answers.String(), auth.HashPrefix)
 }
+
+// TestNoGrantBeyondOwn: managing users or roles never hands out more than
+// the caller holds. A role manager cannot give its role manage_users; a user
+// manager cannot make an admin, nor change or delete one.
+func TestNoGrantBeyondOwn(t *testing.T) {
+	f := newAuthFixture(t)
+	d := newDirectory(t, f.cfg)
+	env := newTestEnv(t, f.withAuth, withDirectory(d))
+	env.h.SetReady(true)
+	c := &apiClient{t: t, base: env.srv.URL}
+	admin := f.tokens["admin"]
+
+	// The admin sets up a role manager (rita) and a user manager (uma).
+	ritaToken, ritaHash, err := auth.NewToken()
+	require.NoError(t, err)
+	umaToken, umaHash, err := auth.NewToken()
+	require.NoError(t, err)
+	for _, body := range []string{
+		`{"name": "roles-only", "permissions": ["manage_roles", "monitor"]}`,
+		`{"name": "users-only", "permissions": ["manage_users", "monitor"]}`,
+	} {
+		code, resp := c.call(http.MethodPost, "/api/v1/roles", admin, body)
+		require.Equal(t, http.StatusCreated, code, resp)
+	}
+	for _, body := range []string{
+		fmt.Sprintf(`{"name": "rita", "roles": ["roles-only"], "tokens": [%q]}`, ritaHash),
+		fmt.Sprintf(`{"name": "uma", "roles": ["users-only"], "tokens": [%q]}`, umaHash),
+	} {
+		code, resp := c.call(http.MethodPost, "/api/v1/users", admin, body)
+		require.Equal(t, http.StatusCreated, code, resp)
+	}
+
+	refused := func(method, path, token, body, missing string) {
+		t.Helper()
+		code, resp := c.call(method, path, token, body)
+		require.Equal(t, http.StatusForbidden, code, resp)
+		_, msg := errorOf(t, resp)
+		require.Contains(t, msg, missing)
+	}
+	refused(http.MethodPut, "/api/v1/roles/roles-only", ritaToken, `{"permissions": ["manage_roles", "manage_users"]}`, "manage_users")
+	refused(http.MethodPost, "/api/v1/roles", ritaToken, `{"name": "boss", "permissions": ["rollback"]}`, "rollback")
+	refused(http.MethodDelete, "/api/v1/roles/users-only", ritaToken, "", "manage_users")
+	refused(http.MethodPost, "/api/v1/users", umaToken, `{"name": "evil", "roles": ["admin"]}`, "deploy")
+	refused(http.MethodPut, "/api/v1/users/uma", umaToken, fmt.Sprintf(`{"roles": ["admin"], "tokens": [%q]}`, umaHash), "manage_roles")
+	refused(http.MethodDelete, "/api/v1/users/rita", umaToken, "", "manage_roles")
+
+	// Nothing changed: rita still cannot list users, uma cannot reload.
+	code, _ := c.call(http.MethodGet, "/api/v1/users", ritaToken, "")
+	require.Equal(t, http.StatusForbidden, code)
+	u, err := d.User("uma")
+	require.NoError(t, err)
+	require.Equal(t, []string{"users-only"}, u.Roles)
+	_, err = d.User("evil")
+	require.ErrorIs(t, err, auth.ErrNotFound)
+
+	// Within what they hold they may act: rita makes a watch-only role, uma
+	// a user with it.
+	code, resp := c.call(http.MethodPost, "/api/v1/roles", ritaToken, `{"name": "watch", "permissions": ["monitor"]}`)
+	require.Equal(t, http.StatusCreated, code, resp)
+	_, wHash, err := auth.NewToken()
+	require.NoError(t, err)
+	code, resp = c.call(http.MethodPost, "/api/v1/users", umaToken, fmt.Sprintf(`{"name": "wes", "roles": ["watch"], "tokens": [%q]}`, wHash))
+	require.Equal(t, http.StatusCreated, code, resp)
+}
