@@ -1,7 +1,8 @@
 // Package web is vigil's one HTTP listener: liveness and readiness, vigil's own
-// metrics, the list of active alerts, Prometheus's HTTP API for Grafana, and the
-// reload endpoint. Every route is listed in one table with the permission it
-// needs, so authentication can wrap routes by that table.
+// metrics, the list of active alerts, Prometheus's HTTP API for Grafana,
+// incidents, deploys and rollbacks, users and roles, the audit log, the
+// operator page and the reload endpoint. Every route is listed in one table
+// with the permission it needs, so authentication wraps routes by that table.
 package web
 
 import (
@@ -89,12 +90,13 @@ type Options struct {
 	Reload func() error
 	// Version is vigil's version; empty means github.com/prometheus/common/version.Version.
 	Version string
-	// Auth returns the authenticator of the current configuration; main
-	// builds one with auth.New on every config it applies and swaps it in, so
-	// a reload changes users and tokens without a restart. A nil Auth turns
-	// authentication off altogether (every route lets every request in), as
-	// before authentication existed, so vigil's main must set it. A non-nil
-	// Auth that returns nil refuses every guarded route with 503.
+	// Auth returns the authenticator in force: main passes
+	// auth.Directory.Authenticator, rebuilt from the config and the runtime
+	// users on every reload and every change through /api/v1/users, so
+	// neither needs a restart. A nil Auth turns authentication off
+	// altogether (every route lets every request in, the page's forms still
+	// need their CSRF token), so vigil's main must set it. A non-nil Auth
+	// that returns nil refuses every guarded route with 503.
 	Auth func() *auth.Authenticator
 	// Directory manages users and roles at runtime for /api/v1/users and
 	// /api/v1/roles; nil answers 404 there.
