@@ -37,7 +37,7 @@ type authFixture struct {
 	users map[string]string
 }
 
-func newAuthFixture(t *testing.T) *authFixture {
+func newAuthFixture(t testing.TB) *authFixture {
 	t.Helper()
 	f := &authFixture{
 		tokens: map[string]string{},

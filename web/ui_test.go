@@ -430,3 +430,25 @@ func TestCookiesSecureBehindTLSProxy(t *testing.T) {
 		require.False(t, c.Secure, "plain HTTP on localhost cannot keep a Secure cookie: %s", c.Name)
 	}
 }
+
+// TestPageBoundsIncidents: in an alert storm the page renders the most
+// urgent pageIncidents open incidents and counts the rest.
+func TestPageBoundsIncidents(t *testing.T) {
+	incs := &fakeIncidents{m: map[string]notifier.Incident{}}
+	now := time.Now()
+	for i := range pageIncidents + 5 {
+		prio := notifier.PriorityLow
+		if i == pageIncidents+4 {
+			prio = notifier.PriorityCritical
+		}
+		id := fmt.Sprintf("inc-%03d", i)
+		incs.m[id] = notifier.Incident{ID: id, State: notifier.StateTriggered, Priority: prio, CreatedAt: now.Add(-time.Duration(i) * time.Second)}
+	}
+	env := newTestEnv(t, func(o *Options) { o.Incidents = incs })
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	page := rec.Body.String()
+	require.Equal(t, pageIncidents, strings.Count(page, `<article class="incident`))
+	require.Contains(t, page, "5 more open incidents are not shown")
+	require.Contains(t, page, fmt.Sprintf(`id="incident-inc-%03d"`, pageIncidents+4), "the critical one is shown however old")
+}
