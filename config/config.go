@@ -86,9 +86,14 @@ type MetricsConfig struct {
 	Labels   map[string]string `yaml:"labels"`
 }
 
-// StorageConfig is the embedded TSDB.
+// StorageConfig is how long vigil keeps what it stores.
 type StorageConfig struct {
+	// Retention is how long the embedded TSDB keeps samples.
 	Retention Duration `yaml:"retention"`
+	// IncidentRetention is how long the notifier keeps a resolved incident
+	// after its resolution; 0 keeps incidents for ever. Open incidents are
+	// always kept.
+	IncidentRetention Duration `yaml:"incident_retention"`
 }
 
 // CollectorsConfig lists the collectors; each entry also takes the seed's metrics keys.

@@ -22,6 +22,7 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown_nested.bad.yml", []string{`unknown_nested.bad.yml:4: collectors.app.tragets: unknown key "tragets" (did you mean "targets"?)`}},
 		{"bad_duration.bad.yml", []string{`bad_duration.bad.yml:6: alerts.rules[0] "high_cpu": duration "5x" is not a duration`}},
 		{"bad_size.bad.yml", []string{`bad_size.bad.yml:3: logging.maxSize: "100XB" is not a size`}},
+		{"negative_incident_retention.bad.yml", []string{`negative_incident_retention.bad.yml:4: storage.incident_retention: "-1d" is not a duration`}},
 		{"bad_environment.bad.yml", []string{`bad_environment.bad.yml:2: environment: "prod" is not one of development, staging, production`}},
 		{"duplicate_rule.bad.yml", []string{`duplicate_rule.bad.yml:4: alerts.rules[1] "high_cpu": name "high_cpu" is used twice (first at line 3)`}},
 		{"bad_promql.bad.yml", []string{`bad_promql.bad.yml:4: alerts.rules[0] "high_cpu": condition "cpu_usage >" is not valid PromQL: 1:12: parse error: unexpected end of input`}},
@@ -323,6 +324,7 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Equal(t, 15*time.Second, cfg.Interval())
 	require.Equal(t, "/metrics", cfg.Metrics.Path)
 	require.Equal(t, Duration(24*time.Hour), cfg.Storage.Retention)
+	require.Equal(t, Duration(90*24*time.Hour), cfg.Storage.IncidentRetention)
 	require.Equal(t, LoggingConfig{Level: "info", Format: "json", Output: "stdout", MaxSize: 100 << 20, MaxFiles: 10}, cfg.Logging)
 	require.Equal(t, map[string]Duration{
 		"critical": Duration(time.Hour), "high": Duration(4 * time.Hour),
@@ -354,6 +356,34 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
 	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
 	require.Len(t, cfg.Permissions.Names(), 8)
+}
+
+func TestIncidentRetention(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 90 * 24 * time.Hour},
+		{"storage: {retention: 7d}\n", 90 * 24 * time.Hour},
+		{"storage: {incident_retention: 30d}\n", 30 * 24 * time.Hour},
+		{"storage: {incident_retention: 12h}\n", 12 * time.Hour},
+		{"storage: {incident_retention: 0}\n", 0},
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml), "vigil.yaml")
+			require.NoError(t, err)
+			require.Equal(t, Duration(tc.want), cfg.Storage.IncidentRetention)
+		})
+	}
+
+	// A negative value cannot be written as a duration, but a config built
+	// in code is validated the same way.
+	cfg, err := Parse([]byte("service: checkout\nstorage:\n  incident_retention: 1d\n"), "vigil.yaml")
+	require.NoError(t, err)
+	cfg.Storage.IncidentRetention = Duration(-time.Hour)
+	r := &reporter{file: "vigil.yaml", positions: cfg.positions, names: cfg.names}
+	cfg.validate(r)
+	require.EqualError(t, r.errs, "vigil.yaml:3: storage.incident_retention: must not be negative (0 keeps incidents for ever)")
 }
 
 func TestSelfDisabled(t *testing.T) {

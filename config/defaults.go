@@ -14,8 +14,10 @@ const (
 	DefaultEvaluationInterval = time.Second
 	DefaultMetricsPath        = "/metrics"
 	DefaultRetention          = 24 * time.Hour
-	DefaultMaxSize            = Size(100 << 20)
-	DefaultMaxFiles           = 10
+	// DefaultIncidentRetention is how long a resolved incident is kept.
+	DefaultIncidentRetention = 90 * 24 * time.Hour
+	DefaultMaxSize           = Size(100 << 20)
+	DefaultMaxFiles          = 10
 	// DefaultScrapeTimeout is capped at the scrape interval.
 	DefaultScrapeTimeout  = 10 * time.Second
 	DefaultWebhookTimeout = 10 * time.Second
@@ -40,7 +42,10 @@ func newConfig() *Config {
 			Path:     DefaultMetricsPath,
 			Interval: Duration(DefaultInterval),
 		},
-		Storage: StorageConfig{Retention: Duration(DefaultRetention)},
+		Storage: StorageConfig{
+			Retention:         Duration(DefaultRetention),
+			IncidentRetention: Duration(DefaultIncidentRetention),
+		},
 		Escalation: EscalationConfig{
 			ResponseTimes: map[string]Duration{
 				"critical": Duration(time.Hour),

@@ -45,6 +45,9 @@ func (c *Config) validate(r *reporter) {
 		r.valueErr(0, "metrics.interval", "must be more than 0")
 	}
 	checkLabelNames(r, "metrics.labels", c.Metrics.Labels)
+	if c.Storage.IncidentRetention < 0 {
+		r.valueErr(0, "storage.incident_retention", "must not be negative (0 keeps incidents for ever)")
+	}
 	c.validateCollectors(r)
 	c.validateRules(r)
 	c.validateReceivers(r)

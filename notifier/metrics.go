@@ -6,7 +6,8 @@ import (
 
 // metrics are the notifier's own. vigil_incidents counts open incidents
 // (triggered and acknowledged); resolved ones are the counter
-// vigil_incidents_resolved_total, since they only grow.
+// vigil_incidents_resolved_total, since they only grow, and those deleted by
+// retention are vigil_incidents_pruned_total.
 type metrics struct {
 	incidents      *prometheus.GaugeVec
 	resolved       *prometheus.CounterVec
@@ -17,6 +18,7 @@ type metrics struct {
 	pending        prometheus.Gauge
 	rollbacks      *prometheus.CounterVec
 	deliveryErrors prometheus.Counter
+	pruned         prometheus.Counter
 }
 
 // responseBuckets span one minute to two days, the range of the seed's
@@ -63,10 +65,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_delivery_attempt_failures_total",
 			Help: "Delivery attempts that failed, retried or not.",
 		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_incidents_pruned_total",
+			Help: "Resolved incidents deleted from the store once older than storage.incident_retention.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.incidents, m.resolved, m.notifications, m.escalations, m.timeToAck, m.timeToResolve,
-			m.pending, m.rollbacks, m.deliveryErrors)
+			m.pending, m.rollbacks, m.deliveryErrors, m.pruned)
 	}
 	return m
 }

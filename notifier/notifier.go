@@ -112,6 +112,9 @@ type runtimeConfig struct {
 	esc       config.EscalationConfig
 	levels    []config.LevelConfig
 	receivers map[string]Receiver
+	// retention is storage.incident_retention; 0 (or less) keeps every
+	// incident.
+	retention time.Duration
 }
 
 // Manager receives alerts from the rules manager, keeps incidents, escalates
@@ -132,11 +135,15 @@ type Manager struct {
 	timerMtx sync.Mutex
 	timers   map[string]Timer
 	stopped  bool
+
+	// reprune asks the retention loop for a prune now: the retention
+	// changed on reload.
+	reprune chan struct{}
 }
 
 // New opens the store and returns a Manager; its metrics go on reg.
 func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
-	m := &Manager{logger: logger, timers: map[string]Timer{}}
+	m := &Manager{logger: logger, timers: map[string]Timer{}, reprune: make(chan struct{}, 1)}
 	if opts != nil {
 		m.opts = *opts
 	}
@@ -194,8 +201,9 @@ func (m *Manager) initGauges() error {
 	})
 }
 
-// ApplyConfig takes a new config: environment, escalation and receivers. A
-// receiver that fails to build keeps the old config.
+// ApplyConfig takes a new config: environment, escalation, receivers and
+// incident retention. A receiver that fails to build keeps the old config. A
+// changed retention is applied at once, not at the next hourly prune.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	rc := &runtimeConfig{
 		env:       cfg.Environment,
@@ -203,6 +211,7 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		esc:       cfg.Escalation,
 		levels:    cfg.Escalation.Levels,
 		receivers: map[string]Receiver{},
+		retention: time.Duration(cfg.Storage.IncidentRetention),
 	}
 	if len(rc.levels) == 0 {
 		// Without levels every incident still reaches someone: the log.
@@ -224,8 +233,15 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		}
 	}
 	m.cfgMtx.Lock()
+	changed := m.cfg != nil && m.cfg.retention != rc.retention
 	m.cfg = rc
 	m.cfgMtx.Unlock()
+	if changed {
+		select {
+		case m.reprune <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -244,7 +260,8 @@ func (m *Manager) receiver(name string) Receiver {
 }
 
 // Run restores pending deliveries, escalation timers and undecided rollbacks
-// from the store, then delivers until ctx is done. Attempts in flight when
+// from the store, then delivers, and prunes resolved incidents past their
+// retention at once and every hour, until ctx is done. Attempts in flight when
 // ctx ends are abandoned and made again after the next start, with the same
 // DeliveryID.
 func (m *Manager) Run(ctx context.Context) error {
@@ -285,7 +302,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		_ = m.decideRollback(ctx, id)
 	}
 
+	// Pruning runs beside delivery: a first prune of a big store must not
+	// hold back the messages waiting since the restart.
+	var retention sync.WaitGroup
+	retention.Go(func() { m.runRetention(ctx) })
 	m.runDelivery(ctx)
+	// Close follows Run and closes the store: no prune may be left running.
+	retention.Wait()
 
 	m.timerMtx.Lock()
 	m.stopped = true
@@ -343,8 +366,9 @@ func (m *Manager) Incident(id string) (Incident, error) {
 
 // Notify is a rules.NotifyFunc. A firing alert opens an incident unless one
 // is open for its fingerprint or it is the same firing (same ActiveAt) as an
-// incident resolved by hand; a resolved alert resolves its incident. All
-// alerts of one call are one transaction.
+// incident resolved by hand; a resolved alert resolves its incident, or, when
+// that was resolved by hand, is recorded on it (so retention may delete it).
+// All alerts of one call are one transaction.
 func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
 	cfg := m.config()
 	if cfg == nil {
@@ -381,6 +405,14 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 				latest.Alert.ResolvedAt = a.ResolvedAt
 				latest.Alert.Value = a.Value
 				if err := m.resolve(tx, cfg, &latest, ResolvedByAlert, "", now, eff); err != nil {
+					return err
+				}
+			case a.State == rules.StateInactive && !a.ResolvedAt.IsZero() && found && !open &&
+				latest.Alert.ResolvedAt.IsZero() && latest.Alert.ActiveAt.Equal(a.ActiveAt):
+				// Resolved by hand earlier, and now the firing itself ended.
+				latest.Alert.ResolvedAt = a.ResolvedAt
+				latest.Alert.Value = a.Value
+				if err := tx.PutIncident(&latest); err != nil {
 					return err
 				}
 			}

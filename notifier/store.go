@@ -65,6 +65,13 @@ type Tx interface {
 	// PutIncident writes an incident and makes it the latest of its
 	// fingerprint when it is newer than the one there.
 	PutIncident(inc *Incident) error
+	// IncidentsAfter returns at most limit incidents (all when limit <= 0)
+	// whose IDs sort after the given one ("" for the first), oldest first.
+	IncidentsAfter(after string, limit int) ([]Incident, error)
+	// DeleteIncident removes an incident, and its fingerprint's entry when
+	// that names it, so that LatestIncident never names a deleted
+	// incident. Removing an incident that does not exist does nothing.
+	DeleteIncident(id string) error
 	// Delivery returns a queued delivery.
 	Delivery(id string) (Delivery, bool, error)
 	// Deliveries returns every queued delivery, oldest first.
@@ -190,6 +197,50 @@ func (t boltTx) PutIncident(inc *Incident) error {
 		if err := fps.Put([]byte(inc.Fingerprint), []byte(inc.ID)); err != nil {
 			return fmt.Errorf("index incident %q: %w", inc.ID, err)
 		}
+	}
+	return nil
+}
+
+func (t boltTx) IncidentsAfter(after string, limit int) ([]Incident, error) {
+	out := []Incident{}
+	c := t.tx.Bucket(bucketIncidents).Cursor()
+	k, v := c.First()
+	if after != "" {
+		k, v = c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		var inc Incident
+		if err := json.Unmarshal(v, &inc); err != nil {
+			return nil, fmt.Errorf("decode incident %q: %w", k, err)
+		}
+		out = append(out, inc)
+	}
+	return out, nil
+}
+
+func (t boltTx) DeleteIncident(id string) error {
+	incs := t.tx.Bucket(bucketIncidents)
+	v := incs.Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	var inc struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if err := json.Unmarshal(v, &inc); err != nil {
+		return fmt.Errorf("decode incident %q: %w", id, err)
+	}
+	fps := t.tx.Bucket(bucketFingerprint)
+	if cur := fps.Get([]byte(inc.Fingerprint)); bytes.Equal(cur, []byte(id)) {
+		if err := fps.Delete([]byte(inc.Fingerprint)); err != nil {
+			return fmt.Errorf("unindex incident %q: %w", id, err)
+		}
+	}
+	if err := incs.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("delete incident %q: %w", id, err)
 	}
 	return nil
 }

@@ -126,6 +126,7 @@ func (d *demoRun) run(ctx context.Context) error {
 		return fmt.Errorf("vigil did not become ready: %w", err)
 	}
 	d.say("ready. Response times are shortened for the demo: critical alerts escalate every 20s.")
+	d.say("watch it on the operator page: %s/ (sign in with the demo's token %s)", d.vigil, d.token)
 
 	if err := d.post("/api/v1/deploys", `{"service":"demo","version":"1.4.0","environment":"production"}`, nil); err != nil {
 		return err
