@@ -1,8 +1,11 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,8 +34,16 @@ type AuditRecord struct {
 	Client string    `json:"client"`
 }
 
-// auditLog keeps the last calls in a ring, in memory: it starts empty when
-// vigil starts. The log lines it writes at info level are the durable record.
+// AuditStore keeps audit records across restarts; notifier.KV satisfies it.
+type AuditStore interface {
+	Put(key string, value []byte) error
+	Delete(key string) error
+	List(prefix string) (map[string][]byte, error)
+}
+
+// auditLog keeps the last calls in a ring in memory and, with a store, on
+// disk too: the ring is reloaded from the store at start, so a restart (or
+// a crash) loses none of the last auditSize calls.
 type auditLog struct {
 	now func() time.Time
 
@@ -40,20 +51,83 @@ type auditLog struct {
 	records []AuditRecord
 	next    int
 	full    bool
+
+	store AuditStore
+	// keys are the store keys of the records in the ring, oldest first.
+	keys []string
+	seq  uint64
+}
+
+// auditKeyPrefix starts every audit record's key; the rest sorts by time.
+const auditKeyPrefix = "rec/"
+
+// useStore loads the newest records from store into the ring and keeps
+// every later record there as well. Records beyond auditSize are deleted.
+func (l *auditLog) useStore(store AuditStore) error {
+	stored, err := store.List(auditKeyPrefix)
+	if err != nil {
+		return fmt.Errorf("reading the audit log: %w", err)
+	}
+	keys := slices.Sorted(maps.Keys(stored))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(keys) > len(l.records) {
+		if err := store.Delete(keys[0]); err != nil {
+			return fmt.Errorf("trimming the audit log: %w", err)
+		}
+		keys = keys[1:]
+	}
+	for _, k := range keys {
+		var r AuditRecord
+		if err := json.Unmarshal(stored[k], &r); err != nil {
+			continue // a record that cannot be read is skipped, not fatal
+		}
+		l.put(r)
+		l.keys = append(l.keys, k)
+	}
+	l.store = store
+	return nil
+}
+
+// put adds r to the ring; l.mu is held.
+func (l *auditLog) put(r AuditRecord) {
+	l.records[l.next] = r
+	l.next = (l.next + 1) % len(l.records)
+	if l.next == 0 {
+		l.full = true
+	}
 }
 
 func newAuditLog(size int, now func() time.Time) *auditLog {
 	return &auditLog{now: now, records: make([]AuditRecord, size)}
 }
 
-func (l *auditLog) add(r AuditRecord) {
+// add records r in the ring and in the store. A store error is returned,
+// the record stays in the ring.
+func (l *auditLog) add(r AuditRecord) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.records[l.next] = r
-	l.next = (l.next + 1) % len(l.records)
-	if l.next == 0 {
-		l.full = true
+	l.put(r)
+	if l.store == nil {
+		return nil
 	}
+	l.seq++
+	key := fmt.Sprintf("%s%020d-%06d", auditKeyPrefix, r.Time.UnixNano(), l.seq%1e6)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := l.store.Put(key, b); err != nil {
+		return fmt.Errorf("writing the audit record: %w", err)
+	}
+	l.keys = append(l.keys, key)
+	if len(l.keys) > len(l.records) {
+		if err := l.store.Delete(l.keys[0]); err != nil {
+			return fmt.Errorf("trimming the audit log: %w", err)
+		}
+		l.keys = l.keys[1:]
+	}
+	return nil
 }
 
 // newest returns up to limit records, newest first.
@@ -80,6 +154,13 @@ func mutating(method string) bool {
 	return false
 }
 
+// audited reports whether calls to a route go into the audit log: calls
+// that may change something. Prometheus's API takes POST for queries
+// (Grafana sends them so), which change nothing.
+func audited(method, permission string) bool {
+	return mutating(method) && permission != permViewMetrics
+}
+
 // audit records a mutating call once it has been answered, refused or not.
 // The path goes without its query string, which may hold what a client
 // should not have sent there.
@@ -95,7 +176,9 @@ func (h *Handler) audit(c *gin.Context) {
 		Status: c.Writer.Status(),
 		Client: c.ClientIP(),
 	}
-	l.add(r)
+	if err := l.add(r); err != nil {
+		h.logger.Error("Audit record not stored; it is in this log line and in memory", "err", err)
+	}
 	h.logger.Info("Audit", "user", r.User, "method", r.Method, "path", r.Path, "status", r.Status, "client", r.Client)
 }
 

@@ -2,6 +2,8 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -109,4 +111,61 @@ func TestAuditRing(t *testing.T) {
 		}
 		require.Equal(t, tt.want, got, "limit %d", tt.limit)
 	}
+}
+
+// failingStore is an AuditStore whose writes fail.
+type failingStore struct{ *notifier.MemKV }
+
+func (failingStore) Put(string, []byte) error { return errors.New("disk full") }
+
+// TestAuditLogSurvivesRestart: with a store the audit log is there after a
+// restart, bounded to auditSize; queries sent by POST (as Grafana does) are
+// not audited; a store that fails loses nothing from memory.
+func TestAuditLogSurvivesRestart(t *testing.T) {
+	f := newAuthFixture(t)
+	store, err := notifier.OpenBoltStore(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	kv := store.KV("audit")
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"a": {ID: "a", State: notifier.StateTriggered}}}
+	withStore := func(o *Options) {
+		o.Incidents = incs
+		o.AuditStore = kv
+	}
+
+	env := newTestEnv(t, f.withAuth, withStore)
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/ack", bearer(f.tokens["developer"]), nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	rec = serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/query", bearer(f.tokens["viewer"]), strings.NewReader("query=up"))
+	require.NotEqual(t, http.StatusUnauthorized, rec.Code)
+	require.Len(t, env.h.access.audit.newest(10), 1, "a query is not a mutating call")
+
+	// A new handler on the same store (a restart) has the record.
+	again := newTestEnv(t, f.withAuth, withStore)
+	got := again.h.access.audit.newest(10)
+	require.Len(t, got, 1)
+	require.Equal(t, "dave", got[0].User)
+	require.Equal(t, "/api/v1/incidents/a/ack", got[0].Path)
+
+	// The store keeps at most auditSize records: the oldest go.
+	for i := range auditSize + 10 {
+		require.NoError(t, again.h.access.audit.add(AuditRecord{Time: time.Unix(int64(2e9+i), 0), User: fmt.Sprint("u", i)}))
+	}
+	stored, err := kv.List(auditKeyPrefix)
+	require.NoError(t, err)
+	require.Len(t, stored, auditSize)
+	third := newTestEnv(t, f.withAuth, withStore)
+	newest := third.h.access.audit.newest(auditSize)
+	require.Len(t, newest, auditSize)
+	require.Equal(t, fmt.Sprint("u", auditSize+9), newest[0].User)
+	require.Equal(t, "u10", newest[auditSize-1].User)
+
+	// A store that cannot write: the call is answered and kept in memory.
+	broken := newTestEnv(t, f.withAuth, func(o *Options) {
+		o.Incidents = incs
+		o.AuditStore = failingStore{notifier.NewMemKV()}
+	})
+	rec = serve(broken.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/resolve", bearer(f.tokens["developer"]), nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "/api/v1/incidents/a/resolve", broken.h.access.audit.newest(1)[0].Path)
 }

@@ -155,7 +155,7 @@ func (h *Handler) authorize(permission string, page bool) gin.HandlerFunc {
 		if h.authenticate(c, permission, page) {
 			c.Next()
 		}
-		if mutating(c.Request.Method) {
+		if audited(c.Request.Method, permission) {
 			h.audit(c)
 		}
 	}

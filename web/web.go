@@ -101,6 +101,9 @@ type Options struct {
 	// Directory manages users and roles at runtime for /api/v1/users and
 	// /api/v1/roles; nil answers 404 there.
 	Directory Directory
+	// AuditStore keeps the audit log across restarts; nil keeps it in
+	// memory only.
+	AuditStore AuditStore
 }
 
 // Collectors is what the web layer needs of the collector set.
@@ -169,6 +172,11 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler
 	}
 	h.promAPI = h.newPrometheusAPI()
 	h.engine = h.newEngine()
+	if h.opts.AuditStore != nil {
+		if err := h.access.audit.useStore(h.opts.AuditStore); err != nil {
+			h.logger.Error("The audit log is kept in memory only", "err", err)
+		}
+	}
 	return h
 }
 

@@ -223,6 +223,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
 		Directory:         directory,
+		AuditStore:        store.KV("audit"),
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
