@@ -19,6 +19,8 @@ type Deploys interface {
 	// FireNow fires the rollback webhook for the last deploy by hand and
 	// returns what happened.
 	FireNow(ctx context.Context, reason, by string) (*notifier.RollbackRecord, error)
+	// ManualRollbacks returns the rollbacks fired by hand, newest first.
+	ManualRollbacks(limit int) ([]rollback.ManualRollback, error)
 }
 
 // listDeploys answers GET /api/v1/deploys?limit=N, newest first.

@@ -59,7 +59,10 @@ func (f *fakeIncidents) Resolve(id, by, _ string) (notifier.Incident, error) {
 	return inc, nil
 }
 
-type fakeDeploys struct{ list []rollback.Deploy }
+type fakeDeploys struct {
+	list   []rollback.Deploy
+	manual []rollback.ManualRollback
+}
 
 func (f *fakeDeploys) RecordDeploy(d rollback.Deploy) (rollback.Deploy, error) {
 	d.At = time.Unix(1700000000, 0).UTC()
@@ -71,11 +74,17 @@ func (f *fakeDeploys) Deploys(limit int) ([]rollback.Deploy, error) {
 	return f.list[:min(limit, len(f.list))], nil
 }
 
-func (f *fakeDeploys) FireNow(_ context.Context, _, _ string) (*notifier.RollbackRecord, error) {
+func (f *fakeDeploys) FireNow(_ context.Context, reason, by string) (*notifier.RollbackRecord, error) {
 	if len(f.list) == 0 {
 		return nil, rollback.ErrNoDeploy
 	}
-	return &notifier.RollbackRecord{BadVersion: f.list[0].Version, Outcome: notifier.OutcomeDelivered, Attempts: 1}, nil
+	rec := notifier.RollbackRecord{BadVersion: f.list[0].Version, Outcome: notifier.OutcomeDelivered, Attempts: 1, At: time.Now()}
+	f.manual = append([]rollback.ManualRollback{{RollbackRecord: rec, Reason: reason, By: by}}, f.manual...)
+	return &rec, nil
+}
+
+func (f *fakeDeploys) ManualRollbacks(limit int) ([]rollback.ManualRollback, error) {
+	return f.manual[:min(limit, len(f.manual))], nil
 }
 
 func TestIncidentRoutes(t *testing.T) {

@@ -101,11 +101,14 @@ type notifiedView struct {
 	Count    int
 }
 
-// rollbackView is a rollback webhook call and the incident that asked for it.
+// rollbackView is a rollback webhook call and the incident that asked for
+// it, or who fired it by hand and why.
 type rollbackView struct {
 	notifier.RollbackRecord
 	Incident string
 	Alert    string
+	By       string
+	Reason   string
 }
 
 // targetView is one scrape target's health.
@@ -378,6 +381,9 @@ func (h *Handler) page(c *gin.Context) {
 	d.Alerts = h.activeAlerts("")
 	h.pageIncidents(d)
 	h.pageDeploys(d)
+	// Rollbacks of incidents and by hand, newest first.
+	slices.SortStableFunc(d.Rollbacks, func(a, b rollbackView) int { return b.At.Compare(a.At) })
+	d.Rollbacks = d.Rollbacks[:min(len(d.Rollbacks), pageDeploys)]
 	d.Targets = h.pageTargets()
 	if done, id := c.Query("done"), c.Query("incident"); done == "acknowledged" || done == "resolved" {
 		for _, inc := range append(slices.Clone(d.Incidents), d.Resolved...) {
@@ -440,9 +446,6 @@ func (h *Handler) pageIncidents(d *pageData) {
 	if len(d.Incidents) > pageIncidents {
 		d.MoreIncidents = len(d.Incidents) - pageIncidents
 		d.Incidents = d.Incidents[:pageIncidents]
-	}
-	if len(d.Rollbacks) > pageDeploys {
-		d.Rollbacks = d.Rollbacks[:pageDeploys]
 	}
 }
 
@@ -514,6 +517,14 @@ func (h *Handler) pageDeploys(d *pageData) {
 		return
 	}
 	d.Deploys = list
+	manual, err := h.opts.Deploys.ManualRollbacks(pageDeploys)
+	if err != nil {
+		d.Failures = append(d.Failures, "rollbacks: "+err.Error())
+		return
+	}
+	for _, r := range manual {
+		d.Rollbacks = append(d.Rollbacks, rollbackView{RollbackRecord: r.RollbackRecord, By: r.By, Reason: r.Reason})
+	}
 }
 
 // pageTargets lists every scrape target's health, down ones first.

@@ -132,7 +132,13 @@ func pageFixture(t *testing.T, f *authFixture) (*testEnv, *fakeIncidents) {
 			Rollback: &notifier.RollbackRecord{BadVersion: "2.0.1", PreviousVersion: "2.0.0", Outcome: notifier.OutcomeDelivered, At: now.Add(-50 * time.Minute), Attempts: 1, StatusCode: 202},
 		},
 	}}
-	deploys := &fakeDeploys{list: []rollback.Deploy{{Service: "checkout", Version: "2.0.1", PreviousVersion: "2.0.0", Environment: "production", At: now.Add(-time.Hour), By: "ci"}}}
+	deploys := &fakeDeploys{
+		list: []rollback.Deploy{{Service: "checkout", Version: "2.0.1", PreviousVersion: "2.0.0", Environment: "production", At: now.Add(-time.Hour), By: "ci"}},
+		manual: []rollback.ManualRollback{{
+			RollbackRecord: notifier.RollbackRecord{BadVersion: "1.9.9", PreviousVersion: "1.9.8", Outcome: notifier.OutcomeFailed, StatusCode: 503, Attempts: 3, At: now.Add(-2 * time.Hour)},
+			Reason:         "checkout broken", By: "alice",
+		}},
+	}
 	env := newTestEnv(t, f.withAuth, func(o *Options) {
 		o.Incidents = incs
 		o.Deploys = deploys
@@ -193,6 +199,9 @@ func TestPageSignInAndAcknowledge(t *testing.T) {
 	require.Contains(t, page, "5xx above 5% &lt;b&gt;now&lt;/b&gt;", "annotations are escaped")
 	require.Contains(t, page, "2.0.1", "deploys and rollbacks are listed")
 	require.Contains(t, page, "HTTP 202")
+	require.Contains(t, page, "by hand, alice: checkout broken", "rollbacks fired by hand are listed")
+	require.Contains(t, page, "HTTP 503")
+	require.Less(t, strings.Index(page, "DiskFull <code>inc-0</code>"), strings.Index(page, "by hand, alice"), "newest rollback first")
 	require.Contains(t, page, "127.0.0.1:8080", "collector health lists the targets")
 	require.Contains(t, page, ">Acknowledge</button>")
 	require.NotContains(t, page, f.tokens["developer"])

@@ -26,6 +26,7 @@ const (
 	keySeen     = "seen/"     // seen/<service>/<env> → version last seen in *_build_info
 	keyCooldown = "cooldown/" // cooldown/<service>/<env> → time of the last rollback
 	keyIncident = "incident/" // incident/<id> → RollbackRecord
+	keyManual   = "manual/"   // manual/<unix ns, 20 digits> → ManualRollback
 )
 
 func pairKey(prefix, service, env string) string {
@@ -154,22 +155,9 @@ func (m *Manager) lastDeploy(service, env string) (Deploy, bool, error) {
 func (m *Manager) Deploys(limit int) ([]Deploy, error) {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
-	all, err := m.kv.List(keyDeploy)
+	out, err := newest[Deploy](m.kv, keyDeploy, limit)
 	if err != nil {
-		return nil, fmt.Errorf("deploys: listing: %w", err)
-	}
-	keys := slices.Sorted(maps.Keys(all))
-	slices.Reverse(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
-	}
-	out := make([]Deploy, 0, len(keys))
-	for _, k := range keys {
-		var d Deploy
-		if err := json.Unmarshal(all[k], &d); err != nil {
-			return nil, fmt.Errorf("deploys: decoding %s: %w", k, err)
-		}
-		out = append(out, d)
+		return nil, fmt.Errorf("deploys: %w", err)
 	}
 	return out, nil
 }
