@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -107,6 +108,56 @@ func (h *Handler) rollback(c *gin.Context) {
 	default:
 		apiSuccess(c, out)
 	}
+}
+
+// rollbackHistory returns the rollback webhook calls made for incidents
+// (from all, the incidents already read) and those fired by hand, newest
+// first, at most limit.
+func (h *Handler) rollbackHistory(all []notifier.Incident, limit int) ([]rollbackView, error) {
+	out := []rollbackView{}
+	for _, inc := range all {
+		if inc.Rollback != nil {
+			out = append(out, rollbackView{RollbackRecord: *inc.Rollback, Incident: inc.ID, Alert: inc.Alert.Name})
+		}
+	}
+	var err error
+	if h.opts.Deploys != nil {
+		var manual []rollback.ManualRollback
+		manual, err = h.opts.Deploys.ManualRollbacks(limit)
+		for _, r := range manual {
+			out = append(out, rollbackView{RollbackRecord: r.RollbackRecord, By: r.By, Reason: r.Reason})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b rollbackView) int { return b.At.Compare(a.At) })
+	return out[:min(len(out), limit)], err
+}
+
+// listRollbacks answers GET /api/v1/rollbacks?limit=N (default 50): the
+// rollback webhook calls, for incidents and by hand, newest first.
+func (h *Handler) listRollbacks(c *gin.Context) {
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			apiError(c, http.StatusBadRequest, "bad_data", "limit must be a positive number")
+			return
+		}
+		limit = n
+	}
+	var all []notifier.Incident
+	if h.opts.Incidents != nil {
+		var err error
+		if all, err = h.opts.Incidents.Incidents(""); err != nil {
+			apiError(c, http.StatusInternalServerError, "internal", err.Error())
+			return
+		}
+	}
+	out, err := h.rollbackHistory(all, limit)
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	apiSuccess(c, out)
 }
 
 // slackInteractions hands POST /slack/interactions to the Slack handler.

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -150,4 +151,47 @@ func TestDeployRoutes(t *testing.T) {
 	status, body = do(t, http.MethodPost, env.srv.URL+"/api/v1/rollback", strings.NewReader(`{"reason":"bad","by":"alice"}`))
 	require.Equal(t, http.StatusOK, status, body)
 	require.Contains(t, body, `"outcome":"delivered"`)
+}
+
+func TestRollbacksRoute(t *testing.T) {
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{
+		"a": {ID: "a", State: notifier.StateResolved, Alert: notifier.Alert{Name: "HighErrorRate"},
+			Rollback: &notifier.RollbackRecord{BadVersion: "2.0.0", Outcome: notifier.OutcomeDelivered, At: at}},
+		"b": {ID: "b", State: notifier.StateTriggered},
+	}}
+	deploys := &fakeDeploys{manual: []rollback.ManualRollback{{
+		RollbackRecord: notifier.RollbackRecord{BadVersion: "2.1.0", Outcome: notifier.OutcomeFailed, At: at.Add(time.Hour)},
+		By:             "alice", Reason: "bad build",
+	}}}
+	env := newTestEnv(t, func(o *Options) {
+		o.Incidents = incs
+		o.Deploys = deploys
+	})
+	code, body := do(t, http.MethodGet, env.srv.URL+"/api/v1/rollbacks", nil)
+	require.Equal(t, http.StatusOK, code, body)
+	var got struct {
+		Data []struct {
+			BadVersion string `json:"badVersion"`
+			Outcome    string `json:"outcome"`
+			Incident   string `json:"incident"`
+			Alert      string `json:"alert"`
+			By         string `json:"by"`
+			Reason     string `json:"reason"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.Len(t, got.Data, 2)
+	require.Equal(t, "2.1.0", got.Data[0].BadVersion, "newest first")
+	require.Equal(t, "alice", got.Data[0].By)
+	require.Equal(t, "bad build", got.Data[0].Reason)
+	require.Equal(t, "a", got.Data[1].Incident)
+	require.Equal(t, "HighErrorRate", got.Data[1].Alert)
+
+	code, body = do(t, http.MethodGet, env.srv.URL+"/api/v1/rollbacks?limit=1", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.Len(t, got.Data, 1)
+	code, _ = do(t, http.MethodGet, env.srv.URL+"/api/v1/rollbacks?limit=x", nil)
+	require.Equal(t, http.StatusBadRequest, code)
 }

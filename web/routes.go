@@ -103,6 +103,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, apiPrefix + "/deploys", permMonitor, h.listDeploys},
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
+		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
 		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
 		{http.MethodGet, apiPrefix + "/audit", permManageUsers, h.listAudit},
 		{http.MethodGet, apiPrefix + "/users", permManageUsers, h.listUsers},

@@ -102,13 +102,13 @@ type notifiedView struct {
 }
 
 // rollbackView is a rollback webhook call and the incident that asked for
-// it, or who fired it by hand and why.
+// it, or who fired it by hand and why; GET /api/v1/rollbacks lists them.
 type rollbackView struct {
 	notifier.RollbackRecord
-	Incident string
-	Alert    string
-	By       string
-	Reason   string
+	Incident string `json:"incident,omitempty"`
+	Alert    string `json:"alert,omitempty"`
+	By       string `json:"by,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // targetView is one scrape target's health.
@@ -379,11 +379,13 @@ func (h *Handler) page(c *gin.Context) {
 		d.CSRF = c.GetString(csrfKey)
 	}
 	d.Alerts = h.activeAlerts("")
-	h.pageIncidents(d)
+	all := h.pageIncidents(d)
 	h.pageDeploys(d)
-	// Rollbacks of incidents and by hand, newest first.
-	slices.SortStableFunc(d.Rollbacks, func(a, b rollbackView) int { return b.At.Compare(a.At) })
-	d.Rollbacks = d.Rollbacks[:min(len(d.Rollbacks), pageDeploys)]
+	rollbacks, err := h.rollbackHistory(all, pageDeploys)
+	if err != nil {
+		d.Failures = append(d.Failures, "rollbacks: "+err.Error())
+	}
+	d.Rollbacks = rollbacks
 	d.Targets = h.pageTargets()
 	if done, id := c.Query("done"), c.Query("incident"); done == "acknowledged" || done == "resolved" {
 		for _, inc := range append(slices.Clone(d.Incidents), d.Resolved...) {
@@ -408,14 +410,14 @@ func (h *Handler) openCSRF(c *gin.Context) string {
 
 // pageIncidents fills the open and the recently resolved incidents and the
 // rollbacks they asked for.
-func (h *Handler) pageIncidents(d *pageData) {
+func (h *Handler) pageIncidents(d *pageData) (all []notifier.Incident) {
 	if h.opts.Incidents == nil {
-		return
+		return nil
 	}
 	all, err := h.opts.Incidents.Incidents("")
 	if err != nil {
 		d.Failures = append(d.Failures, "incidents: "+err.Error())
-		return
+		return nil
 	}
 	var levels []string
 	if cfg := h.cfg.Load(); cfg != nil {
@@ -424,9 +426,6 @@ func (h *Handler) pageIncidents(d *pageData) {
 		}
 	}
 	for _, inc := range all {
-		if inc.Rollback != nil {
-			d.Rollbacks = append(d.Rollbacks, rollbackView{RollbackRecord: *inc.Rollback, Incident: inc.ID, Alert: inc.Alert.Name})
-		}
 		if inc.State == notifier.StateResolved {
 			if len(d.Resolved) < pageResolved {
 				d.Resolved = append(d.Resolved, newIncidentView(inc, levels))
@@ -447,6 +446,7 @@ func (h *Handler) pageIncidents(d *pageData) {
 		d.MoreIncidents = len(d.Incidents) - pageIncidents
 		d.Incidents = d.Incidents[:pageIncidents]
 	}
+	return all
 }
 
 func stateRank(s notifier.State) int {
@@ -517,14 +517,6 @@ func (h *Handler) pageDeploys(d *pageData) {
 		return
 	}
 	d.Deploys = list
-	manual, err := h.opts.Deploys.ManualRollbacks(pageDeploys)
-	if err != nil {
-		d.Failures = append(d.Failures, "rollbacks: "+err.Error())
-		return
-	}
-	for _, r := range manual {
-		d.Rollbacks = append(d.Rollbacks, rollbackView{RollbackRecord: r.RollbackRecord, By: r.By, Reason: r.Reason})
-	}
 }
 
 // pageTargets lists every scrape target's health, down ones first.

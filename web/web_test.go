@@ -379,6 +379,7 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodGet, apiPrefix + "/deploys"}:                permMonitor,
 		{http.MethodPost, apiPrefix + "/deploys"}:               permDeploy,
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
+		{http.MethodGet, apiPrefix + "/rollbacks"}:              permMonitor,
 		{http.MethodPost, "/slack/interactions"}:                permSlack,
 		{http.MethodGet, apiPrefix + "/audit"}:                  permManageUsers,
 		{http.MethodGet, "/"}:                                   permMonitor,
