@@ -93,8 +93,10 @@ func (h *Handler) rollback(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
-	if req.By == "" {
-		req.By = requestUser(c)
+	if u := requestUser(c); u != "" {
+		// An authenticated caller rolls back as itself, whatever the body
+		// says, as with incidents.
+		req.By = u
 	}
 	out, err := h.opts.Deploys.FireNow(c.Request.Context(), req.Reason, req.By)
 	switch {

@@ -195,3 +195,14 @@ func TestRollbacksRoute(t *testing.T) {
 	code, _ = do(t, http.MethodGet, env.srv.URL+"/api/v1/rollbacks?limit=x", nil)
 	require.Equal(t, http.StatusBadRequest, code)
 }
+
+// TestRollbackActsAsCaller: an authenticated caller cannot put another name
+// on a rollback.
+func TestRollbackActsAsCaller(t *testing.T) {
+	f := newAuthFixture(t)
+	deploys := &fakeDeploys{list: []rollback.Deploy{{Version: "2.0.0"}}}
+	env := newTestEnv(t, f.withAuth, func(o *Options) { o.Deploys = deploys })
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/rollback", bearer(f.tokens["developer"]), strings.NewReader(`{"reason":"bad","by":"alice"}`))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, "dave", deploys.manual[0].By)
+}
