@@ -15,6 +15,8 @@ import (
 type metrics struct {
 	requestDuration *prometheus.HistogramVec
 	ready           prometheus.Gauge
+	// certNotAfter is the served certificate's expiry, one series.
+	certNotAfter *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_ready",
 			Help: "Whether vigil is ready to serve queries (1) or not (0).",
 		}),
+		certNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_tls_certificate_not_after_timestamp_seconds",
+			Help: "When the certificate vigil serves expires, in Unix seconds; absent without TLS.",
+		}, []string{"subject_cn"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requestDuration, m.ready)
+		reg.MustRegister(m.requestDuration, m.ready, m.certNotAfter)
 	}
 	return m
 }

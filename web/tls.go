@@ -144,4 +144,6 @@ func (h *Handler) setCertificate(cert *tls.Certificate, certFile string) {
 	}
 	h.logger.Info("TLS certificate loaded", "cert_file", certFile,
 		"subject_cn", leaf.Subject.CommonName, "not_after", leaf.NotAfter)
+	h.metrics.certNotAfter.Reset()
+	h.metrics.certNotAfter.WithLabelValues(leaf.Subject.CommonName).Set(float64(leaf.NotAfter.Unix()))
 }

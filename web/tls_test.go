@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
@@ -152,10 +154,19 @@ func TestTLSCertificateReload(t *testing.T) {
 	first.write(t, certFile, keyFile)
 
 	logger, logs := newTLSTestLogger()
-	h := New(&Options{}, logger, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	h := New(&Options{}, logger, reg)
 	require.NoError(t, h.ApplyConfig(tlsTestConfig(certFile, keyFile)))
 	addr, _ := startServing(t, h)
 	require.Equal(t, "vigil-first", servedCN(t, addr, pool))
+	requireCertExpiry := func(cn string, notAfter time.Time) {
+		t.Helper()
+		want := fmt.Sprintf("# HELP vigil_tls_certificate_not_after_timestamp_seconds When the certificate vigil serves expires, in Unix seconds; absent without TLS.\n"+
+			"# TYPE vigil_tls_certificate_not_after_timestamp_seconds gauge\n"+
+			"vigil_tls_certificate_not_after_timestamp_seconds{subject_cn=%q} %d\n", cn, notAfter.Unix())
+		require.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(want), "vigil_tls_certificate_not_after_timestamp_seconds"))
+	}
+	requireCertExpiry("vigil-first", first.cert.NotAfter)
 
 	// Renewal: new files, then SIGHUP or POST /-/reload.
 	second.write(t, certFile, keyFile)
@@ -163,6 +174,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	renewed := tlsTestConfig(certFile, keyFile)
 	require.NoError(t, h.ApplyConfig(renewed))
 	require.Equal(t, "vigil-second", servedCN(t, addr, pool))
+	requireCertExpiry("vigil-second", second.cert.NotAfter)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
 	}}
