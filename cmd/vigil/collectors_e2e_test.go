@@ -25,7 +25,11 @@ import (
 // query runs an instant query against vigil and returns the vector.
 func (p *vigilProc) query(q string) model.Vector {
 	p.t.Helper()
-	client, err := api.NewClient(api.Config{Address: p.url("")})
+	rt := api.DefaultRoundTripper
+	if p.client != nil && p.client.Transport != nil {
+		rt = bearer{p.client.Transport}
+	}
+	client, err := api.NewClient(api.Config{Address: p.url(""), RoundTripper: rt})
 	require.NoError(p.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

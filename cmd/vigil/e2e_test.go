@@ -99,6 +99,10 @@ type vigilProc struct {
 	addr string
 	out  *lockedBuffer
 	done chan struct{}
+	// scheme and client reach it: http and http.DefaultClient unless
+	// started by startVigilTLS.
+	scheme string
+	client *http.Client
 }
 
 type lockedBuffer struct {
@@ -122,7 +126,14 @@ func (b *lockedBuffer) String() string {
 
 func startVigil(t *testing.T, configFile, addr string) *vigilProc {
 	t.Helper()
-	p := &vigilProc{t: t, addr: addr, out: newLockedBuffer(), done: make(chan struct{})}
+	return startVigilWith(t, configFile, addr, "http", http.DefaultClient)
+}
+
+// startVigilWith starts vigil and waits until it is ready at
+// scheme://addr through client.
+func startVigilWith(t *testing.T, configFile, addr, scheme string, client *http.Client) *vigilProc {
+	t.Helper()
+	p := &vigilProc{t: t, addr: addr, out: newLockedBuffer(), done: make(chan struct{}), scheme: scheme, client: client}
 	p.cmd = exec.Command(vigilBin, "--config", configFile)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
@@ -144,7 +155,7 @@ func startVigil(t *testing.T, configFile, addr string) *vigilProc {
 			t.Fatalf("vigil exited early:\n%s", p.out.String())
 		default:
 		}
-		resp, err := http.Get(p.url("/ready"))
+		resp, err := p.client.Get(p.url("/ready"))
 		if err != nil {
 			return false
 		}
@@ -154,7 +165,7 @@ func startVigil(t *testing.T, configFile, addr string) *vigilProc {
 	return p
 }
 
-func (p *vigilProc) url(path string) string { return "http://" + p.addr + path }
+func (p *vigilProc) url(path string) string { return p.scheme + "://" + p.addr + path }
 
 // stop sends sig and waits for the process to exit.
 func (p *vigilProc) stop(sig syscall.Signal) {

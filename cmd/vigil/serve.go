@@ -154,6 +154,15 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 
 	self := selfTarget(cfg)
+	// With TLS, vigil scrapes itself over a loopback-only plain listener.
+	var loopback *loopbackMetrics
+	if tlsConfigured(cfg) {
+		if loopback, err = newLoopbackMetrics(cfg.Metrics.Path); err != nil {
+			return err
+		}
+		defer loopback.ln.Close()
+		self = loopback.addr()
+	}
 	scrapes, err := collector.New(&collector.Options{
 		Appendable:      db,
 		SelfTarget:      self,
@@ -257,6 +266,12 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"notifier", notifications.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
+		{"self-scrape", func(c *config.Config) error {
+			if loopback != nil {
+				loopback.setPath(c.Metrics.Path)
+			}
+			return nil
+		}},
 		{"logging", func(c *config.Config) error {
 			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))
 		}},
@@ -358,6 +373,10 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return webHandler.Run(ctx) }, func(error) { cancel() })
 	}
+	if loopback != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return loopback.serve(ctx, webHandler, logger.With("component", "web")) }, func(error) { cancel() })
+	}
 	err = g.Run()
 	logger.Info("see you next time")
 	return err
@@ -399,11 +418,15 @@ func applyConfig(reloaders []reloader, old, cfg *config.Config) error {
 	return nil
 }
 
-// selfTarget is where vigil scrapes its own metrics, or "" when it cannot.
+// tlsConfigured reports whether the listener speaks TLS.
+func tlsConfigured(cfg *config.Config) bool {
+	return cfg.Server.TLS.CertFile != "" || cfg.Server.CertFile != ""
+}
+
+// selfTarget is where vigil scrapes its own metrics on its listener, or ""
+// when it cannot (with TLS, see loopbackMetrics).
 func selfTarget(cfg *config.Config) string {
-	if cfg.Server.TLS.CertFile != "" || cfg.Server.CertFile != "" {
-		// The self-scrape would need the server's CA; the metrics are still
-		// served on /metrics for an external Prometheus.
+	if tlsConfigured(cfg) {
 		return ""
 	}
 	host, port, err := net.SplitHostPort(cfg.ListenAddress())
