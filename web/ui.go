@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
 )
@@ -80,6 +81,7 @@ type pageData struct {
 	Deploys       []rollback.Deploy
 	Rollbacks     []rollbackView
 	Targets       []targetView
+	Logs          []logs.LogStatus
 	// Failures are parts of the page that could not be loaded.
 	Failures []string
 }
@@ -387,6 +389,9 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	d.Rollbacks = rollbacks
 	d.Targets = h.pageTargets()
+	if h.opts.LogStatus != nil {
+		d.Logs = h.opts.LogStatus()
+	}
 	if done, id := c.Query("done"), c.Query("incident"); done == "acknowledged" || done == "resolved" {
 		for _, inc := range append(slices.Clone(d.Incidents), d.Resolved...) {
 			if inc.ID == id {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
@@ -460,4 +461,29 @@ func TestPageBoundsIncidents(t *testing.T) {
 	require.Equal(t, pageIncidents, strings.Count(page, `<article class="incident`))
 	require.Contains(t, page, "5 more open incidents are not shown")
 	require.Contains(t, page, fmt.Sprintf(`id="incident-inc-%03d"`, pageIncidents+4), "the critical one is shown however old")
+}
+
+// TestPageLogs: the page says which files each log follows and whether its
+// lines reach the output file and Loki.
+func TestPageLogs(t *testing.T) {
+	now := time.Now()
+	env := newTestEnv(t, func(o *Options) {
+		o.LogStatus = func() []logs.LogStatus {
+			return []logs.LogStatus{
+				{Name: "app", Files: []string{"/var/log/app/app.log"}, Lines: 1234, LastLine: now, File: "/var/lib/vigil/logs/app.log",
+					Loki: true, LokiSent: 1200, LokiFailed: 34, LokiError: "server returned HTTP status 500", LastPush: now},
+				{Name: "worker"},
+			}
+		}
+	})
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	page := rec.Body.String()
+	require.Contains(t, page, `<section id="logs">`)
+	require.Contains(t, page, "<code>/var/log/app/app.log</code>")
+	require.Contains(t, page, "1200 sent")
+	require.Contains(t, page, "34 dropped")
+	require.Contains(t, page, "server returned HTTP status 500")
+	require.Contains(t, page, "no file matches", "a log whose glob matches nothing says so")
+	require.Contains(t, page, "not shipped")
 }

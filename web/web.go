@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 )
 
@@ -78,6 +79,9 @@ type Options struct {
 	// LogLines returns the last lines of a tailed log for /api/v1/logs; nil
 	// answers 404 for every log.
 	LogLines func(log string, limit int) (any, error)
+	// LogStatus says how each tailed log is followed and shipped, for the
+	// operator page; nil shows no logs.
+	LogStatus func() []logs.LogStatus
 	// Incidents lists, acknowledges and resolves incidents.
 	Incidents Incidents
 	// Deploys records and lists deploys; Rollback fires the rollback webhook

@@ -125,6 +125,10 @@ func TestOperatorPageInBrowser(t *testing.T) {
 	hooks := newHookServer(t)
 	dir := t.TempDir()
 	addr := freePort(t)
+	appLogs := filepath.Join(dir, "applogs")
+	require.NoError(t, os.MkdirAll(appLogs, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(appLogs, "app.log"),
+		[]byte(`{"level":"error","msg":"upstream timeout"}`+"\n"+`{"level":"info","msg":"request served"}`+"\n"), 0o644))
 	cfg := filepath.Join(dir, "vigil.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`service: checkout
 environment: production
@@ -134,6 +138,8 @@ logging: {level: debug, format: text}
 metrics: {interval: 1s}
 collectors:
   app: {targets: ["%[3]s"], labels: {app: app}}
+  logs:
+    - {name: app, paths: ["%[8]s/*.log"], labels: {app: app}}
 alerts:
   rules:
     - name: high_cpu
@@ -153,7 +159,7 @@ users:
   - {name: e2e, role: admin, tokens: [%[7]q]}
   - {name: dev, role: developer, tokens: [%[5]q]}
   - {name: vic, role: viewer, tokens: [%[6]q]}
-`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, auth.Hash(devToken), auth.Hash(viewerToken), auth.Hash(e2eToken))), 0o644))
+`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, auth.Hash(devToken), auth.Hash(viewerToken), auth.Hash(e2eToken), appLogs)), 0o644))
 	v := startVigil(t, cfg, addr)
 	v.postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.4.2","environment":"production"}`)
 
@@ -211,6 +217,9 @@ users:
 	require.NoError(t, err)
 	require.Equal(t, "acknowledged", cardText)
 	require.Equal(t, 0, count(t, dev, card+" button.ack"), "an acknowledged incident has no Acknowledge button")
+	logsText, err := chromedp.Run(dev, chromedp.Text("#logs"))
+	require.NoError(t, err)
+	require.Contains(t, logsText, "app.log", "the page shows the log being followed")
 
 	state, by := v.incidentState(id)
 	require.Equal(t, "acknowledged", state)

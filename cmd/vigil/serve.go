@@ -227,6 +227,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Gatherer:          reg,
 		Collectors:        scrapes.Collectors(),
 		LogLines:          func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
+		LogStatus:         logManager.Status,
 		Incidents:         notifications,
 		Deploys:           rollbacks,
 		SlackInteractions: slackButtons,

@@ -52,4 +52,11 @@
 // vigil_log_loki_handed_lines_total go on the Registerer given to New.
 // loki-client-go registers its own promtail_* metrics (sent, dropped,
 // retries) on Prometheus's default registry when it is imported.
+//
+// # Status
+//
+// Manager.Status reports, per log, the files followed, lines read, output
+// file errors and Loki push results for the operator page. loki-client-go
+// returns no result per push, so those come from its sent and dropped
+// counters and the failures it logs; see LogStatus.
 package logs

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/grafana/loki-client-go/loki"
@@ -52,10 +53,17 @@ type lokiEntry struct {
 type shipper struct {
 	client *loki.Client
 	logger *slog.Logger
-	in     chan []lokiEntry
+	push   *pushTracker
+	in     chan shipment
 	stop   chan struct{}
 	done   chan struct{}
 	onShip func(n int)
+}
+
+// shipment is a chunk of one log's lines.
+type shipment struct {
+	stats   *logStats
+	entries []lokiEntry
 }
 
 // lokiSettings are the knobs of the client that are not in the config file.
@@ -99,14 +107,20 @@ func newShipper(cfg *config.Config, set lokiSettings, logger *slog.Logger, onShi
 	if clientCfg.BatchSize <= 0 {
 		clientCfg.BatchSize = loki.BatchSize
 	}
-	client, err := loki.NewWithLogger(clientCfg, kitLogger{logger})
+	redact := newRedactor(u, lc.TenantID)
+	push := newPushTracker(u.Host, redact)
+	if push.sent == nil {
+		logger.Warn("loki-client-go's sent and dropped counters were not found; the log status cannot tell whether pushes succeed")
+	}
+	client, err := loki.NewWithLogger(clientCfg, kitLogger{l: logger, redact: redact, onPushError: push.failed})
 	if err != nil {
-		return nil, fmt.Errorf("loki client for %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("loki client for %s: %w", redact.safeURL, err)
 	}
 	s := &shipper{
 		client: client,
 		logger: logger,
-		in:     make(chan []lokiEntry),
+		push:   push,
+		in:     make(chan shipment),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		onShip: onShip,
@@ -117,29 +131,36 @@ func newShipper(cfg *config.Config, set lokiSettings, logger *slog.Logger, onShi
 
 func (s *shipper) run() {
 	defer close(s.done)
+	// Count the flushed batch's outcome too.
+	defer func() { s.push.check(time.Now()) }()
 	// Stop flushes the batch being built; it returns once that batch is
 	// sent or has exhausted its retries.
 	defer s.client.Stop()
+	tick := time.NewTicker(pushCheckInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case entries := <-s.in:
-			for _, e := range entries {
+		case <-tick.C:
+			s.push.check(time.Now())
+		case sh := <-s.in:
+			s.push.handing(sh.stats, len(sh.entries))
+			for _, e := range sh.entries {
 				// Handle never fails: it blocks until the client's loop
 				// takes the entry.
 				_ = s.client.Handle(e.labels, e.time, e.line)
 			}
-			s.onShip(len(entries))
+			s.onShip(len(sh.entries))
 		}
 	}
 }
 
-// ship hands entries to the client; it returns ctx's error, having handed
-// nothing, when ctx ends first.
-func (s *shipper) ship(ctx context.Context, entries []lokiEntry) error {
+// ship hands a log's entries to the client; it returns ctx's error, having
+// handed nothing, when ctx ends first.
+func (s *shipper) ship(ctx context.Context, stats *logStats, entries []lokiEntry) error {
 	select {
-	case s.in <- entries:
+	case s.in <- shipment{stats: stats, entries: entries}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -161,13 +182,21 @@ func (s *shipper) close(timeout time.Duration) bool {
 	}
 }
 
-// kitLogger passes loki-client-go's go-kit log lines to slog.
-type kitLogger struct{ l *slog.Logger }
+// kitLogger passes loki-client-go's go-kit log lines to slog, without the
+// URL's credentials, and tells onPushError about failed pushes: the client
+// logs each failed attempt (and a batch it cannot encode) and reports it in
+// no other way.
+type kitLogger struct {
+	l           *slog.Logger
+	redact      *redactor
+	onPushError func(error)
+}
 
 // Log implements go-kit's log.Logger.
 func (k kitLogger) Log(keyvals ...any) error {
 	lvl := slog.LevelInfo
 	msg := "loki client"
+	var pushErr error
 	attrs := make([]any, 0, len(keyvals))
 	for i := 0; i+1 < len(keyvals); i += 2 {
 		key := fmt.Sprint(keyvals[i])
@@ -184,9 +213,22 @@ func (k kitLogger) Log(keyvals ...any) error {
 			}
 		case "msg":
 			msg = fmt.Sprint(val)
+		case "error", "err":
+			err, ok := val.(error)
+			if !ok {
+				err = fmt.Errorf("%v", val)
+			}
+			pushErr = err
+			attrs = append(attrs, key, k.redact.error(err))
 		default:
 			attrs = append(attrs, key, val)
 		}
+	}
+	// "error sending batch, will retry", "final error sending batch",
+	// "error encoding batch" in the pinned version.
+	if pushErr != nil && k.onPushError != nil &&
+		(strings.Contains(msg, "sending batch") || strings.Contains(msg, "encoding batch")) {
+		k.onPushError(pushErr)
 	}
 	k.l.Log(context.Background(), lvl, msg, attrs...)
 	return nil

@@ -93,6 +93,7 @@ type Manager struct {
 	lokiCfg  *lokiKey
 	shipper  *shipper
 	rings    map[string]*ring
+	stats    map[string]*logStats
 	tailers  map[string]*runningTailer
 	runCtx   context.Context // set while Run runs
 	stopping bool
@@ -132,6 +133,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		pos:     pos,
 		specs:   map[string]logSpec{},
 		rings:   map[string]*ring{},
+		stats:   map[string]*logStats{},
 		tailers: map[string]*runningTailer{},
 	}, nil
 }
@@ -183,6 +185,7 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	for name := range m.specs {
 		if _, ok := specs[name]; !ok {
 			delete(m.rings, name)
+			delete(m.stats, name)
 			m.metrics.forget(name)
 		}
 	}
@@ -190,6 +193,9 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	for name := range specs {
 		if _, ok := m.rings[name]; !ok {
 			m.rings[name] = newRing(m.opts.RecentLines)
+		}
+		if _, ok := m.stats[name]; !ok {
+			m.stats[name] = &logStats{}
 		}
 	}
 	if m.runCtx != nil && !m.stopping {
@@ -216,7 +222,7 @@ func (m *Manager) startTailersLocked() {
 		}
 		ctx, cancel := context.WithCancel(m.runCtx)
 		rt := &runningTailer{spec: spec, ship: m.shipper, cancel: cancel, done: make(chan struct{})}
-		t := newTailer(spec, m.opts, m.pos, m.rings[name], m.shipper, m.metrics, m.logger)
+		t := newTailer(spec, m.opts, m.pos, m.rings[name], m.stats[name], m.shipper, m.metrics, m.logger)
 		go func() {
 			defer close(rt.done)
 			t.run(ctx)

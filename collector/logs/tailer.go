@@ -51,6 +51,7 @@ type tailer struct {
 	logger  *slog.Logger
 	pos     *positions
 	ring    *ring
+	stats   *logStats
 	ship    *shipper // nil without Loki
 	opts    *Options
 	metrics *metrics
@@ -66,12 +67,13 @@ type tailer struct {
 	recent    []Line
 }
 
-func newTailer(spec logSpec, opts *Options, pos *positions, r *ring, ship *shipper, m *metrics, logger *slog.Logger) *tailer {
+func newTailer(spec logSpec, opts *Options, pos *positions, r *ring, st *logStats, ship *shipper, m *metrics, logger *slog.Logger) *tailer {
 	t := &tailer{
 		spec:    spec,
 		logger:  logger.With("log", spec.name),
 		pos:     pos,
 		ring:    r,
+		stats:   st,
 		ship:    ship,
 		opts:    opts,
 		metrics: m,
@@ -134,6 +136,7 @@ func (t *tailer) close() {
 		_ = tf.f.Close()
 		delete(t.files, id)
 	}
+	t.stats.setFiles(nil)
 	if t.out != nil {
 		if err := t.out.Close(); err != nil {
 			t.logger.Warn("closing output file", "file", t.spec.file, "err", err)
@@ -217,6 +220,18 @@ func (t *tailer) scan(start bool) {
 		t.open(id, p, sp, true, now)
 	}
 	t.metrics.files.WithLabelValues(t.spec.name).Set(float64(len(t.files)))
+	t.publishFiles()
+}
+
+// publishFiles tells Status which files the globs match and are followed.
+func (t *tailer) publishFiles() {
+	var paths []string
+	for _, tf := range t.files {
+		if tf.gone.IsZero() {
+			paths = append(paths, tf.path)
+		}
+	}
+	t.stats.setFiles(paths)
 }
 
 // open starts tailing a file: at its saved position when that position
@@ -375,17 +390,21 @@ func (t *tailer) process(ctx context.Context, tf *tailedFile, chunk []byte) erro
 		// The client keeps the slice; give it its own.
 		entries := make([]lokiEntry, len(t.entries))
 		copy(entries, t.entries)
-		if err := t.ship.ship(ctx, entries); err != nil {
+		if err := t.ship.ship(ctx, t.stats, entries); err != nil {
 			return err
 		}
 	}
 	if t.out != nil {
-		if _, err := t.out.Write(chunk); err != nil {
+		_, err := t.out.Write(chunk)
+		if err != nil {
 			t.metrics.outputErrors.WithLabelValues(t.spec.name).Inc()
 			t.logger.Error("writing lines to output file", "file", t.spec.file, "lines", len(t.recent), "err", err)
 		}
+		t.stats.outputWritten(t.spec.file, err)
 	}
 	t.ring.add(t.recent)
+	t.stats.lines.Add(uint64(len(t.recent)))
+	t.stats.lastLine.Store(t.lastTime.UnixNano())
 	for i, c := range counts {
 		if c > 0 {
 			t.levelCtrs[i].Add(float64(c))
