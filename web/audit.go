@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -184,14 +183,9 @@ func (h *Handler) audit(c *gin.Context) {
 
 // listAudit answers GET /api/v1/audit?limit=N with the newest calls first.
 func (h *Handler) listAudit(c *gin.Context) {
-	limit := defaultAuditLimit
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			apiError(c, http.StatusBadRequest, "bad_data", fmt.Sprintf("limit %q is not a positive number", v))
-			return
-		}
-		limit = min(n, auditSize)
+	limit, ok := limitParam(c, defaultAuditLimit, auditSize)
+	if !ok {
+		return
 	}
 	apiSuccess(c, h.access.audit.newest(limit))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -24,20 +23,19 @@ type Deploys interface {
 	ManualRollbacks(limit int) ([]rollback.ManualRollback, error)
 }
 
+// defaultListLimit is how many deploys or rollbacks a list returns unless
+// ?limit says otherwise.
+const defaultListLimit = 50
+
 // listDeploys answers GET /api/v1/deploys?limit=N, newest first.
 func (h *Handler) listDeploys(c *gin.Context) {
 	if h.opts.Deploys == nil {
 		apiSuccess(c, []rollback.Deploy{})
 		return
 	}
-	limit := 50
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			apiError(c, http.StatusBadRequest, "bad_data", "limit must be a positive number")
-			return
-		}
-		limit = n
+	limit, ok := limitParam(c, defaultListLimit, 0)
+	if !ok {
+		return
 	}
 	list, err := h.opts.Deploys.Deploys(limit)
 	if err != nil {
@@ -137,14 +135,9 @@ func (h *Handler) rollbackHistory(all []notifier.Incident, limit int) ([]rollbac
 // listRollbacks answers GET /api/v1/rollbacks?limit=N (default 50): the
 // rollback webhook calls, for incidents and by hand, newest first.
 func (h *Handler) listRollbacks(c *gin.Context) {
-	limit := 50
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			apiError(c, http.StatusBadRequest, "bad_data", "limit must be a positive number")
-			return
-		}
-		limit = n
+	limit, ok := limitParam(c, defaultListLimit, 0)
+	if !ok {
+		return
 	}
 	var all []notifier.Incident
 	if h.opts.Incidents != nil {

@@ -35,6 +35,25 @@ func apiError(c *gin.Context, code int, errType, msg string) {
 	c.JSON(code, gin.H{"status": "error", "errorType": errType, "error": msg})
 }
 
+// limitParam reads ?limit=N: def when it is absent, never more than most
+// (when most > 0). It answers 400 and returns false when N is not a positive
+// number.
+func limitParam(c *gin.Context, def, most int) (int, bool) {
+	v := c.Query("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		apiError(c, http.StatusBadRequest, "bad_data", fmt.Sprintf("limit %q is not a positive number", v))
+		return 0, false
+	}
+	if most > 0 {
+		n = min(n, most)
+	}
+	return n, true
+}
+
 func apiSuccess(c *gin.Context, data any) {
 	c.JSON(http.StatusOK, gin.H{"status": "success", "data": data})
 }
@@ -74,14 +93,11 @@ func (h *Handler) listIncidents(c *gin.Context) {
 		apiError(c, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			apiError(c, http.StatusBadRequest, "bad_data", fmt.Sprintf("limit %q is not a positive number", v))
-			return
-		}
-		list = list[:min(n, len(list))]
+	n, ok := limitParam(c, len(list), len(list))
+	if !ok {
+		return
 	}
+	list = list[:min(n, len(list))]
 	if list == nil {
 		list = []notifier.Incident{}
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -258,14 +257,9 @@ func (h *Handler) logs(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, gin.H{"status": "error", "errorType": "bad_data", "error": "log is required: ?log=NAME"})
 		return
 	}
-	limit := defaultLogLimit
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			c.JSON(http.StatusBadRequest, gin.H{"status": "error", "errorType": "bad_data", "error": fmt.Sprintf("limit %q is not a positive number", v)})
-			return
-		}
-		limit = min(n, maxLogLimit)
+	limit, ok := limitParam(c, defaultLogLimit, maxLogLimit)
+	if !ok {
+		return
 	}
 	if h.opts.LogLines == nil {
 		c.JSON(http.StatusNotFound, gin.H{"status": "error", "errorType": "not_found", "error": fmt.Sprintf("no log %q", name)})

@@ -135,9 +135,9 @@ func writeCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	p := newTLSTestPair(t, "vigil test")
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	p.write(t, certFile, keyFile)
+	p.Write(t, certFile, keyFile)
 	pool = x509.NewCertPool()
-	pool.AddCert(p.cert)
+	pool.AddCert(p.Cert)
 	return certFile, keyFile, pool
 }
 

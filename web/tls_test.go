@@ -2,17 +2,11 @@ package web
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,59 +21,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/testcert"
 )
 
-// tlsTestPair is a self-signed certificate for 127.0.0.1 and its key, PEM-encoded.
-type tlsTestPair struct {
-	cn              string
-	certPEM, keyPEM []byte
-	cert            *x509.Certificate
-}
+// tlsTestPair is a self-signed certificate for 127.0.0.1 and its key.
+type tlsTestPair = testcert.Pair
 
-var tlsTestSerial = struct {
-	sync.Mutex
-	n int64
-}{}
-
-func newTLSTestPair(t *testing.T, cn string) tlsTestPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tlsTestSerial.Lock()
-	tlsTestSerial.n++
-	serial := tlsTestSerial.n
-	tlsTestSerial.Unlock()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	return tlsTestPair{
-		cn:      cn,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		cert:    cert,
-	}
-}
-
-// write puts the pair into the files, as cert-manager or certbot does on renewal.
-func (p tlsTestPair) write(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	require.NoError(t, os.WriteFile(certFile, p.certPEM, 0o600))
-	require.NoError(t, os.WriteFile(keyFile, p.keyPEM, 0o600))
-}
+func newTLSTestPair(t *testing.T, cn string) tlsTestPair { return testcert.New(t, cn) }
 
 // tlsLogBuffer collects a handler's log; the server's goroutines write to it.
 type tlsLogBuffer struct {
@@ -149,9 +97,9 @@ func TestTLSCertificateReload(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	first, second := newTLSTestPair(t, "vigil-first"), newTLSTestPair(t, "vigil-second")
 	pool := x509.NewCertPool()
-	pool.AddCert(first.cert)
-	pool.AddCert(second.cert)
-	first.write(t, certFile, keyFile)
+	pool.AddCert(first.Cert)
+	pool.AddCert(second.Cert)
+	first.Write(t, certFile, keyFile)
 
 	logger, logs := newTLSTestLogger()
 	reg := prometheus.NewRegistry()
@@ -166,15 +114,15 @@ func TestTLSCertificateReload(t *testing.T) {
 			"vigil_tls_certificate_not_after_timestamp_seconds{subject_cn=%q} %d\n", cn, notAfter.Unix())
 		require.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(want), "vigil_tls_certificate_not_after_timestamp_seconds"))
 	}
-	requireCertExpiry("vigil-first", first.cert.NotAfter)
+	requireCertExpiry("vigil-first", first.Cert.NotAfter)
 
 	// Renewal: new files, then SIGHUP or POST /-/reload.
-	second.write(t, certFile, keyFile)
+	second.Write(t, certFile, keyFile)
 	require.Equal(t, "vigil-first", servedCN(t, addr, pool), "the files are read on reload, not before")
 	renewed := tlsTestConfig(certFile, keyFile)
 	require.NoError(t, h.ApplyConfig(renewed))
 	require.Equal(t, "vigil-second", servedCN(t, addr, pool))
-	requireCertExpiry("vigil-second", second.cert.NotAfter)
+	requireCertExpiry("vigil-second", second.Cert.NotAfter)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
 	}}
@@ -202,7 +150,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, "subject_cn=vigil-second"), "only a new certificate is logged")
 	require.NotContains(t, out, "PRIVATE KEY")
 	for _, p := range []tlsTestPair{first, second} {
-		require.NotContains(t, out, strings.TrimSpace(strings.Split(string(p.keyPEM), "\n")[1]), "no key material in the log")
+		require.NotContains(t, out, strings.TrimSpace(strings.Split(string(p.KeyPEM), "\n")[1]), "no key material in the log")
 	}
 }
 
@@ -210,9 +158,9 @@ func TestTLSReloadSameCertificateIsQuiet(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	pair := newTLSTestPair(t, "vigil-same")
-	pair.write(t, certFile, keyFile)
+	pair.Write(t, certFile, keyFile)
 	pool := x509.NewCertPool()
-	pool.AddCert(pair.cert)
+	pool.AddCert(pair.Cert)
 
 	logger, logs := newTLSTestLogger()
 	h := New(&Options{}, logger, prometheus.NewRegistry())
@@ -229,9 +177,9 @@ func TestTLSReloadErrorsKeepCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	pair := newTLSTestPair(t, "vigil-kept")
-	pair.write(t, certFile, keyFile)
+	pair.Write(t, certFile, keyFile)
 	pool := x509.NewCertPool()
-	pool.AddCert(pair.cert)
+	pool.AddCert(pair.Cert)
 
 	h := New(&Options{}, discardLogger(), prometheus.NewRegistry())
 	applied := tlsTestConfig(certFile, keyFile)
@@ -241,8 +189,8 @@ func TestTLSReloadErrorsKeepCertificate(t *testing.T) {
 	missingCert, missingKey := filepath.Join(dir, "gone.crt"), filepath.Join(dir, "gone.key")
 	other := newTLSTestPair(t, "vigil-other")
 	otherCert, otherKey := filepath.Join(dir, "other.crt"), filepath.Join(dir, "other.key")
-	require.NoError(t, os.WriteFile(otherCert, other.certPEM, 0o600))
-	require.NoError(t, os.WriteFile(otherKey, pair.keyPEM, 0o600)) // the wrong key for this certificate
+	require.NoError(t, os.WriteFile(otherCert, other.CertPEM, 0o600))
+	require.NoError(t, os.WriteFile(otherKey, pair.KeyPEM, 0o600)) // the wrong key for this certificate
 	tests := []struct {
 		name     string
 		cfg      *config.Config
@@ -269,9 +217,9 @@ func TestTLSSchemeChangeNeedsRestart(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	pair := newTLSTestPair(t, "vigil-scheme")
-	pair.write(t, certFile, keyFile)
+	pair.Write(t, certFile, keyFile)
 	pool := x509.NewCertPool()
-	pool.AddCert(pair.cert)
+	pool.AddCert(pair.Cert)
 
 	t.Run("TLS turned on", func(t *testing.T) {
 		logger, logs := newTLSTestLogger()
@@ -308,7 +256,7 @@ func TestTLSSchemeChangeNeedsRestart(t *testing.T) {
 func TestRunRefusesBrokenKey(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	newTLSTestPair(t, "vigil-broken").write(t, certFile, keyFile)
+	newTLSTestPair(t, "vigil-broken").Write(t, certFile, keyFile)
 	require.NoError(t, os.WriteFile(keyFile, []byte("garbage"), 0o600))
 
 	h := New(&Options{ListenAddress: "127.0.0.1:0"}, discardLogger(), prometheus.NewRegistry())
@@ -325,9 +273,9 @@ func TestTLSReloadWhileServing(t *testing.T) {
 	pairs := []tlsTestPair{newTLSTestPair(t, "vigil-a"), newTLSTestPair(t, "vigil-b")}
 	pool := x509.NewCertPool()
 	for _, p := range pairs {
-		pool.AddCert(p.cert)
+		pool.AddCert(p.Cert)
 	}
-	pairs[0].write(t, certFile, keyFile)
+	pairs[0].Write(t, certFile, keyFile)
 	h := New(&Options{}, discardLogger(), prometheus.NewRegistry())
 	require.NoError(t, h.ApplyConfig(tlsTestConfig(certFile, keyFile)))
 	addr, _ := startServing(t, h)
@@ -352,7 +300,7 @@ func TestTLSReloadWhileServing(t *testing.T) {
 		}
 	}()
 	for i := range 20 {
-		pairs[i%2].write(t, certFile, keyFile)
+		pairs[i%2].Write(t, certFile, keyFile)
 		require.NoError(t, h.ApplyConfig(tlsTestConfig(certFile, keyFile)))
 	}
 	close(done)
