@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,34 +19,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
-	"github.com/vigil-sh/vigil/internal/testcert"
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 // tlsTestPair is a self-signed certificate for 127.0.0.1 and its key.
-type tlsTestPair = testcert.Pair
+type tlsTestPair = testutil.Pair
 
-func newTLSTestPair(t *testing.T, cn string) tlsTestPair { return testcert.New(t, cn) }
+func newTLSTestPair(t *testing.T, cn string) tlsTestPair { return testutil.NewCert(t, cn) }
 
-// tlsLogBuffer collects a handler's log; the server's goroutines write to it.
-type tlsLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *tlsLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *tlsLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTLSTestLogger() (*slog.Logger, *tlsLogBuffer) {
-	buf := &tlsLogBuffer{}
+func newTLSTestLogger() (*slog.Logger, *testutil.Buffer) {
+	buf := &testutil.Buffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/vigil-sh/vigil/internal/testcert"
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 // TestTLSKeepsCollecting: with TLS on the listener, vigil still stores its
@@ -19,7 +19,7 @@ import (
 // be alerted on; the listener itself speaks only TLS 1.3.
 func TestTLSKeepsCollecting(t *testing.T) {
 	dir := t.TempDir()
-	pair := testcert.New(t, "vigil e2e")
+	pair := testutil.NewCert(t, "vigil e2e")
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	pair.Write(t, certFile, keyFile)
 	pool := pair.Pool()

@@ -1,7 +1,6 @@
 package logs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -20,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 // statusOf returns the Status entry of log name, failing the test if absent.
@@ -199,24 +198,6 @@ func TestStatusLoki(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a logger and the test can share.
-type syncBuffer struct {
-	mtx sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mtx.Lock()
-	defer b.mtx.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mtx.Lock()
-	defer b.mtx.Unlock()
-	return b.buf.String()
-}
-
 // TestStatusLokiUnreachable: a connection error shows without the URL's
 // credentials or query, in Status and in vigil's log.
 func TestStatusLokiUnreachable(t *testing.T) {
@@ -229,7 +210,7 @@ func TestStatusLokiUnreachable(t *testing.T) {
 	src := filepath.Join(dir, "src")
 	require.NoError(t, os.MkdirAll(src, 0o755))
 	lokiURL := "http://vigil-user:s3cret-pass@" + addr + "/loki/api/v1/push?api_key=t0ken-value"
-	var logBuf syncBuffer
+	var logBuf testutil.Buffer
 	opts := testOptions(filepath.Join(dir, "data"))
 	opts.LokiMaxRetries = 3
 	m, err := New(opts, slog.New(slog.NewTextHandler(&logBuf, nil)), prometheus.NewRegistry())

@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 // defaultTestDSN is the machine's PostgreSQL, trust authentication.
@@ -185,25 +184,7 @@ func (fs families) shape() string {
 	return b.String()
 }
 
-// syncBuffer is a log sink that tests read while the collector writes.
-type syncBuffer struct {
-	mtx sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mtx.Lock()
-	defer b.mtx.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mtx.Lock()
-	defer b.mtx.Unlock()
-	return b.buf.String()
-}
-
 // debugLogger logs everything to buf.
-func debugLogger(buf *syncBuffer) *slog.Logger {
+func debugLogger(buf *testutil.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

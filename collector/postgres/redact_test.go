@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 func TestRedactor(t *testing.T) {
@@ -107,7 +108,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 		{name: "unparsable DSN", dsn: "postgres://app:" + secret + "@127.0.0.1:notaport/db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testutil.Buffer
 			logger := debugLogger(&logs)
 			c, err := New(&config.DatabaseCollectorConfig{DSN: config.Secret(tc.dsn)}, logger)
 			if err == nil {

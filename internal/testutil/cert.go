@@ -1,6 +1,7 @@
-// Package testcert makes self-signed certificates for tests of vigil's TLS
-// listener: ECDSA P-256, valid an hour either side of now, for 127.0.0.1.
-package testcert
+// Package testutil holds what several packages' tests share: self-signed
+// certificates for the TLS listener and a buffer that a logger and a test can
+// use at once.
+package testutil
 
 import (
 	"crypto/ecdsa"
@@ -28,8 +29,9 @@ type Pair struct {
 	Cert            *x509.Certificate
 }
 
-// New returns a fresh self-signed pair for cn.
-func New(t testing.TB, cn string) Pair {
+// NewCert returns a fresh self-signed pair for cn: ECDSA P-256, valid an
+// hour either side of now, for 127.0.0.1.
+func NewCert(t testing.TB, cn string) Pair {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
