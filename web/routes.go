@@ -41,6 +41,7 @@ var pageRoutes = map[string]bool{
 	http.MethodGet + " /":                          true,
 	http.MethodPost + " /ui/incidents/:id/ack":     true,
 	http.MethodPost + " /ui/incidents/:id/resolve": true,
+	http.MethodPost + " /ui/rollback":              true,
 }
 
 // page reports whether r is one of pageRoutes.
@@ -91,6 +92,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, "/ui/logout", permOpen, h.signOut},
 		{http.MethodPost, "/ui/incidents/:id/ack", permAcknowledge, h.uiIncidentAction(false)},
 		{http.MethodPost, "/ui/incidents/:id/resolve", permAcknowledge, h.uiIncidentAction(true)},
+		{http.MethodPost, "/ui/rollback", permRollback, h.uiRollback},
 		{http.MethodGet, "/ui/static/*file", permOpen, h.staticFile},
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},

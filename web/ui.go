@@ -63,15 +63,19 @@ type pageData struct {
 	SignIn bool
 	// Problem is an error to show, such as a refused sign-in.
 	Problem string
-	// Notice confirms what the last action did.
-	Notice string
-	CSRF   string
+	// Notice confirms what the last action did; Warning says it did not
+	// happen.
+	Notice  string
+	Warning string
+	CSRF    string
 
 	User   string
 	Roles  string
 	Open   bool
 	CanAct bool
-	Now    time.Time
+	// CanRollback shows the Roll back button.
+	CanRollback bool
+	Now         time.Time
 
 	Alerts    []alert
 	Incidents []incidentView
@@ -339,13 +343,8 @@ func (h *Handler) uiIncidentAction(resolve bool) gin.HandlerFunc {
 			apiError(c, http.StatusNotFound, "not_found", "no incidents")
 			return
 		}
-		if c.Request.PostForm == nil {
-			// A bearer-token caller's form has not been parsed by checkCSRF.
-			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
-			if err := c.Request.ParseForm(); err != nil {
-				apiError(c, http.StatusBadRequest, "bad_data", "the form cannot be read")
-				return
-			}
+		if !parseForm(c) {
+			return
 		}
 		id := c.Param("id")
 		comment := strings.TrimSpace(c.Request.PostForm.Get("comment"))
@@ -353,11 +352,7 @@ func (h *Handler) uiIncidentAction(resolve bool) gin.HandlerFunc {
 		if resolve {
 			act, done = h.opts.Incidents.Resolve, "resolved"
 		}
-		by := requestUser(c)
-		if by == "" {
-			by = auth.Anonymous
-		}
-		if _, err := act(id, by, comment); err != nil {
+		if _, err := act(id, pageUser(c), comment); err != nil {
 			h.incidentError(c, err)
 			return
 		}
@@ -365,14 +360,82 @@ func (h *Handler) uiIncidentAction(resolve bool) gin.HandlerFunc {
 	}
 }
 
+// parseForm parses a page form that checkCSRF has not (a bearer-token
+// caller's), bounded like every body.
+func parseForm(c *gin.Context) bool {
+	if c.Request.PostForm != nil {
+		return true
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+	if err := c.Request.ParseForm(); err != nil {
+		apiError(c, http.StatusBadRequest, "bad_data", "the form cannot be read")
+		return false
+	}
+	return true
+}
+
+// pageUser is who acts through the page: the signed-in user, or anonymous
+// while vigil runs open.
+func pageUser(c *gin.Context) string {
+	if by := requestUser(c); by != "" {
+		return by
+	}
+	return auth.Anonymous
+}
+
+// Outcomes of the page's Roll back button, passed to the page in the
+// redirect as fixed codes (never an error's text) and told in rollbackNotice.
+var rollbackNotice = map[string]string{
+	"delivered":      "Rollback sent: the deploy controller accepted it.",
+	"dry-run":        "Rollback recorded as a dry run: nothing was called.",
+	"failed":         "Rollback failed: the deploy controller did not accept it. See Deploys and rollbacks below.",
+	"not-configured": "Rollback is not configured (rollback.webhook).",
+	"environment":    "Rollback is refused outside production.",
+	"no-deploy":      "There is no deploy to roll back.",
+	"cooldown":       "Rollback refused: the last one was within the cooldown.",
+}
+
+// uiRollback answers the page's Roll back button: the rollback webhook for
+// the last deploy, as POST /api/v1/rollback fires it.
+func (h *Handler) uiRollback(c *gin.Context) {
+	if !parseForm(c) {
+		return
+	}
+	outcome := "not-configured"
+	if h.opts.Deploys != nil {
+		reason := strings.TrimSpace(c.Request.PostForm.Get("reason"))
+		if reason == "" {
+			reason = "rolled back from the operator page"
+		}
+		rec, err := h.opts.Deploys.FireNow(c.Request.Context(), reason, pageUser(c))
+		switch {
+		case errors.Is(err, rollback.ErrNotConfigured):
+		case errors.Is(err, rollback.ErrEnvironment):
+			outcome = "environment"
+		case errors.Is(err, rollback.ErrNoDeploy):
+			outcome = "no-deploy"
+		case errors.Is(err, rollback.ErrCooldown):
+			outcome = "cooldown"
+		case err != nil || rec == nil:
+			outcome = "failed"
+		case rec.DryRun:
+			outcome = "dry-run"
+		default:
+			outcome = "delivered"
+		}
+	}
+	c.Redirect(http.StatusSeeOther, "/?"+url.Values{"rollback": {outcome}}.Encode()+"#deploys")
+}
+
 // page answers GET /: what is firing, the open incidents, deploys, rollbacks
 // and collector health.
 func (h *Handler) page(c *gin.Context) {
-	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true}
+	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true}
 	if v, ok := c.Get(authUserKey); ok {
 		u := v.(auth.User)
 		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
 		d.CanAct = u.Can(permAcknowledge)
+		d.CanRollback = u.Can(permRollback)
 	}
 	if h.open() {
 		d.Open = true
@@ -397,6 +460,13 @@ func (h *Handler) page(c *gin.Context) {
 			if inc.ID == id {
 				d.Notice = fmt.Sprintf("Incident %s %s.", id, done)
 			}
+		}
+	}
+	if msg, ok := rollbackNotice[c.Query("rollback")]; ok {
+		if c.Query("rollback") == "delivered" || c.Query("rollback") == "dry-run" {
+			d.Notice = msg
+		} else {
+			d.Warning = msg
 		}
 	}
 	h.render(c, http.StatusOK, d)

@@ -487,3 +487,46 @@ func TestPageLogs(t *testing.T) {
 	require.Contains(t, page, "no file matches", "a log whose glob matches nothing says so")
 	require.Contains(t, page, "not shipped")
 }
+
+// TestPageRollback: the Roll back button is there for users with rollback,
+// fires the webhook as the signed-in user, and a viewer's forged post is
+// refused.
+func TestPageRollback(t *testing.T) {
+	f := newAuthFixture(t)
+	env, _ := pageFixture(t, f)
+	deploys := env.h.opts.Deploys.(*fakeDeploys)
+	before := len(deploys.manual)
+
+	viewer := newBrowser(t, env.srv.URL)
+	vcsrf := viewer.signIn(f.tokens["viewer"])
+	_, page := viewer.get("/")
+	require.NotContains(t, page, `action="/ui/rollback"`)
+	resp, body := viewer.post("/ui/rollback", url.Values{"csrf": {vcsrf}})
+	requireStatus(t, resp, body, http.StatusForbidden)
+	require.Len(t, deploys.manual, before)
+
+	dev := newBrowser(t, env.srv.URL)
+	csrf := dev.signIn(f.tokens["developer"])
+	_, page = dev.get("/")
+	require.Contains(t, page, `action="/ui/rollback"`)
+	require.Contains(t, page, `data-confirm="Roll back checkout 2.0.1 to 2.0.0 in production now?`)
+	resp, body = dev.post("/ui/rollback", url.Values{})
+	requireStatus(t, resp, body, http.StatusForbidden)
+	require.Len(t, deploys.manual, before, "a CSRF-less post rolled back")
+
+	resp, body = dev.post("/ui/rollback", url.Values{"csrf": {csrf}, "reason": {"errors after 2.0.1"}})
+	requireStatus(t, resp, body, http.StatusSeeOther)
+	require.Len(t, deploys.manual, before+1)
+	require.Equal(t, "dave", deploys.manual[0].By)
+	require.Equal(t, "errors after 2.0.1", deploys.manual[0].Reason)
+	_, page = dev.get(resp.Header.Get("Location"))
+	require.Contains(t, page, "Rollback sent")
+	require.Contains(t, page, "by hand, dave: errors after 2.0.1")
+
+	// Refusals come back as fixed messages, never as text from the URL.
+	_, page = dev.get("/?rollback=cooldown")
+	require.Contains(t, page, "within the cooldown")
+	require.Contains(t, page, `id="incidents"`, "a refused rollback still shows the page")
+	_, page = dev.get("/?rollback=%3Cscript%3E")
+	require.NotContains(t, page, `id="warning"`)
+}

@@ -385,6 +385,7 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodGet, "/"}:                                   permMonitor,
 		{http.MethodPost, "/ui/incidents/:id/ack"}:              permAcknowledge,
 		{http.MethodPost, "/ui/incidents/:id/resolve"}:          permAcknowledge,
+		{http.MethodPost, "/ui/rollback"}:                       permRollback,
 		{http.MethodGet, apiPrefix + "/users"}:                  permManageUsers,
 		{http.MethodPost, apiPrefix + "/users"}:                 permManageUsers,
 		{http.MethodGet, apiPrefix + "/users/:name"}:            permManageUsers,

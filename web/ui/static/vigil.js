@@ -44,6 +44,12 @@
       .catch(function () {});
   }
 
+  // Forms that change something outside vigil ask first (data-confirm).
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) ev.preventDefault();
+  });
+
   tick();
   setInterval(tick, 1000);
   setInterval(refresh, 15000);
