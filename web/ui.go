@@ -95,6 +95,9 @@ type incidentView struct {
 	notifier.Incident
 	LevelName string
 	Notified  []notifiedView
+	// Notes are the comments left with acknowledgements and resolutions
+	// that say something.
+	Notes []notifier.Comment
 }
 
 // notifiedView is who was told about an incident at one level, and how that
@@ -558,6 +561,11 @@ func levelName(levels []string, i int) string {
 
 func newIncidentView(inc notifier.Incident, levels []string) incidentView {
 	v := incidentView{Incident: inc, LevelName: levelName(levels, inc.Level)}
+	for _, cm := range inc.Comments {
+		if strings.TrimSpace(cm.Text) != "" {
+			v.Notes = append(v.Notes, cm)
+		}
+	}
 	// The latest notification of each receiver at each level.
 	type key struct {
 		receiver string

@@ -238,6 +238,7 @@ func TestPageSignInAndAcknowledge(t *testing.T) {
 	_, page = b.get(resp.Header.Get("Location"))
 	require.Contains(t, page, "Incident inc-1 acknowledged.")
 	require.Contains(t, page, "by dave")
+	require.Contains(t, page, "<strong>dave</strong>: looking", "the acknowledgement's comment is shown")
 	require.NotContains(t, page, ">Acknowledge</button>", "an acknowledged incident has no Acknowledge button")
 	require.Contains(t, page, ">Resolve</button>")
 
