@@ -161,14 +161,7 @@ func (h *Handler) render(c *gin.Context, status int, d *pageData) {
 
 // renderSignIn shows the sign-in form with a CSRF token bound to a cookie.
 func (h *Handler) renderSignIn(c *gin.Context, status int, problem string) {
-	token := ""
-	if ck, err := c.Request.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
-		token = ck.Value
-	} else {
-		token = randomToken()
-		h.setCookie(c.Writer, c.Request, csrfCookie, token, sessionTTL)
-	}
-	h.render(c, status, &pageData{SignIn: true, Problem: problem, CSRF: token})
+	h.render(c, status, &pageData{SignIn: true, Problem: problem, CSRF: h.cookieCSRF(c)})
 }
 
 // authenticateSession authenticates a request to a page route that carries
@@ -442,7 +435,7 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	if h.open() {
 		d.Open = true
-		d.CSRF = h.openCSRF(c)
+		d.CSRF = h.cookieCSRF(c)
 	} else {
 		d.CSRF = c.GetString(csrfKey)
 	}
@@ -475,9 +468,10 @@ func (h *Handler) page(c *gin.Context) {
 	h.render(c, http.StatusOK, d)
 }
 
-// openCSRF returns the CSRF token of a browser while vigil runs open, from
-// its cookie or a new one.
-func (h *Handler) openCSRF(c *gin.Context) string {
+// cookieCSRF returns the CSRF token of a browser without a session (the
+// sign-in form, or any form while vigil runs open): its CSRF cookie's, or a
+// new one set in the cookie.
+func (h *Handler) cookieCSRF(c *gin.Context) string {
 	if ck, err := c.Request.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
 		return ck.Value
 	}
@@ -486,8 +480,8 @@ func (h *Handler) openCSRF(c *gin.Context) string {
 	return token
 }
 
-// pageIncidents fills the open and the recently resolved incidents and the
-// rollbacks they asked for.
+// pageIncidents fills the open and the recently resolved incidents and
+// returns every incident it read.
 func (h *Handler) pageIncidents(d *pageData) (all []notifier.Incident) {
 	if h.opts.Incidents == nil {
 		return nil
