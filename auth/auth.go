@@ -55,7 +55,17 @@ func New(cfg *config.Config) (*Authenticator, error) {
 		return nil, errors.New("auth: nil config")
 	}
 	a := &Authenticator{open: Open(cfg), all: allPermissions(cfg), now: time.Now}
-	var errs []error
+	var errs config.Errors
+	// problem records an error of users[i].tokens[j] at its line, in the
+	// config package's format, so `vigil check config` points at it.
+	problem := func(i, j int, msg string) {
+		errs = append(errs, &config.Error{
+			File: cfg.File,
+			Line: cfg.Line(fmt.Sprintf("users[%d].tokens[%d]", i, j)),
+			Path: fmt.Sprintf("users[%d] %q", i, cfg.Users[i].Name),
+			Msg:  fmt.Sprintf("tokens[%d] %s", j, msg),
+		})
+	}
 	seen := map[[sha256.Size]byte]string{}
 	for i, uc := range cfg.Users {
 		u := User{Name: uc.Name, Roles: uc.AllRoles(), Permissions: map[string]bool{}}
@@ -68,20 +78,20 @@ func New(cfg *config.Config) (*Authenticator, error) {
 		for j, h := range uc.Tokens {
 			th, err := parseTokenHash(h)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: %w", i, j, uc.Name, err))
+				problem(i, j, err.Error())
 				continue
 			}
 			if prev, dup := seen[th.sum]; dup {
-				errs = append(errs, fmt.Errorf("users[%d].tokens[%d] of %q: the same token as %s: "+
-					"one token must belong to one user (make another with `vigil token new`)", i, j, uc.Name, prev))
+				problem(i, j, fmt.Sprintf("is the same token as %s: one token must belong to one user "+
+					"(make another with `vigil token new`)", prev))
 				continue
 			}
-			seen[th.sum] = fmt.Sprintf("users[%d].tokens", i)
+			seen[th.sum] = fmt.Sprintf("users[%d] %q", i, uc.Name)
 			a.creds = append(a.creds, credential{tokenHash: th, user: i})
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("auth: %w", errs)
 	}
 	return a, nil
 }

@@ -203,7 +203,7 @@ func TestBadHashNeverQuoted(t *testing.T) {
 		err := check()
 		require.Error(t, err)
 		require.False(t, errors.Is(err, ErrNoUsers))
-		require.Contains(t, err.Error(), "users[0].tokens[0]")
+		require.Contains(t, err.Error(), `vigil.yml:4: users[0] "alice": tokens[0] is not`)
 		require.NotContains(t, err.Error(), token)
 		require.NotContains(t, err.Error(), strings.TrimPrefix(token, TokenPrefix))
 	}
@@ -251,7 +251,7 @@ func TestTokenExpiry(t *testing.T) {
 	bad := parse(t, config.EnvProduction, fmt.Sprintf("  - {name: bob, role: admin, tokens: [%q]}\n", Hash(soon)+"@next-tuesday"))
 	_, err = New(bad)
 	require.Error(t, err)
-	require.Contains(t, err.Error(), "users[0].tokens[0]")
+	require.Contains(t, err.Error(), `vigil.yml:4: users[0] "bob": tokens[0] has an expiry`)
 	require.Contains(t, err.Error(), "RFC 3339")
 	require.NotContains(t, err.Error(), "next-tuesday")
 }
@@ -265,6 +265,9 @@ func TestDuplicateHashRefused(t *testing.T) {
 		hash, HashUntil(token, time.Now().Add(time.Hour))))
 	err = Check(cfg)
 	require.Error(t, err)
-	require.Contains(t, err.Error(), `users[1].tokens[0] of "vic": the same token as users[0].tokens`)
+	require.Contains(t, err.Error(), `vigil.yml:5: users[1] "vic": tokens[0] is the same token as users[0] "alice"`)
+	var errs config.Errors
+	require.ErrorAs(t, err, &errs, "vigil check config prints them like every config error")
+	require.Len(t, errs, 1)
 	require.NotContains(t, err.Error(), hash)
 }
