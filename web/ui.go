@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -256,6 +257,10 @@ func (h *Handler) checkCSRF(c *gin.Context, want string) bool {
 	return true
 }
 
+// incidentFragment is the anchor of an incident on the page, the only place
+// a sign-in goes back to besides the page itself.
+var incidentFragment = regexp.MustCompile(`^#incident-[A-Za-z0-9_-]{1,64}$`)
+
 // signIn answers POST /ui/login: the token from the form starts a session.
 // Failures count towards the client's failed-authentication limit.
 func (h *Handler) signIn(c *gin.Context) {
@@ -297,7 +302,12 @@ func (h *Handler) signIn(c *gin.Context) {
 	h.clearCookie(c.Writer, c.Request, csrfCookie)
 	c.Set(auditUserKey, user.Name)
 	h.logger.Info("Signed in to the operator page", "user", user.Name, "client", client)
-	c.Redirect(http.StatusSeeOther, "/")
+	target := "/"
+	if f := c.Request.PostForm.Get("fragment"); incidentFragment.MatchString(f) {
+		// Only an incident anchor: the form must not redirect anywhere else.
+		target += f
+	}
+	c.Redirect(http.StatusSeeOther, target)
 }
 
 // signOut answers POST /ui/logout: it ends the session of the request when

@@ -182,7 +182,16 @@ func TestPageSignInAndAcknowledge(t *testing.T) {
 	require.NotContains(t, body, "vgl_wrong")
 	require.Nil(t, b.cookie(sessionCookie))
 
-	// The right one starts a session; the cookie is not the token.
+	// The right one starts a session; the cookie is not the token. A link
+	// to an incident survives the sign-in, and nothing else does.
+	for fragment, want := range map[string]string{"": "/", "#incident-inc-1": "/#incident-inc-1",
+		"//evil.example": "/", "#incident-x\r\nSet-Cookie: a=b": "/"} {
+		other := newBrowser(t, env.srv.URL)
+		_, page := other.get("/")
+		resp, body := other.post("/ui/login", url.Values{"token": {f.tokens["viewer"]}, "csrf": {csrfOf(t, page)}, "fragment": {fragment}})
+		requireStatus(t, resp, body, http.StatusSeeOther)
+		require.Equal(t, want, resp.Header.Get("Location"), fragment)
+	}
 	resp, body = b.post("/ui/login", url.Values{"token": {f.tokens["developer"]}, "csrf": {csrf}})
 	requireStatus(t, resp, body, http.StatusSeeOther)
 	requireCookieFlags(t, resp, sessionCookie)

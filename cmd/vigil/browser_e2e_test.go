@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,11 +76,12 @@ func newProfile(t *testing.T, browser context.Context) context.Context {
 	return ctx
 }
 
-// signInBrowser signs a profile in on the sign-in form.
-func signInBrowser(t *testing.T, ctx context.Context, base, token string) {
+// signInBrowser opens page (a URL of the operator page) and signs a profile
+// in on the sign-in form it shows.
+func signInBrowser(t *testing.T, ctx context.Context, page, token string) {
 	t.Helper()
 	require.NoError(t, chromedp.Do(ctx,
-		chromedp.Navigate(base+"/"),
+		chromedp.Navigate(page),
 		chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", token),
 		chromedp.Click("#signin"),
@@ -178,7 +180,7 @@ users:
 	// The viewer sees the incident, no buttons, and cannot forge an
 	// acknowledgement even with its own session's CSRF token.
 	viewer := newProfile(t, browser)
-	signInBrowser(t, viewer, base, viewerToken)
+	signInBrowser(t, viewer, base+"/", viewerToken)
 	require.NoError(t, chromedp.Do(viewer, chromedp.WaitVisible(card)))
 	text, err := chromedp.Run(viewer, chromedp.Text(card))
 	require.NoError(t, err)
@@ -200,7 +202,12 @@ users:
 
 	// The developer acknowledges it from the page.
 	dev := newProfile(t, browser)
-	signInBrowser(t, dev, base, devToken)
+	// The developer follows a link to the incident, as a Slack message
+	// carries, and lands on it after signing in.
+	signInBrowser(t, dev, base+"/#incident-"+id, devToken)
+	here, err := chromedp.Run(dev, chromedp.Location())
+	require.NoError(t, err)
+	require.True(t, strings.HasSuffix(here, "/#incident-"+id), "after sign-in the browser is at %s", here)
 	require.NoError(t, chromedp.Do(dev,
 		chromedp.WaitVisible(card+" button.ack"),
 		chromedp.SendKeys(card+" input[name=comment]", "on it"),

@@ -123,12 +123,15 @@ func Blocks(m *notifier.Message) []slack.Block {
 	return blocks
 }
 
-// IncidentURL returns the incident's API link, or "" without an external URL.
+// IncidentURL returns the incident on the operator page, where whoever
+// clicks it in Slack can sign in and act, or "" without an external URL.
+// (The API's /api/v1/incidents/:id wants a bearer token a browser does not
+// send.)
 func IncidentURL(m *notifier.Message) string {
 	if m.ExternalURL == "" || m.Incident.ID == "" {
 		return ""
 	}
-	return strings.TrimRight(m.ExternalURL, "/") + "/api/v1/incidents/" + url.PathEscape(m.Incident.ID)
+	return strings.TrimRight(m.ExternalURL, "/") + "/#incident-" + url.PathEscape(m.Incident.ID)
 }
 
 // fallbackText is the notification text, shown where blocks are not.

@@ -202,7 +202,7 @@ func TestPostThenUpdate(t *testing.T) {
 		"critical", "support", "triggered", "93.5", "app=app",
 		"CPU above 80% \\u0026lt;for real\\u0026gt;", "cpu_usage is 93.5",
 		"https://runbooks.example/high_cpu|Runbook", "https://grafana.example/d/app|Dashboard",
-		"http://vigil.example:9090/api/v1/incidents/inc-42|Incident inc-42",
+		"http://vigil.example:9090/#incident-inc-42|Incident inc-42",
 	} {
 		require.Contains(t, text, want)
 	}

@@ -50,6 +50,11 @@
     if (msg && !window.confirm(msg)) ev.preventDefault();
   });
 
+  // A link to an incident (#incident-…, as Slack messages carry) survives
+  // signing in.
+  var fragment = document.getElementById("fragment");
+  if (fragment) fragment.value = window.location.hash;
+
   tick();
   setInterval(tick, 1000);
   setInterval(refresh, 15000);
