@@ -150,8 +150,34 @@ func (m *Manager) queueMessages(tx Tx, cfg *runtimeConfig, inc *Incident, kind K
 
 // enqueue stores msg for receiver and records the notification. The
 // message's incident is a snapshot without the notification list, which
-// keeps changing as deliveries finish.
+// keeps changing as deliveries finish. A message muted by an active silence
+// is recorded as silenced and not stored; the rollback webhook is never
+// muted.
 func (m *Manager) enqueue(tx Tx, inc *Incident, msg *Message, receiver string, now time.Time, eff *effects) error {
+	if msg.Kind != KindRollback {
+		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		if err != nil {
+			return err
+		}
+		if silence != "" {
+			inc.Notifications = append(inc.Notifications, Notification{
+				DeliveryID: msg.DeliveryID,
+				Receiver:   receiver,
+				Level:      msg.Level,
+				Kind:       msg.Kind,
+				QueuedAt:   now,
+				Outcome:    OutcomeSilenced,
+				DoneAt:     now,
+				SilenceID:  silence,
+			})
+			id, kind := inc.ID, msg.Kind
+			eff.after = append(eff.after, func() {
+				m.metrics.notifications.WithLabelValues(receiver, OutcomeSilenced).Inc()
+				m.logger.Debug("notification silenced", "incident", id, "receiver", receiver, "kind", kind, "silence", silence)
+			})
+			return nil
+		}
+	}
 	msg.Incident = *inc
 	msg.Incident.Notifications = nil
 	body, err := json.Marshal(msg)

@@ -19,13 +19,16 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	deliveryErrors prometheus.Counter
 	pruned         prometheus.Counter
+	silencesActive prometheus.GaugeFunc
 }
 
 // responseBuckets span one minute to two days, the range of the seed's
 // response times.
 var responseBuckets = []float64{60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 12 * 3600, 24 * 3600, 48 * 3600}
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics builds the metrics and registers them on reg (when not nil);
+// activeSilences counts the silences in force at each scrape.
+func newMetrics(reg prometheus.Registerer, activeSilences func() float64) *metrics {
 	m := &metrics{
 		incidents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_incidents",
@@ -37,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"priority"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_notifications_total",
-			Help: "Notifications finished, by receiver and outcome (delivered, failed).",
+			Help: "Notifications finished, by receiver and outcome (delivered, failed, silenced).",
 		}, []string{"receiver", "outcome"}),
 		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_escalations_total",
@@ -69,10 +72,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_incidents_pruned_total",
 			Help: "Resolved incidents deleted from the store once older than storage.incident_retention.",
 		}),
+		// A function of the clock: a pending silence starts, and an active
+		// one ends, without any event to count.
+		silencesActive: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_silences_active",
+			Help: "Silences muting notifications now.",
+		}, activeSilences),
 	}
 	if reg != nil {
 		reg.MustRegister(m.incidents, m.resolved, m.notifications, m.escalations, m.timeToAck, m.timeToResolve,
-			m.pending, m.rollbacks, m.deliveryErrors, m.pruned)
+			m.pending, m.rollbacks, m.deliveryErrors, m.pruned, m.silencesActive)
 	}
 	return m
 }

@@ -128,6 +128,8 @@ type Manager struct {
 	metrics *metrics
 	ids     idSource
 	queue   *queue
+	// matchers caches the parsed selectors of silences.
+	matchers silenceMatchers
 
 	cfgMtx sync.RWMutex
 	cfg    *runtimeConfig
@@ -174,7 +176,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		}
 		m.store, m.ownsDB = s, true
 	}
-	m.metrics = newMetrics(reg)
+	m.metrics = newMetrics(reg, m.activeSilences)
 	m.queue = newQueue(m.clock)
 	if err := m.initGauges(); err != nil {
 		if m.ownsDB {
@@ -493,12 +495,14 @@ func (m *Manager) change(id string, fn func(Tx, *runtimeConfig, *Incident, time.
 }
 
 // effects are what a committed transaction starts: deliveries to send,
-// deadlines to arm, metrics to move and rollbacks to decide.
+// deadlines to arm, metrics to move and rollbacks to decide. They also keep
+// the silences in force that the transaction read, once it needs them.
 type effects struct {
 	deliveries []Delivery
 	deadlines  map[string]time.Time
 	after      []func()
 	rollbacks  []string
+	silences   []activeSilence
 }
 
 func newEffects() *effects { return &effects{deadlines: map[string]time.Time{}} }

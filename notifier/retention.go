@@ -78,6 +78,12 @@ func drain(c chan struct{}) {
 }
 
 func (m *Manager) pruneAndLog(ctx context.Context) {
+	// Silences are kept a fixed time, whatever the incident retention.
+	if n, err := m.pruneSilences(m.clock.Now()); err != nil {
+		m.logger.Error("cannot prune expired silences", "err", err)
+	} else if n > 0 {
+		m.logger.Info("pruned silences expired for over a week", "silences", n)
+	}
 	n, err := m.prune(ctx, m.clock.Now())
 	if n > 0 {
 		retention := ""

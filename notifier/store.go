@@ -16,7 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// ErrNotFound is returned for an incident that does not exist.
+// ErrNotFound is returned for an incident or a silence that does not exist.
 var ErrNotFound = errors.New("not found")
 
 // StoreFile is the name of the embedded store in the data directory.
@@ -35,8 +35,8 @@ type Delivery struct {
 	LastError   string          `json:"lastError,omitempty"`
 }
 
-// Store keeps incidents, the delivery queue and the receivers' key-value
-// spaces. Every state change is one call to Update, so an incident change
+// Store keeps incidents, the delivery queue, silences and the receivers'
+// key-value spaces. Every state change is one call to Update, so an incident change
 // and the deliveries it causes are written together or not at all. The
 // embedded implementation is bbolt (OpenBoltStore); a shared one (PostgreSQL)
 // can implement the same interface so that two gateways page once.
@@ -85,6 +85,15 @@ type Tx interface {
 	SetRollbackPending(incidentID string, pending bool) error
 	// RollbackPending lists the incidents marked by SetRollbackPending.
 	RollbackPending() ([]string, error)
+	// Silence returns a silence by ID, or ErrNotFound.
+	Silence(id string) (Silence, error)
+	// Silences returns every silence, expired ones too, newest first.
+	Silences() ([]Silence, error)
+	// PutSilence writes a silence.
+	PutSilence(s *Silence) error
+	// DeleteSilence removes a silence. Removing one that does not exist
+	// does nothing.
+	DeleteSilence(id string) error
 }
 
 var (
@@ -93,6 +102,7 @@ var (
 	bucketDeliveries  = []byte("deliveries")
 	bucketRollback    = []byte("rollback_pending")
 	bucketKV          = []byte("kv")
+	bucketSilences    = []byte("silences")
 )
 
 // BoltStore is the embedded Store: one bbolt file with fsync on every
@@ -112,7 +122,7 @@ func OpenBoltStore(dir string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketIncidents, bucketFingerprint, bucketDeliveries, bucketRollback, bucketKV} {
+		for _, b := range [][]byte{bucketIncidents, bucketFingerprint, bucketDeliveries, bucketRollback, bucketKV, bucketSilences} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -303,6 +313,50 @@ func (t boltTx) RollbackPending() ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+func (t boltTx) Silence(id string) (Silence, error) {
+	v := t.tx.Bucket(bucketSilences).Get([]byte(id))
+	if v == nil {
+		return Silence{}, fmt.Errorf("silence %q: %w", id, ErrNotFound)
+	}
+	var s Silence
+	if err := json.Unmarshal(v, &s); err != nil {
+		return Silence{}, fmt.Errorf("decode silence %q: %w", id, err)
+	}
+	return s, nil
+}
+
+func (t boltTx) Silences() ([]Silence, error) {
+	out := []Silence{}
+	c := t.tx.Bucket(bucketSilences).Cursor()
+	// IDs sort by creation time, so walking backwards is newest first.
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var s Silence
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("decode silence %q: %w", k, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (t boltTx) PutSilence(s *Silence) error {
+	v, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode silence %q: %w", s.ID, err)
+	}
+	if err := t.tx.Bucket(bucketSilences).Put([]byte(s.ID), v); err != nil {
+		return fmt.Errorf("write silence %q: %w", s.ID, err)
+	}
+	return nil
+}
+
+func (t boltTx) DeleteSilence(id string) error {
+	if err := t.tx.Bucket(bucketSilences).Delete([]byte(id)); err != nil {
+		return fmt.Errorf("delete silence %q: %w", id, err)
+	}
+	return nil
 }
 
 // boltKV is one namespace: a nested bucket under "kv", created on first

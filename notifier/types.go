@@ -93,11 +93,13 @@ type Notification struct {
 	Level      int       `json:"level"`
 	Kind       Kind      `json:"kind"`
 	QueuedAt   time.Time `json:"queuedAt"`
-	// Outcome is pending, delivered or failed.
+	// Outcome is pending, delivered, failed or silenced.
 	Outcome  string    `json:"outcome"`
 	Attempts int       `json:"attempts"`
 	DoneAt   time.Time `json:"doneAt,omitzero"`
 	Error    string    `json:"error,omitempty"`
+	// SilenceID names the silence that muted a silenced notification.
+	SilenceID string `json:"silenceId,omitempty"`
 }
 
 // Delivery outcomes.
@@ -105,6 +107,9 @@ const (
 	OutcomePending   = "pending"
 	OutcomeDelivered = "delivered"
 	OutcomeFailed    = "failed"
+	// OutcomeSilenced is a notification not sent because a silence muted
+	// it: no delivery was queued.
+	OutcomeSilenced = "silenced"
 )
 
 // RollbackRecord is the rollback webhook call of an incident.

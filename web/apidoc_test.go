@@ -53,6 +53,11 @@ var routeDescriptions = map[string]string{
 	"GET /api/v1/roles/:name":            "one role",
 	"PUT /api/v1/roles/:name":            "replace a runtime role's description and permissions",
 	"DELETE /api/v1/roles/:name":         "remove a runtime role no user has",
+	"GET /api/v1/silences":               "active and pending silences, newest first (`?expired=true` adds the ended ones)",
+	"POST /api/v1/silences":              "mute an alert's notifications: `{\"matchers\": \"{alertname=\\\"X\\\"}\", \"duration\": \"2h\", \"comment\"}` (or `endsAt`)",
+	"DELETE /api/v1/silences/:id":        "end a silence now",
+	"POST /ui/silences":                  "the page's Silence form on an incident (its alert, for 1h, 4h or 24h)",
+	"POST /ui/silences/:id/expire":       "the page's Expire button on a silence",
 	"prometheus":                         "Prometheus's HTTP API, for Grafana's Prometheus data source and promtool-style clients",
 }
 

@@ -42,6 +42,8 @@ var pageRoutes = map[string]bool{
 	http.MethodPost + " /ui/incidents/:id/ack":     true,
 	http.MethodPost + " /ui/incidents/:id/resolve": true,
 	http.MethodPost + " /ui/rollback":              true,
+	http.MethodPost + " /ui/silences":              true,
+	http.MethodPost + " /ui/silences/:id/expire":   true,
 }
 
 // page reports whether r is one of pageRoutes.
@@ -93,6 +95,8 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, "/ui/incidents/:id/ack", permAcknowledge, h.uiIncidentAction(false)},
 		{http.MethodPost, "/ui/incidents/:id/resolve", permAcknowledge, h.uiIncidentAction(true)},
 		{http.MethodPost, "/ui/rollback", permRollback, h.uiRollback},
+		{http.MethodPost, "/ui/silences", permAcknowledge, h.uiSilence},
+		{http.MethodPost, "/ui/silences/:id/expire", permAcknowledge, h.uiExpireSilence},
 		{http.MethodGet, "/ui/static/*file", permOpen, h.staticFile},
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
@@ -105,6 +109,9 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
 		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
+		{http.MethodGet, apiPrefix + "/silences", permMonitor, h.listSilences},
+		{http.MethodPost, apiPrefix + "/silences", permAcknowledge, h.addSilence},
+		{http.MethodDelete, apiPrefix + "/silences/:id", permAcknowledge, h.expireSilence},
 		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
 		{http.MethodGet, apiPrefix + "/audit", permManageUsers, h.listAudit},
 		{http.MethodGet, apiPrefix + "/users", permManageUsers, h.listUsers},

@@ -87,6 +87,9 @@ type pageData struct {
 	Rollbacks     []rollbackView
 	Targets       []targetView
 	Logs          []logs.LogStatus
+	Silences      []notifier.Silence
+	// SilenceDurations are the Silence form's choices.
+	SilenceDurations []string
 	// Failures are parts of the page that could not be loaded.
 	Failures []string
 }
@@ -260,6 +263,10 @@ func (h *Handler) checkCSRF(c *gin.Context, want string) bool {
 // incidentFragment is the anchor of an incident on the page, the only place
 // a sign-in goes back to besides the page itself.
 var incidentFragment = regexp.MustCompile(`^#incident-[A-Za-z0-9_-]{1,64}$`)
+
+// incidentID is what an incident id looks like, for ids the page repeats
+// from its query string.
+var incidentID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // signIn answers POST /ui/login: the token from the form starts a session.
 // Failures count towards the client's failed-authentication limit.
@@ -461,12 +468,26 @@ func (h *Handler) page(c *gin.Context) {
 	if h.opts.LogStatus != nil {
 		d.Logs = h.opts.LogStatus()
 	}
+	if h.opts.Silences != nil {
+		d.SilenceDurations = pageSilenceDurations
+		if list, err := h.opts.Silences.Silences(false); err != nil {
+			d.Failures = append(d.Failures, "silences: "+err.Error())
+		} else {
+			d.Silences = list
+		}
+	}
 	if done, id := c.Query("done"), c.Query("incident"); done == "acknowledged" || done == "resolved" {
 		for _, inc := range append(slices.Clone(d.Incidents), d.Resolved...) {
 			if inc.ID == id {
 				d.Notice = fmt.Sprintf("Incident %s %s.", id, done)
 			}
 		}
+	}
+	if id := c.Query("silenced"); id != "" && incidentID.MatchString(id) {
+		d.Notice = fmt.Sprintf("The alert of incident %s is silenced: its notifications are muted until the silence ends.", id)
+	}
+	if c.Query("expired") == "1" {
+		d.Notice = "Silence ended: notifications go out again."
 	}
 	if msg, ok := rollbackNotice[c.Query("rollback")]; ok {
 		if c.Query("rollback") == "delivered" || c.Query("rollback") == "dry-run" {

@@ -82,6 +82,8 @@ type Options struct {
 	// LogStatus says how each tailed log is followed and shipped, for the
 	// operator page; nil shows no logs.
 	LogStatus func() []logs.LogStatus
+	// Silences adds, lists and expires silences; nil answers 404 there.
+	Silences Silences
 	// Incidents lists, acknowledges and resolves incidents.
 	Incidents Incidents
 	// Deploys records and lists deploys; Rollback fires the rollback webhook

@@ -229,6 +229,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		LogLines:          func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
 		LogStatus:         logManager.Status,
 		Incidents:         notifications,
+		Silences:          notifications,
 		Deploys:           rollbacks,
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
