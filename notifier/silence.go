@@ -173,6 +173,10 @@ func (m *Manager) silencedBy(tx Tx, ls map[string]string, now time.Time, eff *ef
 	return "", nil
 }
 
+// maxSilenceText bounds a silence's matchers and comment, which every
+// notification decision and the page read.
+const maxSilenceText = 1024
+
 // AddSilence validates and stores s. Matchers must parse as a PromQL series
 // selector and need a non-empty value of at least one label (no silence of
 // everything). A zero or past StartsAt means now. EndsAt must be after
@@ -182,6 +186,13 @@ func (m *Manager) silencedBy(tx Tx, ls map[string]string, now time.Time, eff *ef
 func (m *Manager) AddSilence(s Silence) (Silence, error) {
 	now := m.clock.Now()
 	s.Matchers = strings.TrimSpace(s.Matchers)
+	s.Comment = strings.TrimSpace(s.Comment)
+	switch {
+	case len(s.Matchers) > maxSilenceText:
+		return Silence{}, invalidSilence("matchers are %d bytes; at most %d", len(s.Matchers), maxSilenceText)
+	case len(s.Comment) > maxSilenceText:
+		return Silence{}, invalidSilence("the comment is %d bytes; at most %d", len(s.Comment), maxSilenceText)
+	}
 	if _, err := parseSilenceMatchers(s.Matchers); err != nil {
 		return Silence{}, err
 	}

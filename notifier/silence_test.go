@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -271,6 +272,10 @@ func TestAddSilenceValidation(t *testing.T) {
 				s.StartsAt, s.EndsAt = now.Add(day), now.Add(32*day)
 			}, "at most 30d"},
 			{"no author", func(s *Silence) { s.CreatedBy = " " }, "createdBy is required"},
+			{"long comment", func(s *Silence) { s.Comment = strings.Repeat("x", maxSilenceText+1) }, "the comment is 1025 bytes; at most 1024"},
+			{"long matchers", func(s *Silence) {
+				s.Matchers = `{alertname="` + strings.Repeat("x", maxSilenceText) + `"}`
+			}, "at most 1024"},
 		} {
 			// No t.Run: it cannot be called inside a synctest bubble.
 			s := valid
