@@ -120,6 +120,17 @@ func notifiedLevels(cfg *runtimeConfig, inc *Incident) []int {
 	return out
 }
 
+// told reports whether receiver was sent (not silenced) any message about
+// inc.
+func told(inc *Incident, receiver string) bool {
+	for _, n := range inc.Notifications {
+		if n.Receiver == receiver && n.Outcome != OutcomeSilenced {
+			return true
+		}
+	}
+	return false
+}
+
 // queueMessages writes one delivery per receiver of the levels (each
 // receiver once) and records them on the incident.
 func (m *Manager) queueMessages(tx Tx, cfg *runtimeConfig, inc *Incident, kind Kind, levels []int, now time.Time, eff *effects) error {
@@ -130,6 +141,11 @@ func (m *Manager) queueMessages(tx Tx, cfg *runtimeConfig, inc *Incident, kind K
 				continue
 			}
 			seen[r] = true
+			if (kind == KindAcknowledged || kind == KindResolved) && !told(inc, r) {
+				// Nobody tells a receiver about the end of what it never
+				// heard of (its messages were silenced).
+				continue
+			}
 			msg := &Message{
 				DeliveryID:  m.ids.next(now),
 				Kind:        kind,
@@ -279,6 +295,18 @@ func (m *Manager) deadline(id string) {
 		}
 		last := len(cfg.ladder()) - 1
 		current := min(inc.Level, last)
+		// A silence holds the escalation where it is: no level is passed
+		// over or repeat used up while nobody can be told, so when the
+		// silence ends the next deadline tells the next level.
+		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		if err != nil {
+			return err
+		}
+		if silence != "" {
+			inc.NextDeadline = now.Add(cfg.step(current, inc.Priority))
+			eff.deadlines[id] = inc.NextDeadline
+			return tx.PutIncident(&inc)
+		}
 		switch {
 		case inc.State == StateAcknowledged:
 			inc.State = StateTriggered

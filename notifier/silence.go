@@ -35,8 +35,12 @@ import (
 
 // Silence limits.
 const (
-	// maxSilence is the longest a silence may last.
+	// maxSilence is the longest a silence may last, and how far ahead it
+	// may start.
 	maxSilence = 30 * 24 * time.Hour
+	// maxSilences bounds the silences in force or pending: every message
+	// queued reads them.
+	maxSilences = 1000
 	// silenceKeep is how long an expired silence stays in the list.
 	silenceKeep = 7 * 24 * time.Hour
 )
@@ -213,6 +217,8 @@ func (m *Manager) AddSilence(s Silence) (Silence, error) {
 	case !s.EndsAt.After(s.StartsAt):
 		return Silence{}, invalidSilence("endsAt %s is not after startsAt %s",
 			s.EndsAt.UTC().Format(time.RFC3339), s.StartsAt.UTC().Format(time.RFC3339))
+	case s.StartsAt.Sub(now) > maxSilence:
+		return Silence{}, invalidSilence("a silence starts at most %s ahead", config.Duration(maxSilence))
 	case s.EndsAt.Sub(s.StartsAt) > maxSilence:
 		return Silence{}, invalidSilence("a silence lasts at most %s; this one would last %s",
 			config.Duration(maxSilence), config.Duration(s.EndsAt.Sub(s.StartsAt).Round(time.Second)))
@@ -220,7 +226,26 @@ func (m *Manager) AddSilence(s Silence) (Silence, error) {
 	s.ID = m.ids.next(now)
 	s.CreatedAt = now
 	s.ExpiredBy = ""
-	if err := m.store.Update(func(tx Tx) error { return tx.PutSilence(&s) }); err != nil {
+	err := m.store.Update(func(tx Tx) error {
+		all, err := tx.Silences()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, o := range all {
+			if now.Before(o.EndsAt) {
+				n++
+			}
+		}
+		if n >= maxSilences {
+			return invalidSilence("%d silences are in force or pending, the most there may be; expire some first", n)
+		}
+		return tx.PutSilence(&s)
+	})
+	if errors.Is(err, ErrInvalidSilence) {
+		return Silence{}, err
+	}
+	if err != nil {
 		return Silence{}, fmt.Errorf("notifier: add silence: %w", err)
 	}
 	m.logger.Info("silence added", "silence", s.ID, "matchers", s.Matchers,

@@ -3,6 +3,7 @@ package notifier
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -105,12 +106,14 @@ func TestSilenceMutesUntilItEnds(t *testing.T) {
 				rec.calls = nil
 				rec.mtx.Unlock()
 
-				// The deadline escalates while silenced: level 2 is reached, not told.
+				// The deadline while silenced holds the escalation: level 2 is
+				// neither reached nor told, the deadline moves a step on.
 				time.Sleep(time.Hour)
 				synctest.Wait()
 				got, err = h.m.Incident(inc.ID)
 				require.NoError(t, err)
-				require.Equal(t, 1, got.Level)
+				require.Equal(t, 0, got.Level)
+				require.Equal(t, 2*time.Hour, got.NextDeadline.Sub(t0))
 				var mine []call
 				for _, c := range rec.got() {
 					if c.incident == inc.ID {
@@ -138,15 +141,13 @@ func TestSilenceMutesUntilItEnds(t *testing.T) {
 						mine = append(mine, c)
 					}
 				}
-				require.Equal(t, []summary{{"r3", 2 * time.Hour, KindEscalation}}, summarize(mine, t0))
+				require.Equal(t, []summary{{"r2", 2 * time.Hour, KindEscalation}}, summarize(mine, t0))
 				require.Equal(t, [][3]string{
 					{"r1", "firing", OutcomeSilenced},
-					{"r2", "escalation", OutcomeSilenced},
-					{"r3", "escalation", OutcomeDelivered},
+					{"r2", "escalation", OutcomeDelivered},
 				}, h.notifications(inc.ID))
 				require.Equal(t, 1.0, testutil.ToFloat64(h.m.metrics.notifications.WithLabelValues("r1", OutcomeSilenced)))
-				require.Equal(t, 1.0, testutil.ToFloat64(h.m.metrics.notifications.WithLabelValues("r2", OutcomeSilenced)))
-				require.Equal(t, 1.0, testutil.ToFloat64(h.m.metrics.notifications.WithLabelValues("r3", OutcomeDelivered)))
+				require.Equal(t, 1.0, testutil.ToFloat64(h.m.metrics.notifications.WithLabelValues("r2", OutcomeDelivered)))
 			})
 		})
 	}
@@ -175,12 +176,44 @@ func TestSilenceMutesAcknowledgementAndResolution(t *testing.T) {
 		require.Equal(t, "carol", got.AcknowledgedBy)
 		require.Equal(t, [][3]string{
 			{"r1", "firing", OutcomeSilenced},
-			{"r2", "escalation", OutcomeSilenced},
-			{"r1", "acknowledged", OutcomeSilenced},
-			{"r2", "acknowledged", OutcomeSilenced},
-			{"r1", "resolved", OutcomeSilenced},
-			{"r2", "resolved", OutcomeSilenced},
-		}, h.notifications(inc.ID))
+		}, h.notifications(inc.ID), "the escalation is held, and nobody hears of the end of what they never heard of")
+	})
+}
+
+// TestSilenceOutlastsTheLadder: a silence longer than the whole escalation
+// ladder leaves the incident waiting, not forgotten: when it ends, the next
+// deadline tells the next level; and a level told before the silence hears
+// of the resolution, one never told does not.
+func TestSilenceOutlastsTheLadder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		h := start(t, t.TempDir(), testConfig(config.EnvProduction), rec, nil)
+		t0 := time.Now()
+		a := alert("critical", t0)
+		inc := h.fire(a) // level 1 told at once
+		h.silence(`{alertname="high_cpu"}`, 24*time.Hour+30*time.Minute)
+		time.Sleep(24 * time.Hour)
+		synctest.Wait()
+		got, err := h.m.Incident(inc.ID)
+		require.NoError(t, err)
+		require.Equal(t, 0, got.Level, "a day of silence passed no level")
+		require.Zero(t, got.Repeats)
+		require.False(t, got.NextDeadline.IsZero(), "the incident still has a deadline")
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Contains(t, summarize(rec.delivered(), t0), summary{"r2", 25 * time.Hour, KindEscalation},
+			"after the silence, the next level is told")
+
+		h.m.Notify(context.Background(), "x", resolved(a, time.Now()))
+		synctest.Wait()
+		var resolvedTo []string
+		for _, c := range rec.delivered() {
+			if c.kind == KindResolved {
+				resolvedTo = append(resolvedTo, c.receiver)
+			}
+		}
+		require.ElementsMatch(t, []string{"r1", "r2"}, resolvedTo)
 	})
 }
 
@@ -272,6 +305,9 @@ func TestAddSilenceValidation(t *testing.T) {
 				s.StartsAt, s.EndsAt = now.Add(day), now.Add(32*day)
 			}, "at most 30d"},
 			{"no author", func(s *Silence) { s.CreatedBy = " " }, "createdBy is required"},
+			{"starts too far ahead", func(s *Silence) {
+				s.StartsAt, s.EndsAt = now.Add(31*day), now.Add(32*day)
+			}, "starts at most 30d ahead"},
 			{"long comment", func(s *Silence) { s.Comment = strings.Repeat("x", maxSilenceText+1) }, "the comment is 1025 bytes; at most 1024"},
 			{"long matchers", func(s *Silence) {
 				s.Matchers = `{alertname="` + strings.Repeat("x", maxSilenceText) + `"}`
@@ -459,4 +495,23 @@ func TestSilenceMatchesBareNameAsAlertname(t *testing.T) {
 	s := activeSilence{id: "x", matchers: ms}
 	require.True(t, s.matches(map[string]string{labels.AlertName: "high_cpu", "app": "app"}))
 	require.False(t, s.matches(map[string]string{labels.MetricName: "high_cpu", "app": "app"}))
+}
+
+// TestSilencesBounded: at most maxSilences silences are in force or pending;
+// ended ones do not count.
+func TestSilencesBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, t.TempDir(), testConfig(config.EnvProduction), &recorder{}, nil)
+		for i := range maxSilences {
+			h.silence(fmt.Sprintf(`{alertname="a%d"}`, i), time.Hour)
+		}
+		_, err := h.m.AddSilence(Silence{Matchers: `{alertname="one_more"}`, EndsAt: time.Now().Add(time.Hour), CreatedBy: "alice"})
+		require.ErrorIs(t, err, ErrInvalidSilence)
+		require.ErrorContains(t, err, "expire some first")
+		all, err := h.m.Silences(false)
+		require.NoError(t, err)
+		_, err = h.m.ExpireSilence(all[0].ID, "bob")
+		require.NoError(t, err)
+		h.silence(`{alertname="one_more"}`, time.Hour)
+	})
 }
