@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 )
@@ -153,6 +154,24 @@ func mutating(method string) bool {
 	return false
 }
 
+// maxAuditPath bounds the path an audit record keeps: a refused request may
+// carry a path of a megabyte, and nobody should fill the store or the log
+// with them.
+const maxAuditPath = 256
+
+// auditPath is path, cut to maxAuditPath bytes (on a rune boundary) with a
+// mark that it was cut.
+func auditPath(path string) string {
+	if len(path) <= maxAuditPath {
+		return path
+	}
+	cut := maxAuditPath
+	for cut > 0 && !utf8.RuneStart(path[cut]) {
+		cut--
+	}
+	return path[:cut] + "…(cut)"
+}
+
 // audited reports whether calls to a route go into the audit log: calls
 // that may change something. Prometheus's API takes POST for queries
 // (Grafana sends them so), which change nothing.
@@ -171,7 +190,7 @@ func (h *Handler) audit(c *gin.Context) {
 		Time:   l.now(),
 		User:   name,
 		Method: c.Request.Method,
-		Path:   c.Request.URL.Path,
+		Path:   auditPath(c.Request.URL.Path),
 		Status: c.Writer.Status(),
 		Client: c.ClientIP(),
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -168,4 +169,19 @@ func TestAuditLogSurvivesRestart(t *testing.T) {
 	rec = serve(broken.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/resolve", bearer(f.tokens["developer"]), nil)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, "/api/v1/incidents/a/resolve", broken.h.access.audit.newest(1)[0].Path)
+}
+
+// TestAuditPathBounded: a huge path from a caller without a token costs the
+// audit log 256 bytes, not megabytes.
+func TestAuditPathBounded(t *testing.T) {
+	f := newAuthFixture(t)
+	env := newTestEnv(t, f.withAuth)
+	long := "/api/v1/incidents/" + strings.Repeat("é", 100_000) + "/ack"
+	rec := serve(env.h, "127.0.0.9", http.MethodPost, long, "", nil)
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	got := env.h.access.audit.newest(1)[0].Path
+	require.LessOrEqual(t, len(got), maxAuditPath+len("…(cut)"))
+	require.True(t, strings.HasSuffix(got, "…(cut)"))
+	require.True(t, utf8.ValidString(got))
+	require.Equal(t, "/health", auditPath("/health"))
 }
