@@ -45,6 +45,11 @@ type Options struct {
 	// SelfMetricsPath is the path of vigil's own metrics; empty means
 	// metrics.path from the config, else /metrics.
 	SelfMetricsPath string
+	// SelfInstance is the instance label of vigil's own series; empty means
+	// SelfTarget. It keeps them one series across restarts when SelfTarget
+	// is a port the kernel picks (the loopback listener vigil scrapes
+	// itself through when its listener speaks TLS).
+	SelfInstance string
 	// ReloadInterval bounds how often discovered target changes are passed
 	// from discovery to the scrape loops; 0 means DefaultReloadInterval.
 	ReloadInterval time.Duration
@@ -132,6 +137,13 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	scfgs, err := scrapeConfigs(cfg, m.opts.SelfTarget, m.opts.SelfMetricsPath)
 	if err != nil {
 		return fmt.Errorf("collector: %w", err)
+	}
+	if m.opts.SelfInstance != "" {
+		for _, sc := range scfgs {
+			if sc.JobName == JobSelf {
+				setInstance(sc, m.opts.SelfInstance)
+			}
+		}
 	}
 	collectors, labels, closeSources, err := buildCollectors(cfg, m.logger)
 	if err != nil {

@@ -310,6 +310,22 @@ func addCommonLabels(cfg *config.Config, lbls map[string]string) {
 	}
 }
 
+// setInstance gives every target of sc's static groups the instance label.
+func setInstance(sc *promconfig.ScrapeConfig, instance string) {
+	for _, sd := range sc.ServiceDiscoveryConfigs {
+		static, ok := sd.(discovery.StaticConfig)
+		if !ok {
+			continue
+		}
+		for _, tg := range static {
+			if tg.Labels == nil {
+				tg.Labels = model.LabelSet{}
+			}
+			tg.Labels[model.InstanceLabel] = model.LabelValue(instance)
+		}
+	}
+}
+
 func staticConfig(targets []string, lbls map[string]string) discovery.StaticConfig {
 	tg := &targetgroup.Group{Source: "0"}
 	for _, t := range targets {

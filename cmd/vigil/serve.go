@@ -156,17 +156,22 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	self := selfTarget(cfg)
 	// With TLS, vigil scrapes itself over a loopback-only plain listener.
 	var loopback *loopbackMetrics
+	selfInstance := ""
 	if tlsConfigured(cfg) {
 		if loopback, err = newLoopbackMetrics(cfg.Metrics.Path); err != nil {
 			return err
 		}
 		defer loopback.ln.Close()
 		self = loopback.addr()
+		// vigil's own series keep one instance across restarts: the
+		// listen address, not the loopback port of the day.
+		selfInstance = cfg.ListenAddress()
 	}
 	scrapes, err := collector.New(&collector.Options{
 		Appendable:      db,
 		SelfTarget:      self,
 		SelfMetricsPath: cfg.Metrics.Path,
+		SelfInstance:    selfInstance,
 	}, logger.With("component", "scrape"), reg)
 	if err != nil {
 		return err

@@ -46,6 +46,12 @@ collectors:
 		require.Eventually(t, func() bool { return len(v.query(q)) > 0 }, 20*time.Second, 200*time.Millisecond, q)
 	}
 
+	// vigil's own series carry the listen address as instance, not the
+	// loopback port of the day, so they stay one series across restarts.
+	up := v.query(`up{job="vigil"}`)
+	require.Len(t, up, 1)
+	require.Equal(t, addr, string(up[0].Metric["instance"]))
+
 	// Plain HTTP on the TLS port gets nothing.
 	resp, err := http.Get("http://" + addr + "/health")
 	if err == nil {
