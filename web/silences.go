@@ -144,7 +144,11 @@ func (h *Handler) uiSilence(c *gin.Context) {
 		return
 	}
 	s := h.silences(c)
-	if s == nil || h.opts.Incidents == nil {
+	if s == nil {
+		return
+	}
+	if h.opts.Incidents == nil {
+		apiError(c, http.StatusNotFound, "not_found", "no incidents")
 		return
 	}
 	id := c.Request.PostForm.Get("incident")
