@@ -153,14 +153,24 @@ func (a *Authenticator) Authenticate(token string) (User, bool) {
 // Grafana's data source that only speak basic auth: the user name is the
 // user's name and the password is one of the user's tokens.
 func (a *Authenticator) AuthenticateBasic(name, password string) (User, bool) {
-	u, ok := a.Authenticate(password)
-	if !ok || a.open {
-		return u, ok
+	u, err := a.CheckBasic(name, password)
+	return u, err == nil
+}
+
+// CheckBasic is AuthenticateBasic that says why it fails, as Check does: an
+// error wrapping ErrExpired for an expired token.
+func (a *Authenticator) CheckBasic(name, password string) (User, error) {
+	if !a.open && password == "" {
+		return User{}, errors.New("invalid token")
+	}
+	u, err := a.Check(SumOf(password))
+	if err != nil || a.open {
+		return u, err
 	}
 	if subtle.ConstantTimeCompare([]byte(name), []byte(u.Name)) != 1 {
-		return User{}, false
+		return User{}, errors.New("invalid token")
 	}
-	return u, true
+	return u, nil
 }
 
 // user returns a copy of user i that callers may change.

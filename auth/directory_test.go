@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -487,4 +488,47 @@ func TestShadowedRuntimeUser(t *testing.T) {
 	u, err := d.User("bob")
 	require.NoError(t, err)
 	require.NotContains(t, u.Permissions, "monitor")
+}
+
+// fullKV is a store whose writes fail, as on a full disk.
+type fullKV struct {
+	*notifier.MemKV
+	full bool
+}
+
+func (k *fullKV) Put(key string, value []byte) error {
+	if k.full {
+		return errors.New("no space left on device")
+	}
+	return k.MemKV.Put(key, value)
+}
+
+// TestDirectoryStoreFull: a change the store cannot write fails and changes
+// nothing: no user appears, no token works, the old ones keep working; once
+// the store writes again the same change goes through.
+func TestDirectoryStoreFull(t *testing.T) {
+	admin, bob := newToken(t), newToken(t)
+	cfg := cfgWith(t, "production", fmt.Sprintf("  - {name: alice, role: admin, tokens: [%q]}\n", admin.hash), "")
+	kv := &fullKV{MemKV: notifier.NewMemKV(), full: true}
+	d, err := auth.NewDirectory(kv, nil)
+	require.NoError(t, err)
+	require.NoError(t, d.ApplyConfig(cfg))
+
+	spec := auth.UserSpec{Name: "bob", Roles: []string{"viewer"}, Tokens: []string{bob.hash}}
+	_, err = d.CreateUser("alice", spec)
+	require.ErrorContains(t, err, "no space left on device")
+	require.NotErrorIs(t, err, auth.ErrInvalid)
+	_, err = d.User("bob")
+	require.ErrorIs(t, err, auth.ErrNotFound)
+	require.Empty(t, whoIs(d, bob.plain))
+	require.Equal(t, "alice", whoIs(d, admin.plain))
+	_, err = d.CreateRole("alice", auth.RoleSpec{Name: "r", Permissions: []string{"monitor"}})
+	require.Error(t, err)
+	_, err = d.Role("r")
+	require.ErrorIs(t, err, auth.ErrNotFound)
+
+	kv.full = false
+	_, err = d.CreateUser("alice", spec)
+	require.NoError(t, err)
+	require.Equal(t, "bob", whoIs(d, bob.plain))
 }

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -202,10 +201,7 @@ func credentials(r *http.Request, a *auth.Authenticator) (user auth.User, presen
 		if !okBasic || password == "" {
 			return auth.User{}, true, invalid
 		}
-		user, err = a.Check(auth.SumOf(password))
-		if err == nil && subtle.ConstantTimeCompare([]byte(name), []byte(user.Name)) != 1 {
-			return auth.User{}, true, invalid
-		}
+		user, err = a.CheckBasic(name, password)
 		return user, true, err
 	}
 	return auth.User{}, true, invalid

@@ -115,18 +115,11 @@ func (p *vigilProc) postJSON(path, body string) {
 	require.Equal(p.t, http.StatusOK, resp.StatusCode, string(b))
 }
 
-// TestCrashMidEscalation kills vigil with SIGKILL while an incident is
-// escalating and every delivery is failing. After the restart every delivery
-// is made, with the id it had before the crash, escalation continues at its
-// deadline, and the rollback webhook is called exactly once.
-func TestCrashMidEscalation(t *testing.T) {
-	app := newGaugeApp(t, 95)
-	hooks := newHookServer(t)
-	hooks.failing.Store(true)
-	dir := t.TempDir()
-	addr := freePort(t)
-	const responseTime = 8 * time.Second
-	cfg := writeConfig(t, dir, fmt.Sprintf(`service: checkout
+// escalationConfig is a production vigil whose high_cpu rule (cpu_usage >
+// 80 for 1s) escalates critical incidents through three levels, each a
+// webhook of hooks (/l1, /l2, /l3), every responseTime; extra is appended.
+func escalationConfig(dir, addr string, app *gaugeApp, hooks *hookServer, responseTime, extra string) string {
+	return fmt.Sprintf(`service: checkout
 environment: production
 data_dir: %[1]s
 server: {listen: "%[2]s"}
@@ -138,7 +131,7 @@ alerts:
   rules:
     - {name: high_cpu, condition: cpu_usage > 80, duration: 1s, severity: critical, labels: {app: app}}
 escalation:
-  response_times: {critical: 8s}
+  response_times: {critical: %[5]s}
   levels:
     - {name: support, notify: [l1]}
     - {name: development, notify: [l2]}
@@ -147,12 +140,26 @@ receivers:
   - {name: l1, webhook: {url: "%[4]s/l1", secret: s1}}
   - {name: l2, webhook: {url: "%[4]s/l2", secret: s1}}
   - {name: l3, webhook: {url: "%[4]s/l3", secret: s1}}
-rollback:
-  webhook: {url: "%[4]s/rollback", secret: s2}
+`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, responseTime) + extra
+}
+
+// TestCrashMidEscalation kills vigil with SIGKILL while an incident is
+// escalating and every delivery is failing. After the restart every delivery
+// is made, with the id it had before the crash, escalation continues at its
+// deadline, and the rollback webhook is called exactly once.
+func TestCrashMidEscalation(t *testing.T) {
+	app := newGaugeApp(t, 95)
+	hooks := newHookServer(t)
+	hooks.failing.Store(true)
+	dir := t.TempDir()
+	addr := freePort(t)
+	const responseTime = 8 * time.Second
+	cfg := writeConfig(t, dir, escalationConfig(dir, addr, app, hooks, "8s", fmt.Sprintf(`rollback:
+  webhook: {url: "%s/rollback", secret: s2}
   when: {severity: critical}
   window: 10m
   cooldown: 1h
-`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL))
+`, hooks.URL)))
 
 	v := startVigil(t, cfg, addr)
 	v.postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.0.0","environment":"production"}`)

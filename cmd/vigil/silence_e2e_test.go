@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,26 +20,7 @@ func TestSilenceMutesThenEnds(t *testing.T) {
 	hooks := newHookServer(t)
 	dir := t.TempDir()
 	addr := freePort(t)
-	cfg := writeConfig(t, dir, fmt.Sprintf(`service: checkout
-environment: production
-data_dir: %[1]s
-server: {listen: "%[2]s"}
-logging: {level: debug, format: text}
-metrics: {interval: 1s}
-collectors:
-  app: {targets: ["%[3]s"], labels: {app: app}}
-alerts:
-  rules:
-    - {name: high_cpu, condition: cpu_usage > 80, duration: 1s, severity: critical, labels: {app: app}}
-escalation:
-  response_times: {critical: 4s}
-  levels:
-    - {name: support, notify: [l1]}
-    - {name: development, notify: [l2]}
-receivers:
-  - {name: l1, webhook: {url: "%[4]s/l1", secret: s1}}
-  - {name: l2, webhook: {url: "%[4]s/l2", secret: s1}}
-`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL))
+	cfg := writeConfig(t, dir, escalationConfig(dir, addr, app, hooks, "4s", ""))
 	v := startVigil(t, cfg, addr)
 
 	resp, err := http.Post(v.url("/api/v1/silences"), "application/json",
