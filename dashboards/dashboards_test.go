@@ -628,6 +628,20 @@ func checkPanelValues(t *testing.T, v *vigilProc, app *testApp, started time.Tim
 		}
 	}
 
+	// No panel shows NaN: a priority without incidents has no mean or
+	// quantile rather than NaN.
+	for _, p := range allPanels(dashboards[alerts].Panels) {
+		if p.Type == "row" {
+			continue
+		}
+		for _, r := range g.run(t, alerts, p, vars(alerts)) {
+			for _, s := range r.series {
+				assert.Falsef(t, slices.ContainsFunc(s.Values, math.IsNaN), "%s: panel %q query %s: NaN in %v: %s",
+					alerts, p.Title, r.refID, s.Metric, r.expr)
+			}
+		}
+	}
+
 	// With the app target down, the Database dashboard's Up reads the
 	// database's up only, and no panel filtered by $app shows vigil's own
 	// series.
