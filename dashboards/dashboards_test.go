@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/auth"
@@ -50,6 +52,9 @@ type target struct {
 	RefID      string `json:"refId"`
 	Datasource *dsRef `json:"datasource"`
 	Expr       string `json:"expr"`
+	// Instant queries are evaluated once at the end of the range; the
+	// others over the range.
+	Instant bool `json:"instant"`
 }
 
 type panel struct {
@@ -73,6 +78,14 @@ type variable struct {
 	Type       string          `json:"type"`
 	Datasource *dsRef          `json:"datasource"`
 	Query      json.RawMessage `json:"query"`
+	Multi      bool            `json:"multi"`
+	IncludeAll bool            `json:"includeAll"`
+	// AllValue replaces the listed values when All is chosen.
+	AllValue string `json:"allValue"`
+	Regex    string `json:"regex"`
+	Current  struct {
+		Value json.RawMessage `json:"value"`
+	} `json:"current"`
 }
 
 // dashboard is the part of a Grafana dashboard the test reads.
@@ -367,6 +380,36 @@ func TestDashboards(t *testing.T) {
 	}
 }
 
+// TestVariablesListValues checks the app and instance variables: All stands
+// for the values listed, not for a regex that also lets in apps the
+// dashboard is not about (an allValue of ".*" made the Database dashboard's
+// Up read the app's target), and vigil's own series (job "vigil") are not
+// listed, so the process panels do not mix in vigil's CPU and memory.
+func TestVariablesListValues(t *testing.T) {
+	for file, d := range loadDashboards(t) {
+		for _, v := range d.Templating.List {
+			if v.Type != "query" {
+				continue
+			}
+			where := file + ": variable " + v.Name
+			require.Emptyf(t, v.AllValue, "%s: allValue", where)
+			require.Truef(t, v.Multi && v.IncludeAll, "%s: multi-value with All", where)
+			require.JSONEqf(t, `["$__all"]`, string(v.Current.Value), "%s: All by default", where)
+			q, err := variableQuery(v.Query)
+			require.NoError(t, err, where)
+			expr, err := variableExpr(q)
+			require.NoError(t, err, where)
+			node, err := parser.ParseExpr(expand(expr))
+			require.NoError(t, err, where)
+			vs, ok := node.(*parser.VectorSelector)
+			require.Truef(t, ok, "%s: %q is not a selector", where, expr)
+			require.Truef(t, slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+				return m.Name == "job" && m.Type == labels.MatchNotEqual && m.Value == "vigil"
+			}), "%s: %q must leave out job=\"vigil\"", where, expr)
+		}
+	}
+}
+
 // TestProvisioning checks Grafana's provisioning files: a Prometheus data
 // source at vigil and a file provider reading the dashboards' mount point.
 func TestProvisioning(t *testing.T) {
@@ -406,20 +449,19 @@ func TestProvisioning(t *testing.T) {
 }
 
 // TestDashboardMetricsExist runs vigil with everything that produces a
-// metric family the dashboards read, and fails naming any metric vigil does
-// not store.
+// metric family the dashboards read, fails naming any metric vigil does not
+// store, and then checks the values the panels show (checkPanelValues).
 //
 // A family reaches /api/v1/label/__name__/values only once it has a series,
-// and some of vigil's vectors have none until something happens
-// (vigil_escalations_total, vigil_rollbacks_total, the MTTA and MTTR
-// histograms, ALERTS). Rather than trust /metrics' HELP lines, which promhttp
-// leaves out for empty vectors anyway, the test makes them happen: the app
-// answers half its requests with 500 so a seed rule on error_rate fires, a
-// webhook receiver takes level 1 and level 2, two recorded deploys make the
-// incident roll back, and the incident escalates after a two-second response
-// time, is acknowledged and is resolved. The TSDB stores histograms as
-// x_bucket, x_sum and x_count, and dashboards query those names, so names are
-// compared exactly.
+// and some have none until something happens (ALERTS; the webhook latency).
+// Rather than trust /metrics' HELP lines, which promhttp leaves out for
+// empty vectors anyway, the test makes them happen: the app answers half its
+// requests with 500 so a seed rule on error_rate fires, webhook receivers
+// take the three levels, two recorded deploys make the incident roll back,
+// and the incident escalates every two seconds (twice, then one repeat), is
+// acknowledged and is resolved. The TSDB stores histograms as x_bucket, x_sum
+// and x_count, and dashboards query those names, so names are compared
+// exactly.
 func TestDashboardMetricsExist(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs vigil")
@@ -461,9 +503,11 @@ alerts:
 escalation:
   response_times: {critical: 2s, high: 4h, medium: 24h, low: 48h}
   priorities: {critical: critical, warning: medium}
+  repeat_limit: 1
   levels:
     - {name: support, notify: [l1]}
     - {name: development, notify: [l2]}
+    - {name: management, notify: [l2]}
 receivers:
   - {name: l1, webhook: {url: "%[6]s/l1", secret: s1}}
   - {name: l2, webhook: {url: "%[6]s/l2", secret: s1}}
@@ -476,23 +520,26 @@ users:
   - {name: grafana, role: admin, tokens: [%[7]q]}
 `, filepath.Join(dir, "data"), addr, strings.TrimPrefix(app.URL, "http://"), app.URL, dsn, hooks.URL, auth.Hash(testToken)), 0o600))
 
+	started := time.Now()
 	v := startVigil(t, bin, cfgFile, addr)
 
+	// vigil stores its own series from its first scrape of itself on; an
+	// event before it is in the first sample, where increase() cannot see it.
+	v.until(`vigil_deploys_recorded_total{source="api"}`)
 	// Two deploys: the incident that follows rolls the second one back.
 	v.post("/api/v1/deploys", `{"service":"checkout","version":"1.0.0","environment":"production"}`)
 	v.post("/api/v1/deploys", `{"service":"checkout","version":"1.1.0","environment":"production"}`)
 
-	// The alert fires, opens an incident and escalates after its 2s.
+	// The alert fires and opens an incident, which escalates every 2s: to
+	// development, to management, and once more to management (repeat_limit
+	// 1), then waits.
 	var id string
 	require.Eventually(t, func() bool {
 		found, err := v.openIncident()
-		if err != nil || found == "" {
-			return false
-		}
 		id = found
-		have, err := v.names()
-		return err == nil && have["vigil_escalations_total"]
-	}, 30*time.Second, 200*time.Millisecond, "no incident escalated")
+		return err == nil && found != ""
+	}, 30*time.Second, 200*time.Millisecond, "no incident opened")
+	v.until(`sum(vigil_escalations_total) >= 3`)
 	v.post("/api/v1/incidents/"+id+"/ack", `{"by":"dashboards-test","comment":"looking"}`)
 	v.post("/api/v1/incidents/"+id+"/resolve", `{"by":"dashboards-test","comment":"fixed"}`)
 
@@ -518,6 +565,110 @@ users:
 	}
 	if len(missing) > 0 {
 		t.Logf("vigil output:\n%s", v.out.String())
+	}
+
+	checkPanelValues(t, v, app, started)
+}
+
+// checkPanelValues runs the dashboards' queries after the scripted incident
+// as Grafana would, every variable at All, and checks what the panels show.
+func checkPanelValues(t *testing.T, v *vigilProc, app *testApp, started time.Time) {
+	t.Helper()
+	dashboards := loadDashboards(t)
+	// Every count is stored (vigil scrapes itself every second) before the
+	// panels are read.
+	v.until(`sum(vigil_time_to_acknowledge_seconds_count) >= 1 and sum(vigil_incidents_resolved_total) >= 1 ` +
+		`and sum(vigil_rollbacks_total{outcome="delivered"}) >= 1`)
+	g := &grafana{v: v, start: started, end: time.Now(), step: time.Second, scrapeInterval: time.Second}
+	vars := func(file string) map[string]string {
+		t.Helper()
+		vs, err := g.variables(dashboards[file])
+		require.NoError(t, err, file)
+		return vs
+	}
+	panel := func(file, title, label string) map[string]float64 {
+		t.Helper()
+		return byLabel(t, title, g.panel(t, file, dashboards[file], vars(file), title), label)
+	}
+
+	const alerts = "alerts-escalations.json"
+	prios := []string{"critical", "high", "medium", "low"}
+	perPriority := func(critical float64) map[string]float64 {
+		return map[string]float64{"critical": critical, "high": 0, "medium": 0, "low": 0}
+	}
+	counts := []struct {
+		file, title, label string
+		want               map[string]float64
+	}{
+		{alerts, "Rollbacks in range", "", map[string]float64{"": 1}},
+		{alerts, "Failed notifications in range", "", map[string]float64{"": 0}},
+		{alerts, "Acknowledged by priority", "priority", perPriority(1)},
+		{alerts, "Incidents resolved by priority", "priority", perPriority(1)},
+		{alerts, "Escalations by level", "level", map[string]float64{"support": 0, "development": 1, "management": 2}},
+		{"overview.json", "Deploys in range", "", map[string]float64{"": 2}},
+	}
+	// assert, not require: one run names every panel that reads wrong.
+	for _, c := range counts {
+		assert.Equalf(t, c.want, panel(c.file, c.title, c.label), "%s: panel %q", c.file, c.title)
+	}
+	// Means and quantiles: the critical incident's, finite, and no NaN for
+	// the priorities that had none.
+	for _, title := range []string{"MTTA by priority (mean)", "MTTA by priority (p90)", "MTTR by priority (mean)", "MTTR by priority (p90)"} {
+		got := panel(alerts, title, "priority")
+		assert.Containsf(t, got, "critical", "%s: panel %q", alerts, title)
+		for _, p := range prios {
+			val, ok := got[p]
+			switch {
+			case !ok:
+			case math.IsNaN(val) || math.IsInf(val, 0):
+				t.Errorf("%s: panel %q: %s is %v", alerts, title, p, val)
+			default:
+				assert.Positivef(t, val, "%s: panel %q: %s", alerts, title, p)
+			}
+		}
+	}
+
+	// No panel shows NaN: a priority without incidents has no mean or
+	// quantile rather than NaN.
+	for _, p := range allPanels(dashboards[alerts].Panels) {
+		if p.Type == "row" {
+			continue
+		}
+		for _, r := range g.run(t, alerts, p, vars(alerts)) {
+			for _, s := range r.series {
+				assert.Falsef(t, slices.ContainsFunc(s.Values, math.IsNaN), "%s: panel %q query %s: NaN in %v: %s",
+					alerts, p.Title, r.refID, s.Metric, r.expr)
+			}
+		}
+	}
+
+	// With the app target down, the Database dashboard's Up reads the
+	// database's up only, and no panel filtered by $app shows vigil's own
+	// series.
+	app.Close()
+	v.until(`up{job="app"} == 0`)
+	g.end = time.Now()
+	assert.Equal(t, map[string]float64{"": 1}, panel("database.json", "Up", ""), "database.json: panel \"Up\"")
+	for _, title := range []string{"CPU seconds per second", "Resident memory"} {
+		rs := g.panel(t, "application.json", dashboards["application.json"], vars("application.json"), title)
+		assert.NotEmptyf(t, rs[0].series, "application.json: panel %q", title)
+		for _, s := range rs[0].series {
+			assert.Equalf(t, "app", s.Metric["app"], "application.json: panel %q shows %v", title, s.Metric)
+		}
+	}
+	for file, d := range dashboards {
+		vs := vars(file)
+		for _, p := range allPanels(d.Panels) {
+			if p.Type == "row" || !slices.ContainsFunc(p.Targets, func(tg target) bool { return strings.Contains(tg.Expr, "$app") }) {
+				continue
+			}
+			for _, r := range g.run(t, file, p, vs) {
+				for _, s := range r.series {
+					assert.Falsef(t, s.Metric["job"] == "vigil" || s.Metric["app"] == "vigil",
+						"%s: panel %q query %s shows vigil's own %v: %s", file, p.Title, r.refID, s.Metric, r.expr)
+				}
+			}
+		}
 	}
 }
 
@@ -703,6 +854,26 @@ func (v *vigilProc) names() (map[string]bool, error) {
 		out[n] = true
 	}
 	return out, nil
+}
+
+// until waits up to 30s for expr to return a non-empty vector, failing the
+// test with vigil's output when it does not.
+func (v *vigilProc) until(expr string) {
+	v.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := v.get("/api/v1/query?" + url.Values{"query": {expr}}.Encode())
+		if err == nil {
+			ss, err := parseResult(b)
+			if err == nil && len(ss) > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatalf("%s: still empty after 30s (last error %v); vigil output:\n%s", expr, err, v.out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // openIncident returns the id of a triggered incident, or "".

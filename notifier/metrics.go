@@ -2,6 +2,8 @@ package notifier
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-sh/vigil/config"
 )
 
 // metrics are the notifier's own. vigil_incidents counts open incidents
@@ -79,9 +81,52 @@ func newMetrics(reg prometheus.Registerer, activeSilences func() float64) *metri
 			Help: "Silences muting notifications now.",
 		}, activeSilences),
 	}
+	m.initKnown()
 	if reg != nil {
 		reg.MustRegister(m.incidents, m.resolved, m.notifications, m.escalations, m.timeToAck, m.timeToResolve,
 			m.pending, m.rollbacks, m.deliveryErrors, m.pruned, m.silencesActive)
 	}
 	return m
+}
+
+// Label values known without a config. Rollback outcomes are named here as
+// escalation.go and delivery.go count them.
+var (
+	knownPriorities      = []string{PriorityCritical, PriorityHigh, PriorityMedium, PriorityLow}
+	knownOpenStates      = []State{StateTriggered, StateAcknowledged}
+	notificationOutcomes = []string{OutcomeDelivered, OutcomeFailed, OutcomeSilenced}
+	rollbackOutcomes     = []string{OutcomeDelivered, OutcomeFailed, "dry_run", "error", "skipped"}
+)
+
+// initKnown creates the series of every label combination known without a
+// config, at 0. A counter or histogram series that appears only at its first
+// event starts at 1, and increase() over a range cannot see that first step:
+// one rollback would read 0 rollbacks in a dashboard.
+func (m *metrics) initKnown() {
+	for _, p := range knownPriorities {
+		for _, s := range knownOpenStates {
+			m.incidents.WithLabelValues(string(s), p)
+		}
+		m.resolved.WithLabelValues(p)
+		m.timeToAck.WithLabelValues(p)
+		m.timeToResolve.WithLabelValues(p)
+	}
+	for _, o := range rollbackOutcomes {
+		m.rollbacks.WithLabelValues(o)
+	}
+}
+
+// initConfig creates, at 0, the series of the levels and receivers a config
+// names, for the same reason as initKnown; it runs on every applied config.
+// Series of levels and receivers a reload removed stay: their counts are
+// still true.
+func (m *metrics) initConfig(levels []config.LevelConfig, receivers []string) {
+	for _, l := range levels {
+		m.escalations.WithLabelValues(l.Name)
+	}
+	for _, r := range receivers {
+		for _, o := range notificationOutcomes {
+			m.notifications.WithLabelValues(r, o)
+		}
+	}
 }

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -234,6 +236,7 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 			rc.receivers[name] = r
 		}
 	}
+	m.metrics.initConfig(rc.levels, slices.Collect(maps.Keys(rc.receivers)))
 	m.cfgMtx.Lock()
 	changed := m.cfg != nil && m.cfg.retention != rc.retention
 	m.cfg = rc
