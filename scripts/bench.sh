@@ -3,7 +3,6 @@
 #   BENCH_RSS_DURATION=2m  how long the resident-memory run lasts
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GOFLAGS=-tags=slicelabels
 eval "$(./scripts/pg-ensure.sh)"
 
 echo "== scrape ingest, one core: parse + append per scrape"
