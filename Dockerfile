@@ -1,10 +1,10 @@
-# Build: a static binary with the slicelabels tag (DESIGN.md says why).
+# Build: a static binary (no build tags).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOFLAGS=-tags=slicelabels go build -trimpath -ldflags "-s -w" -o /out/vigil ./cmd/vigil
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/vigil ./cmd/vigil
 
 # Run: a small image, non-root, data under /var/lib/vigil.
 FROM alpine:3.20

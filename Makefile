@@ -1,6 +1,5 @@
-# vigil links loki-client-go, which needs Prometheus's slice-based labels:
-# every go command runs with -tags slicelabels (see DESIGN.md).
-export GOFLAGS := -tags=slicelabels
+# No build tags: Prometheus's default label layout (stringlabels) is used
+# (docs/benchmarks.md, "Label layout").
 export CGO_ENABLED ?= 0
 
 GO      ?= go

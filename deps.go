@@ -6,7 +6,6 @@
 package vigil
 
 import (
-	_ "github.com/grafana/loki-client-go/loki"
 	_ "github.com/slack-go/slack"
 	_ "github.com/slack-go/slack/slacktest"
 )

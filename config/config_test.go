@@ -44,6 +44,11 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
 		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
+		{"bad_log_entry.bad.yml", []string{
+			`bad_log_entry.bad.yml:5: collectors.logs[0] "app": level "verbose" is not one of debug, info, warn, error, fatal`,
+			`bad_log_entry.bad.yml:6: collectors.logs[0] "app": format "xml" is not one of json, text`,
+			`bad_log_entry.bad.yml:7: collectors.logs[0] "app": output "both" needs file`,
+		}},
 		{"wrong_scalar.bad.yml", []string{
 			`wrong_scalar.bad.yml:2: logging.maxFiles: "ten" is not an integer`,
 			`wrong_scalar.bad.yml:5: collectors.self.enabled: "sometimes" is not true or false`,

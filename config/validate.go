@@ -133,6 +133,7 @@ func (c *Config) validateCollectors(r *reporter) {
 		if l.MaxFiles < 0 {
 			r.valueErr(0, joinPath(p, "maxFiles"), "must not be negative")
 		}
+		checkLogEntryKeys(r, p, l)
 	}
 	if col.Loki != nil {
 		checkURL(r, "collectors.loki.url", col.Loki.URL)
@@ -430,4 +431,25 @@ func (r *reporter) unique(seen map[string]int, path, name string) {
 		return
 	}
 	seen[name] = r.line(path)
+}
+
+// logEntryLevels are the levels a collectors.logs entry may keep from.
+var logEntryLevels = []string{"debug", "info", "warn", "error", "fatal"}
+
+// checkLogEntryKeys checks the seed's logging keys of a collectors.logs
+// entry: level (least severe line kept), format (how the app writes its
+// lines) and output (where vigil copies them besides Loki).
+func checkLogEntryKeys(r *reporter, p string, l LogConfig) {
+	if l.Level != "" {
+		oneOf(r, joinPath(p, "level"), l.Level, logEntryLevels)
+	}
+	if l.Format != "" {
+		oneOf(r, joinPath(p, "format"), l.Format, logFormats)
+	}
+	if l.Output != "" {
+		oneOf(r, joinPath(p, "output"), l.Output, logOutputs)
+	}
+	if (l.Output == "file" || l.Output == "both") && l.File == "" {
+		r.valueErr(0, joinPath(p, "output"), "%q needs file", l.Output)
+	}
 }

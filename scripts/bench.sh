@@ -3,7 +3,6 @@
 #   BENCH_RSS_DURATION=2m  how long the resident-memory run lasts
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GOFLAGS=-tags=slicelabels
 eval "$(./scripts/pg-ensure.sh)"
 
 echo "== scrape ingest, one core: parse + append per scrape"
@@ -20,6 +19,9 @@ go test -run '^$' -bench 'BenchmarkUpdate' -benchtime 3s ./collector/host/ ./col
 
 echo "== logs, one core: tail to rotated file, to Loki"
 GOMAXPROCS=1 go test -run '^$' -bench 'Tail' ./collector/logs/
+
+echo "== live heap of the scrape-to-TSDB path at 2k, 20k, 100k series"
+VIGIL_BENCH_HEAP=1 go test -count=1 -run 'TestHeapPerSeries' -v ./bench/rss/ | grep -E 'live heap|ok'
 
 echo "== resident memory: 2,000 series every 5 s, seed rules"
 make build >/dev/null

@@ -5,7 +5,6 @@
 # plainly what is missing when it cannot provide it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GOFLAGS=-tags=slicelabels
 
 command -v go >/dev/null 2>&1 || { echo "make test: Go is not installed (need go 1.26 on PATH)" >&2; exit 1; }
 

@@ -1,9 +1,11 @@
 // Command rss measures vigil's resident memory on the sidecar job of the
-// performance targets: one target of 2,000 series scraped every 5 s with the
-// seed's rules loaded. It serves the target itself on 127.0.0.1, starts the
-// vigil binary it is given, and prints VmRSS over time.
+// performance targets: one target of 2,000 series (-series) scraped every
+// 5 s with the seed's rules loaded. It serves the target itself on
+// 127.0.0.1, starts the vigil binary it is given, and prints VmRSS over
+// time. heap_test.go measures the live heap of the same path in-process.
 //
 //	go run ./bench/rss -vigil bin/vigil -duration 2m
+//	go run ./bench/rss -vigil bin/vigil -series 100000 -duration 60s
 package main
 
 import (

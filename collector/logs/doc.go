@@ -1,6 +1,7 @@
 // Package logs tails the log files named in collectors.logs, writes every
 // line to a file rotated by lumberjack, parses its level, counts it, keeps
-// the last lines in memory and ships the lines to Loki with loki-client-go.
+// the last lines in memory and ships the lines to Loki with its own client
+// (shipper: Loki's push types, batching, retries, acknowledgements).
 //
 // # Files
 //
@@ -26,13 +27,20 @@
 // file that no glob matches any more (rotated while vigil was stopped) is
 // looked up by inode in its old directory and read to its end.
 //
-// A clean stop (Run's context cancelled) neither loses nor repeats a line:
-// a line's position moves only after the line was handed to Loki, written
-// to the output file and kept in the recent lines, and the positions are
-// saved after every tailer has stopped. After a crash (kill -9) the lines
-// processed after the last save, at most about one second of them, are read
-// again: they appear twice in the output file and in Loki. That is the one
-// window where lines repeat. For what a Loki outage costs, see shipper.
+// With Loki, a file's saved position (Offset) moves only when Loki has
+// answered 2xx to the push carrying the lines before it, and the positions
+// are saved after each such push, before the next is sent: a kill -9 loses
+// no line, and repeats at most the one push whose answer was not recorded.
+// The position also records how far lines went to the output file
+// (Written), so lines sent to Loki again are not written twice. Without
+// Loki the position moves once a line is in the output file, and a kill -9
+// repeats the lines processed after the last save, at most about a second
+// of them. A clean stop neither loses nor repeats a line; see shipper for
+// what a Loki outage costs.
+//
+// A log's level drops less severe lines from every destination (they are
+// still counted); its format says where the level is read; its output
+// echoes the kept lines on vigil's stdout or stderr.
 //
 // # Loki streams
 //
@@ -48,15 +56,13 @@
 // # Metrics
 //
 // log_lines_total{log,level}, vigil_log_bytes_total{log},
-// vigil_log_files_tailed{log}, vigil_log_output_errors_total{log} and
-// vigil_log_loki_handed_lines_total go on the Registerer given to New.
-// loki-client-go registers its own promtail_* metrics (sent, dropped,
-// retries) on Prometheus's default registry when it is imported.
+// vigil_log_files_tailed{log}, vigil_log_output_errors_total{log},
+// vigil_log_loki_handed_lines_total, vigil_log_loki_sent_lines_total{log},
+// vigil_log_loki_dropped_lines_total{log}, vigil_log_loki_push_retries_total
+// and vigil_log_loki_push_failures_total go on the Registerer given to New.
 //
 // # Status
 //
 // Manager.Status reports, per log, the files followed, lines read, output
-// file errors and Loki push results for the operator page. loki-client-go
-// returns no result per push, so those come from its sent and dropped
-// counters and the failures it logs; see LogStatus.
+// file errors and the Loki client's own counts for the operator page.
 package logs

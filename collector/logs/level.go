@@ -264,3 +264,25 @@ func isUpper(w []byte) bool {
 	}
 	return true
 }
+
+// parseLevelAs is ParseLevel for a log of a known format: "json" reads only
+// the JSON level keys (a JSON line whose message says "ERROR" is not an
+// error), "text" only logfmt and the text forms; "" tries all.
+func parseLevelAs(line []byte, format string) string {
+	switch format {
+	case "json":
+		start := bytes.IndexFunc(line, func(r rune) bool { return r != ' ' && r != '\t' })
+		if start >= 0 && line[start] == '{' {
+			if lvl, ok := jsonLevel(line[start:]); ok {
+				return lvl
+			}
+		}
+		return LevelUnknown
+	case "text":
+		if lvl, ok := logfmtLevel(line); ok {
+			return lvl
+		}
+		return textLevel(line)
+	}
+	return ParseLevel(line)
+}

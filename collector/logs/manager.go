@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/grafana/loki-client-go/loki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
@@ -46,6 +47,9 @@ type Options struct {
 	LokiMaxRetries int
 	// LokiTimeout bounds one push request (default 10s).
 	LokiTimeout time.Duration
+	// Stdout and Stderr receive the lines of logs whose output is stdout,
+	// both or stderr (default os.Stdout and os.Stderr).
+	Stdout, Stderr io.Writer
 }
 
 func (o *Options) withDefaults() *Options {
@@ -63,11 +67,17 @@ func (o *Options) withDefaults() *Options {
 	def(&c.SaveInterval, time.Second)
 	def(&c.DrainTimeout, 5*time.Second)
 	def(&c.StopTimeout, 30*time.Second)
-	def(&c.LokiMinBackoff, loki.MinBackoff)
-	def(&c.LokiMaxBackoff, loki.MaxBackoff)
-	def(&c.LokiTimeout, loki.Timeout)
+	def(&c.LokiMinBackoff, defaultMinBackoff)
+	def(&c.LokiMaxBackoff, defaultMaxBackoff)
+	def(&c.LokiTimeout, defaultPushTimeout)
 	if c.LokiMaxRetries <= 0 {
-		c.LokiMaxRetries = loki.MaxRetries
+		c.LokiMaxRetries = defaultMaxRetries
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
 	}
 	return &c
 }
@@ -141,11 +151,15 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 // ApplyConfig tails the logs of cfg.Collectors.Logs: logs added start,
 // logs removed stop, logs whose settings changed restart at their saved
 // positions. A change of the Loki settings, service or environment starts
-// a new Loki client and restarts every tailer. On error nothing changes.
+// a new Loki client and restarts every tailer, after the old client pushed
+// what it held (at most StopTimeout). On error nothing changes.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	specs := map[string]logSpec{}
 	for i, lc := range cfg.Collectors.Logs {
-		spec := specFor(cfg, i, lc)
+		spec, err := specFor(cfg, i, lc, m.opts)
+		if err != nil {
+			return fmt.Errorf("logs: %w", err)
+		}
 		if _, dup := specs[spec.name]; dup {
 			return fmt.Errorf("collectors.logs[%d]: name %q is used twice", i, spec.name)
 		}
@@ -163,10 +177,10 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		var sh *shipper
 		if key != nil {
 			var err error
-			sh, err = newShipper(cfg, lokiSettings{
+			sh, err = newShipper(cfg, pushSettings{
 				minBackoff: m.opts.LokiMinBackoff, maxBackoff: m.opts.LokiMaxBackoff,
 				maxRetries: m.opts.LokiMaxRetries, timeout: m.opts.LokiTimeout,
-			}, m.logger.With("component", "loki"), func(n int) { m.metrics.shipped.Add(float64(n)) })
+			}, m.metrics, m.savePositions, m.logger.With("component", "loki"))
 			if err != nil {
 				return fmt.Errorf("logs: %w", err)
 			}
@@ -198,15 +212,23 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 			m.stats[name] = &logStats{}
 		}
 	}
+	if oldShipper != nil {
+		// Its tailers have stopped. New tailers start where its
+		// acknowledgements end, so let it push what it holds first.
+		oldShipper.close(m.opts.StopTimeout)
+	}
 	if m.runCtx != nil && !m.stopping {
 		m.startTailersLocked()
 	}
-	if oldShipper != nil {
-		// Its tailers have stopped; let it flush without holding up the
-		// reload.
-		go oldShipper.close(m.opts.StopTimeout)
-	}
 	return nil
+}
+
+// savePositions saves the positions; the Loki client calls it after each
+// push, before the next.
+func (m *Manager) savePositions() {
+	if err := m.pos.save(); err != nil {
+		m.logger.Error("saving log positions", "err", err)
+	}
 }
 
 func (rt *runningTailer) stop() {
@@ -268,12 +290,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.shipper, m.lokiCfg = nil, nil
 	m.mtx.Unlock()
 
+	// The client's last acknowledgements move positions: save after it.
+	if sh != nil {
+		sh.close(m.opts.StopTimeout)
+	}
 	err := m.pos.save()
 	if err != nil {
 		err = fmt.Errorf("logs: %w", err)
-	}
-	if sh != nil {
-		sh.close(m.opts.StopTimeout)
 	}
 	return err
 }
@@ -299,7 +322,7 @@ func (m *Manager) Names() []string {
 
 // specFor resolves one collectors.logs entry. An entry without a name is
 // called log<index>.
-func specFor(cfg *config.Config, i int, lc config.LogConfig) logSpec {
+func specFor(cfg *config.Config, i int, lc config.LogConfig, opts *Options) (logSpec, error) {
 	name := lc.Name
 	if name == "" {
 		name = fmt.Sprintf("log%d", i)
@@ -323,5 +346,30 @@ func specFor(cfg *config.Config, i int, lc config.LogConfig) logSpec {
 	if d := time.Duration(lc.MaxAge); d > 0 {
 		spec.maxAgeDays = int((d + 24*time.Hour - 1) / (24 * time.Hour))
 	}
-	return spec
+	spec.stream = streamLabels(cfg, spec.lokiLabels)
+	if lc.Level != "" {
+		spec.minLevel = slices.Index(levels, strings.ToLower(lc.Level))
+		if spec.minLevel < 0 || spec.minLevel > levelIndex(LevelFatal) {
+			return spec, fmt.Errorf("collectors.logs[%d]: level %q is not one of debug, info, warn, error, fatal", i, lc.Level)
+		}
+	}
+	switch f := strings.ToLower(lc.Format); f {
+	case "", "json", "text":
+		spec.format = f
+	default:
+		return spec, fmt.Errorf("collectors.logs[%d]: format %q is not one of json, text", i, lc.Format)
+	}
+	switch o := strings.ToLower(lc.Output); o {
+	case "", "file":
+	case "stdout", "both":
+		spec.echo = opts.Stdout
+	case "stderr":
+		spec.echo = opts.Stderr
+	default:
+		return spec, fmt.Errorf("collectors.logs[%d]: output %q is not one of stdout, stderr, file, both", i, lc.Output)
+	}
+	if (lc.Output == "file" || lc.Output == "both") && lc.File == "" {
+		return spec, fmt.Errorf("collectors.logs[%d]: output %q needs file", i, lc.Output)
+	}
+	return spec, nil
 }

@@ -9,6 +9,10 @@ type metrics struct {
 	files        *prometheus.GaugeVec
 	outputErrors *prometheus.CounterVec
 	shipped      prometheus.Counter
+	lokiSent     *prometheus.CounterVec
+	lokiDropped  *prometheus.CounterVec
+	lokiRetries  prometheus.Counter
+	lokiFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +37,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_log_loki_handed_lines_total",
 			Help: "Lines handed to the Loki client (batched, then pushed with retries).",
 		}),
+		lokiSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_log_loki_sent_lines_total",
+			Help: "Lines Loki accepted (answered 2xx to the push holding them).",
+		}, []string{"log"}),
+		lokiDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_log_loki_dropped_lines_total",
+			Help: "Lines given up: Loki refused their push (4xx other than 429) or it failed every retry.",
+		}, []string{"log"}),
+		lokiRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_log_loki_push_retries_total",
+			Help: "Pushes to Loki tried again after a network error, 429 or 5xx.",
+		}),
+		lokiFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_log_loki_push_failures_total",
+			Help: "Push attempts to Loki that failed, retried or not.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lines, m.bytes, m.files, m.outputErrors, m.shipped)
+		reg.MustRegister(m.lines, m.bytes, m.files, m.outputErrors, m.shipped,
+			m.lokiSent, m.lokiDropped, m.lokiRetries, m.lokiFailures)
 	}
 	return m
 }
@@ -48,4 +69,6 @@ func (m *metrics) forget(log string) {
 	m.bytes.DeleteLabelValues(log)
 	m.files.DeleteLabelValues(log)
 	m.outputErrors.DeleteLabelValues(log)
+	m.lokiSent.DeleteLabelValues(log)
+	m.lokiDropped.DeleteLabelValues(log)
 }

@@ -26,11 +26,12 @@ type lokiReceiver struct {
 	total   int
 	streams map[string]bool
 	tenants map[string]bool
+	auth    map[string]bool // "user:password" of each push's basic auth
 	errs    []string
 }
 
 func newLokiReceiver(tb testing.TB) *lokiReceiver {
-	r := &lokiReceiver{lines: map[string]int{}, streams: map[string]bool{}, tenants: map[string]bool{}}
+	r := &lokiReceiver{lines: map[string]int{}, streams: map[string]bool{}, tenants: map[string]bool{}, auth: map[string]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	tb.Cleanup(r.srv.Close)
 	return r
@@ -75,6 +76,9 @@ func (r *lokiReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mtx.Lock()
 	r.tenants[req.Header.Get("X-Scope-OrgID")] = true
+	if u, p, ok := req.BasicAuth(); ok {
+		r.auth[u+":"+p] = true
+	}
 	for _, s := range pr.Streams {
 		r.streams[s.Labels] = true
 		for _, e := range s.Entries {

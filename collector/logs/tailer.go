@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"gopkg.in/natefinch/lumberjack.v2"
@@ -38,6 +40,11 @@ type tailedFile struct {
 	offset  int64
 	headLen int
 	head    uint32
+	// epoch is the reading of the file its position belongs to; written is
+	// how far lines already went to the output file (a restart at an
+	// unacknowledged offset does not write them twice).
+	epoch   uint64
+	written int64
 	// gone is when the file stopped matching the log's globs (renamed away
 	// or deleted); it is read until it has been quiet for the drain timeout.
 	gone     time.Time
@@ -63,8 +70,8 @@ type tailer struct {
 	lastGlob  time.Time
 	levelCtrs [6]prometheus.Counter
 	bytesCtr  prometheus.Counter
-	entries   []lokiEntry
 	recent    []Line
+	kept      []byte
 }
 
 func newTailer(spec logSpec, opts *Options, pos *positions, r *ring, st *logStats, ship *shipper, m *metrics, logger *slog.Logger) *tailer {
@@ -195,7 +202,10 @@ func (t *tailer) scan(start bool) {
 	now := time.Now()
 	for id, p := range matched {
 		if tf, ok := t.files[id]; ok {
-			tf.path = p
+			if tf.path != p {
+				tf.path = p
+				t.pos.rename(id, p)
+			}
 			tf.gone = time.Time{}
 			continue
 		}
@@ -235,7 +245,10 @@ func (t *tailer) publishFiles() {
 }
 
 // open starts tailing a file: at its saved position when that position
-// still fits the file, else at its beginning.
+// still fits the file, else at its beginning. The saved position is where
+// Loki's acknowledgements reached, unless chunks past it are still with a
+// running Loki client (a tailer restarted by a reload): then it is where
+// the last tailer stopped reading, since those chunks will be answered.
 func (t *tailer) open(id fileID, path string, sp position, hasSaved bool, gone time.Time) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -253,13 +266,26 @@ func (t *tailer) open(id fileID, path string, sp position, hasSaved bool, gone t
 		return
 	}
 	tf := &tailedFile{id: id, path: path, f: f, gone: gone, lastData: time.Now()}
-	if hasSaved && sp.Offset <= fi.Size() && t.headMatches(tf, sp.HeadLen, sp.Head) {
-		tf.offset, tf.headLen, tf.head = sp.Offset, sp.HeadLen, sp.Head
-	} else if hasSaved {
-		t.logger.Info("saved position does not fit the file; reading it from the start", "path", path)
+	if hasSaved {
+		// The store's copy is current; saved may predate a reload.
+		if cur, ok := t.pos.get(id); ok {
+			sp = cur
+		}
+	}
+	resume := sp.Offset
+	if sp.pending > 0 {
+		resume = sp.Written
+	}
+	if hasSaved && sp.Written <= fi.Size() && t.headMatches(tf, sp.HeadLen, sp.Head) {
+		tf.offset, tf.written, tf.headLen, tf.head, tf.epoch = resume, sp.Written, sp.HeadLen, sp.Head, sp.epoch
+		t.pos.rename(id, path)
+	} else {
+		if hasSaved {
+			t.logger.Info("saved position does not fit the file; reading it from the start", "path", path)
+		}
+		tf.epoch = t.pos.reset(position{Log: t.spec.name, Path: path, Dev: id.Dev, Ino: id.Ino})
 	}
 	t.files[id] = tf
-	t.savePosition(tf)
 	t.logger.Debug("tailing", "path", path, "offset", tf.offset)
 }
 
@@ -292,6 +318,11 @@ func (t *tailer) drain() {
 		// A last look: lines written just before the app let go of it.
 		fi, err := tf.f.Stat()
 		if err == nil && fi.Size() > tf.offset {
+			continue
+		}
+		// Forgetting the position of a file no glob matches is final: wait
+		// until Loki has every line of it.
+		if p, ok := t.pos.get(id); ok && p.Offset < tf.offset {
 			continue
 		}
 		_ = tf.f.Close()
@@ -350,29 +381,44 @@ func (t *tailer) readFile(ctx context.Context, tf *tailedFile) (int, error) {
 }
 
 func (t *tailer) restart(tf *tailedFile) {
-	tf.offset, tf.headLen, tf.head = 0, 0, 0
-	t.savePosition(tf)
+	tf.offset, tf.written, tf.headLen, tf.head = 0, 0, 0, 0
+	tf.epoch = t.pos.reset(position{Log: t.spec.name, Path: tf.path, Dev: tf.id.Dev, Ino: tf.id.Ino})
 }
 
 // process sends a chunk of complete lines to Loki, the output file and the
-// recent lines, then moves the file's position past it. When ctx ends
-// before Loki takes the lines, nothing is written and the position stays.
+// recent lines, then moves the file's read position past it. Lines below
+// the log's level go nowhere (they are still counted). Lines before
+// tf.written went to the output file before a restart and go only to Loki.
+// When ctx ends before Loki takes the lines, nothing is written and the
+// position stays.
 func (t *tailer) process(ctx context.Context, tf *tailedFile, chunk []byte) error {
 	now := time.Now()
-	t.entries = t.entries[:0]
 	t.recent = t.recent[:0]
-	var counts [6]int
+	t.kept = t.kept[:0]
+	var (
+		counts  [6]int
+		entries []push.Entry
+		size    int
+		skipped bool // some line is not written as read: filtered or written before
+	)
+	off := tf.offset
 	rest := chunk
 	for len(rest) > 0 {
-		var line []byte
+		var raw []byte
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
+			raw, rest = rest[:i+1], rest[i+1:]
 		} else {
-			line, rest = rest, nil
+			raw, rest = rest, nil
 		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		lvl := ParseLevel(line)
-		counts[levelIndex(lvl)]++
+		off += int64(len(raw))
+		line := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte{'\n'}), []byte{'\r'})
+		lvl := parseLevelAs(line, t.spec.format)
+		idx := levelIndex(lvl)
+		counts[idx]++
+		if !t.spec.keeps(idx) {
+			skipped = true
+			continue
+		}
 		// Strictly increasing timestamps: Loki drops a line identical to
 		// another of the same stream with the same timestamp.
 		if !now.After(t.lastTime) {
@@ -381,30 +427,50 @@ func (t *tailer) process(ctx context.Context, tf *tailedFile, chunk []byte) erro
 		t.lastTime = now
 		s := string(line)
 		if t.ship != nil {
-			ls := t.spec.lokiLabels
-			t.entries = append(t.entries, lokiEntry{labels: ls, time: now, line: s})
+			entries = append(entries, push.Entry{Timestamp: now, Line: s})
+			size += len(s)
 		}
+		if off <= tf.written {
+			skipped = true
+			continue
+		}
+		t.kept = append(t.kept, raw...)
 		t.recent = append(t.recent, Line{Time: now, Log: t.spec.name, File: tf.path, Level: lvl, Line: s})
 	}
+	end := tf.offset + int64(len(chunk))
 	if t.ship != nil {
-		// The client keeps the slice; give it its own.
-		entries := make([]lokiEntry, len(t.entries))
-		copy(entries, t.entries)
-		if err := t.ship.ship(ctx, t.stats, entries); err != nil {
+		id, epoch, pos := tf.id, tf.epoch, t.pos
+		sh := &shipment{
+			stats: t.stats, log: t.spec.name, stream: t.spec.stream, entries: entries, bytes: size,
+			done: func(acked bool) { pos.resolve(id, epoch, end, acked) },
+		}
+		if err := t.ship.ship(ctx, sh); err != nil {
 			return err
 		}
 	}
-	if t.out != nil {
-		_, err := t.out.Write(chunk)
+	out := chunk
+	if skipped {
+		out = t.kept
+	}
+	if t.out != nil && len(out) > 0 {
+		_, err := t.out.Write(out)
 		if err != nil {
 			t.metrics.outputErrors.WithLabelValues(t.spec.name).Inc()
 			t.logger.Error("writing lines to output file", "file", t.spec.file, "lines", len(t.recent), "err", err)
 		}
 		t.stats.outputWritten(t.spec.file, err)
 	}
+	if t.spec.echo != nil && len(out) > 0 {
+		echoMtx.Lock()
+		_, err := t.spec.echo.Write(out)
+		echoMtx.Unlock()
+		if err != nil {
+			t.metrics.outputErrors.WithLabelValues(t.spec.name).Inc()
+		}
+	}
 	t.ring.add(t.recent)
-	t.stats.lines.Add(uint64(len(t.recent)))
-	t.stats.lastLine.Store(t.lastTime.UnixNano())
+	t.stats.lines.Add(uint64(countAll(counts)))
+	t.stats.lastLine.Store(now.UnixNano())
 	for i, c := range counts {
 		if c > 0 {
 			t.levelCtrs[i].Add(float64(c))
@@ -432,16 +498,22 @@ func (t *tailer) process(ctx context.Context, tf *tailedFile, chunk []byte) erro
 			tf.headLen = n
 		}
 	}
-	tf.offset += int64(len(chunk))
-	t.savePosition(tf)
+	tf.offset = end
+	tf.written = max(tf.written, end)
+	t.pos.advance(tf.id, tf.epoch, tf.path, end, tf.headLen, tf.head, t.ship == nil)
 	return nil
 }
 
-func (t *tailer) savePosition(tf *tailedFile) {
-	t.pos.set(position{
-		Log: t.spec.name, Path: tf.path, Dev: tf.id.Dev, Ino: tf.id.Ino,
-		Offset: tf.offset, HeadLen: tf.headLen, Head: tf.head,
-	})
+// echoMtx keeps chunks echoed to vigil's stdout or stderr by different logs
+// whole.
+var echoMtx sync.Mutex
+
+func countAll(c [6]int) int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
 }
 
 func levelIndex(l string) int {
@@ -494,4 +566,20 @@ type logSpec struct {
 	maxAgeDays int
 	compress   bool
 	lokiLabels model.LabelSet
+	// stream is the Loki stream's labels: lokiLabels, service, environment.
+	stream string
+	// minLevel is the index in levels of the least severe level kept; lines
+	// of unknown level are always kept (a stack trace's continuation lines
+	// name none).
+	minLevel int
+	// format is "json", "text" or "" (any): where ParseLevel looks.
+	format string
+	// echo receives every kept line besides the output file (collectors.logs
+	// output: stdout, stderr or both); nil for none.
+	echo io.Writer
+}
+
+// keeps reports whether a line of level index idx passes the log's level.
+func (s *logSpec) keeps(idx int) bool {
+	return idx >= s.minLevel || levels[idx] == LevelUnknown
 }
