@@ -718,11 +718,11 @@ func newTestApp(t *testing.T) *testApp {
 	return a
 }
 
-// buildVigil builds cmd/vigil with the slicelabels tag DESIGN.md requires.
+// buildVigil builds cmd/vigil into a temporary directory.
 func buildVigil(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vigil")
-	cmd := exec.Command("go", "build", "-tags", "slicelabels", "-o", bin, "./cmd/vigil")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vigil")
 	cmd.Dir = ".."
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
