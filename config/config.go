@@ -37,6 +37,12 @@ type Config struct {
 	Roles       RolesConfig       `yaml:"roles"`
 	Permissions PermissionsConfig `yaml:"permissions"`
 
+	// OwnRules are vigil's own alert rules, kept apart from the seed's
+	// alerts.rules: the built-in default's extra rules (own_rules.yml) and
+	// the certificate rules that encryption.in_transit asks for. The rules
+	// manager runs them as the group "vigil-own-rules".
+	OwnRules []RuleConfig `yaml:"-"`
+
 	// File is the path the config was loaded from; empty for the built-in default.
 	File string `yaml:"-"`
 	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.
@@ -69,7 +75,7 @@ type TLSConfig struct {
 type LoggingConfig struct {
 	Level    string   `yaml:"level"`  // debug | info | warn | error
 	Format   string   `yaml:"format"` // json | text
-	Output   string   `yaml:"output"` // stdout | stderr | file | both
+	Output   string   `yaml:"output"` // stdout | stderr | file | both; stdout and stderr also write file when it is set
 	File     string   `yaml:"file"`
 	MaxSize  Size     `yaml:"maxSize"`
 	MaxFiles int      `yaml:"maxFiles"`

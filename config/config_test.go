@@ -558,18 +558,26 @@ func TestDefault(t *testing.T) {
 		dur                       time.Duration
 	}
 	want := []rule{
+		// The seed's values (TestDefaultRulesAreTheSeeds compares every key).
 		{"high_cpu", "cpu_usage > 80", "app", "critical", 5 * time.Minute},
-		{"high_memory", "memory_usage > 90", "app", "critical", 5 * time.Minute},
-		{"high_error_rate", "error_rate > 5", "app", "critical", 5 * time.Minute},
-		{"app_down", "up == 0", "app", "critical", time.Minute},
+		{"high_memory", "memory_usage > 80", "app", "critical", 5 * time.Minute},
+		{"high_error_rate", "error_rate > 1", "app", "critical", 5 * time.Minute},
 		{"instance_down", "up == 0", "infrastructure", "critical", time.Minute},
-		{"high_disk_usage", "disk_usage > 85", "infrastructure", "warning", 5 * time.Minute},
+		{"high_disk_usage", "disk_usage > 80", "infrastructure", "warning", 5 * time.Minute},
 		{"high_network_usage", "network_usage > 80", "infrastructure", "warning", 5 * time.Minute},
-		{"infra_high_cpu", "cpu_usage > 90", "infrastructure", "warning", 10 * time.Minute},
-		{"infra_high_memory", "memory_usage > 90", "infrastructure", "warning", 10 * time.Minute},
 		{"database_down", "up == 0", "database", "critical", time.Minute},
 		{"high_connections", "connections > 100", "database", "warning", 5 * time.Minute},
 		{"slow_queries", "query_duration > 1s", "database", "warning", 5 * time.Minute},
+	}
+	// vigil's own rules, a group apart.
+	wantOwn := []rule{
+		{"app_down", "up == 0", "app", "critical", time.Minute},
+		{"infra_high_cpu", "cpu_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+		{"infra_high_memory", "memory_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+	}
+	for i, w := range wantOwn {
+		r := cfg.OwnRules[i]
+		require.Equal(t, w, rule{r.Name, r.Condition, r.Labels["app"], r.Severity, time.Duration(r.Duration)})
 	}
 	rules := DefaultRules()
 	require.Len(t, rules, len(want))
@@ -597,7 +605,7 @@ func TestSummary(t *testing.T) {
 		"environment: development",
 		"listen:      :9090",
 		"data_dir:    ./data",
-		"rules:       12 rules, 0 rule files",
+		"rules:       9 rules, 0 rule files, 3 of vigil's own rules",
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",
@@ -640,7 +648,7 @@ func TestExampleConfig(t *testing.T) {
 	require.Equal(t, []string{filepath.Join("..", "deploy", "examples", "rules", "*.yml")}, cfg.RuleFiles)
 	files, err := filepath.Glob(cfg.RuleFiles[0])
 	require.NoError(t, err)
-	require.Len(t, files, 3)
+	require.Len(t, files, 4, "the seed's three rule files and vigil's own")
 	names := map[string]bool{}
 	for _, r := range cfg.Alerts.Rules {
 		names[r.Name] = true
@@ -655,7 +663,7 @@ func TestExampleConfig(t *testing.T) {
 			total++
 		}
 	}
-	require.Equal(t, len(DefaultRules()), total)
+	require.Equal(t, len(DefaultRules())+len(BuiltinOwnRules()), total)
 }
 
 // unsetEnv unsets a variable for the test and restores it afterwards.

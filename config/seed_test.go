@@ -1,0 +1,131 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// seedDocument returns the user's specification: ../shared/seed when this
+// checkout sits beside it, else the committed copy in testdata.
+func seedDocument(t *testing.T) []byte {
+	t.Helper()
+	for _, p := range []string{
+		filepath.Join("..", "..", "shared", "seed", "000_263c6f56cf808b22.txt"),
+		filepath.Join("testdata", "seed.txt"),
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			return b
+		}
+	}
+	t.Fatal("no seed document: testdata/seed.txt is missing")
+	return nil
+}
+
+var yamlBlockRE = regexp.MustCompile("(?s)```yaml\n(.*?)```")
+
+// seedYAMLBlocks returns the seed's yaml blocks whose first key is top.
+func seedYAMLBlocks(t *testing.T, top string) []string {
+	var out []string
+	for _, m := range yamlBlockRE.FindAllStringSubmatch(string(seedDocument(t)), -1) {
+		var probe map[string]yaml.Node
+		require.NoError(t, yaml.Unmarshal([]byte(m[1]), &probe))
+		if _, ok := probe[top]; ok {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// seedRule is what the seed writes of a rule.
+type seedRule struct {
+	Name      string            `yaml:"name"`
+	Condition string            `yaml:"condition"`
+	Duration  string            `yaml:"duration"`
+	Severity  string            `yaml:"severity"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+// seedRules returns the rules of the seed's three alert blocks, in order.
+func seedRules(t *testing.T) []seedRule {
+	var out []seedRule
+	for _, b := range seedYAMLBlocks(t, "alerts") {
+		var doc struct {
+			Alerts struct {
+				Rules []seedRule `yaml:"rules"`
+			} `yaml:"alerts"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(b), &doc))
+		out = append(out, doc.Alerts.Rules...)
+	}
+	require.Len(t, out, 9, "the seed has three alert blocks of three rules")
+	return out
+}
+
+func asSeed(t *testing.T, rs []RuleConfig) []seedRule {
+	out := make([]seedRule, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, seedRule{
+			Name: r.Name, Condition: r.Condition, Duration: r.Duration.String(),
+			Severity: r.Severity, Labels: r.Labels,
+		})
+	}
+	return out
+}
+
+func normalise(t *testing.T, rs []seedRule) []seedRule {
+	for i := range rs {
+		d, err := ParseDuration(rs[i].Duration)
+		require.NoError(t, err)
+		rs[i].Duration = Duration(d).String()
+	}
+	return rs
+}
+
+// TestDefaultRulesAreTheSeeds: the built-in default's alerts.rules are the
+// seed's alert blocks, value for value; vigil's additions are its own group.
+func TestDefaultRulesAreTheSeeds(t *testing.T) {
+	want := normalise(t, seedRules(t))
+	require.Equal(t, want, asSeed(t, Default().Alerts.Rules))
+
+	own := Default().OwnRules
+	require.NotEmpty(t, own)
+	seedNames := map[string]bool{}
+	for _, r := range want {
+		seedNames[r.Name] = true
+	}
+	for _, r := range own {
+		require.False(t, seedNames[r.Name], "vigil's own rule %s takes a seed rule's name", r.Name)
+	}
+}
+
+// TestExampleRuleFilesAreTheSeeds: deploy/examples/rules holds the seed's
+// three alert blocks, one file each, and vigil's own rules apart (vigil.yml).
+func TestExampleRuleFilesAreTheSeeds(t *testing.T) {
+	want := normalise(t, seedRules(t))
+	var got []seedRule
+	for _, f := range []string{"application.yml", "infrastructure.yml", "database.yml"} {
+		cfg, err := Load(filepath.Join("..", "deploy", "examples", "rules", f))
+		require.NoError(t, err)
+		got = append(got, asSeed(t, cfg.Alerts.Rules)...)
+	}
+	require.Equal(t, want, got)
+
+	own, err := Load(filepath.Join("..", "deploy", "examples", "rules", "vigil.yml"))
+	require.NoError(t, err)
+	require.Equal(t, asSeed(t, BuiltinOwnRules()), asSeed(t, own.Alerts.Rules), "the example's own rules are the built-in ones")
+}
+
+// TestSeedYAMLBlocksFound guards the block extraction itself.
+func TestSeedYAMLBlocksFound(t *testing.T) {
+	require.Len(t, seedYAMLBlocks(t, "metrics"), 3)
+	require.Len(t, seedYAMLBlocks(t, "logging"), 3)
+	require.True(t, strings.Contains(seedYAMLBlocks(t, "backup")[0], "schedule"))
+	_ = time.Second
+}
