@@ -83,8 +83,10 @@ type LoggingConfig struct {
 	Compress bool     `yaml:"compress"`
 }
 
-// MetricsConfig is the seed's metrics block: vigil's own endpoint, the scrape and
-// evaluation interval, and labels added to vigil's own metrics.
+// MetricsConfig is the seed's (application) metrics block: vigil's own
+// endpoint, the scrape and evaluation interval, and labels for what vigil
+// scrapes of the app (below collectors.app.labels). vigil's own series never
+// carry them.
 type MetricsConfig struct {
 	Port     int               `yaml:"port"`
 	Path     string            `yaml:"path"`

@@ -43,6 +43,12 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
+		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
+		{"collector_port_path.bad.yml", []string{
+			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
+			`collector_port_path.bad.yml:6: collectors.infrastructure.path: "/node" is not vigil's metrics.path "/metrics": vigil serves the infrastructure collector's metrics at /metrics and /metrics/collectors/infrastructure; leave path out or set it to /metrics`,
+			`collector_port_path.bad.yml:9: collectors.database.port: 5432 is not vigil's listener port 9090: vigil serves the database collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/database; leave port out or set it to 9090`,
+		}},
 		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
 		{"wrong_scalar.bad.yml", []string{
 			`wrong_scalar.bad.yml:2: logging.maxFiles: "ten" is not an integer`,

@@ -77,6 +77,11 @@ func (c *Config) applyDefaults() {
 	interval := c.Metrics.Interval
 	col := &c.Collectors
 	if a := col.App; a != nil {
+		// The top-level metrics block is the seed's application metrics
+		// block: its labels are the app's, below collectors.app.labels.
+		for _, name := range sortedKeys(c.Metrics.Labels) {
+			a.Labels = withDefaultLabel(a.Labels, name, c.Metrics.Labels[name])
+		}
 		a.Labels = withDefaultLabel(a.Labels, "app", "app")
 		if a.Path == "" {
 			a.Path = DefaultMetricsPath

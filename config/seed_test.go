@@ -129,3 +129,15 @@ func TestSeedYAMLBlocksFound(t *testing.T) {
 	require.True(t, strings.Contains(seedYAMLBlocks(t, "backup")[0], "schedule"))
 	_ = time.Second
 }
+
+// TestSeedMetricsBlocks: the seed's three metrics blocks load; the
+// application block's labels are the app's, and the others' port and path
+// are checked against vigil's listener (collector_port_path.bad.yml has the
+// values that would be ignored).
+func TestSeedMetricsBlocks(t *testing.T) {
+	cfg, err := Load("testdata/seed_metrics_blocks.good.yml")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"app": "app", "environment": "production"}, cfg.Collectors.App.Labels)
+	require.Equal(t, "infrastructure", cfg.Collectors.Infrastructure.Labels["app"])
+	require.Equal(t, "database", cfg.Collectors.Database.Labels["app"])
+}
