@@ -549,7 +549,7 @@ func TestDefault(t *testing.T) {
 	require.Empty(t, cfg.Warnings)
 	require.Equal(t, EnvDevelopment, cfg.Environment)
 	require.Equal(t, "./data", cfg.DataDir)
-	require.Equal(t, ":9090", cfg.ListenAddress())
+	require.Equal(t, "127.0.0.1:9090", cfg.ListenAddress(), "authentication is off: loopback only")
 	require.True(t, cfg.SelfEnabled())
 	require.Nil(t, cfg.Collectors.App)
 	require.NotNil(t, cfg.Collectors.Infrastructure)
@@ -609,7 +609,7 @@ func TestSummary(t *testing.T) {
 	for _, want := range []string{
 		"service:     app",
 		"environment: development",
-		"listen:      :9090",
+		"listen:      127.0.0.1:9090",
 		"data_dir:    ./data",
 		"rules:       9 rules, 0 rule files, 3 of vigil's own rules",
 		"collectors:  self, infrastructure (0 targets)",

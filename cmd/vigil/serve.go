@@ -262,6 +262,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 			if w := auth.Warning(c); w != "" && directory.Authenticator().Open() {
 				logger.Warn(w)
 			}
+			if w := openListenWarning(c); w != "" && directory.Authenticator().Open() {
+				logger.Warn(w)
+			}
 			return nil
 		}},
 		// Rules first: rule files are read here and are the likeliest to be bad.
