@@ -37,6 +37,17 @@ type Config struct {
 	Roles       RolesConfig       `yaml:"roles"`
 	Permissions PermissionsConfig `yaml:"permissions"`
 
+	// The seed's data-security blocks (seedblocks.go): backup and disaster
+	// recovery are validated and exported; encryption.in_transit drives
+	// vigil's certificate rules; what other tools own is refused with a
+	// pointer to where it goes.
+	Backup           *BackupConfig           `yaml:"backup"`
+	DisasterRecovery *DisasterRecoveryConfig `yaml:"disaster_recovery"`
+	Encryption       *EncryptionConfig       `yaml:"encryption"`
+	Firewall         Unmanaged               `yaml:"firewall"`
+	Network          Unmanaged               `yaml:"network"`
+	Security         SecurityConfig          `yaml:"security"`
+
 	// OwnRules are vigil's own alert rules, kept apart from the seed's
 	// alerts.rules: the built-in default's extra rules (own_rules.yml) and
 	// the certificate rules that encryption.in_transit asks for. The rules

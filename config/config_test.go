@@ -49,6 +49,21 @@ func TestBadConfigs(t *testing.T) {
 			`collector_port_path.bad.yml:6: collectors.infrastructure.path: "/node" is not vigil's metrics.path "/metrics": vigil serves the infrastructure collector's metrics at /metrics and /metrics/collectors/infrastructure; leave path out or set it to /metrics`,
 			`collector_port_path.bad.yml:9: collectors.database.port: 5432 is not vigil's listener port 9090: vigil serves the database collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/database; leave port out or set it to 9090`,
 		}},
+		{"seed_unmanaged.bad.yml", []string{
+			`seed_unmanaged.bad.yml:1: firewall: vigil does not manage firewall rules; they belong to the host firewall or your cloud's security groups, in your infrastructure code (Terraform aws_security_group, as the seed's AWS example has). Remove the block`,
+			`seed_unmanaged.bad.yml:6: network: vigil does not manage network policies; apply them to the cluster as Kubernetes NetworkPolicy objects (deploy/kubernetes/networkpolicy.yaml is vigil's own). Remove the block`,
+			`seed_unmanaged.bad.yml:10: security.groups: vigil does not manage security groups; they belong in your infrastructure code (Terraform aws_security_group). Remove the key`,
+			`seed_unmanaged.bad.yml:13: encryption.at_rest: vigil does not encrypt data at rest and cannot see KMS keys; encrypt the volume that holds data_dir (an encrypted disk with your KMS key) in your infrastructure code. Remove the key`,
+			`seed_unmanaged.bad.yml:20: encryption.in_transit.certificate_storage: vigil does not read certificates from ACM or any other store: it serves server.tls.cert_file and key_file, and watches certificates by their dates wherever they are stored. Keep the store in your infrastructure code and remove the key`,
+		}},
+		{"bad_backup.bad.yml", []string{
+			`bad_backup.bad.yml:2: backup.schedule: "0 25 * * *" is not a cron schedule: hour "25": 25 is outside 0-23`,
+			`bad_backup.bad.yml:3: backup.retention: "30x" is not a duration (use a number and a unit: 30s, 5m, 1h, 1d)`,
+			`bad_backup.bad.yml:3: backup.retention: must be more than 0`,
+			`bad_backup.bad.yml:5: disaster_recovery.rpo: is required and must be more than 0 (how much data may be lost, e.g. 1h)`,
+			`bad_backup.bad.yml:8: disaster_recovery.backup.schedule: "every day" is not a cron schedule: has 2 fields; want 5 (minute hour day-of-month month day-of-week)`,
+			`bad_backup.bad.yml:16: encryption.in_transit.algorithm: "SSL 3" is not a TLS version vigil knows (use TLS 1.2 or TLS 1.3)`,
+		}},
 		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
 		{"wrong_scalar.bad.yml", []string{
 			`wrong_scalar.bad.yml:2: logging.maxFiles: "ten" is not an integer`,

@@ -55,6 +55,7 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 	}
 	// After validation, so that errors quote the globs as written.
 	cfg.resolvePaths(dir)
+	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)
 	return cfg, nil
 }
 

@@ -141,3 +141,53 @@ func TestSeedMetricsBlocks(t *testing.T) {
 	require.Equal(t, "infrastructure", cfg.Collectors.Infrastructure.Labels["app"])
 	require.Equal(t, "database", cfg.Collectors.Database.Labels["app"])
 }
+
+// TestSeedDataSecurityBlocks: the seed's backup and disaster_recovery blocks
+// load verbatim into their types, as does encryption.in_transit.
+func TestSeedDataSecurityBlocks(t *testing.T) {
+	cfg, err := Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	want := &BackupConfig{Schedule: "0 0 * * *", Retention: Duration(30 * 24 * time.Hour), Storage: "S3", Encryption: true, Compression: true}
+	require.Equal(t, want, cfg.Backup)
+	dr := cfg.DisasterRecovery
+	require.Equal(t, Duration(4*time.Hour), dr.RTO)
+	require.Equal(t, Duration(time.Hour), dr.RPO)
+	require.Equal(t, want, dr.Backup)
+	require.Equal(t, &ReplicationConfig{Enabled: true, Region: "us-east-1", Interval: Duration(5 * time.Minute)}, dr.Replication)
+	require.Equal(t, "TLS 1.3", cfg.TLSVersion())
+	require.Equal(t, Duration(90*24*time.Hour), cfg.Encryption.InTransit.CertificateRotation)
+
+	// The seed's own blocks, read from the seed document, load too.
+	for _, top := range []string{"backup", "disaster_recovery"} {
+		for _, b := range seedYAMLBlocks(t, top) {
+			_, err := Parse([]byte(b), "seed-"+top+".yml")
+			require.NoError(t, err, top)
+		}
+	}
+}
+
+func TestCheckCron(t *testing.T) {
+	for _, ok := range []string{"0 0 * * *", "*/15 * * * *", "0 9-17 * * mon-fri", "0 0 1,15 jan,jul 0", "@daily", "5 4 * * 7"} {
+		require.NoError(t, checkCron(ok), ok)
+	}
+	for _, bad := range []string{"", "0 0 * *", "60 0 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "5-1 * * * *", "@sometimes", "x * * * *"} {
+		require.Error(t, checkCron(bad), bad)
+	}
+}
+
+// TestCertificateRotationRules: encryption.in_transit.certificate_rotation
+// (the seed's 90d) adds vigil's own certificate rules with the period in
+// their thresholds: due at 83 days (a 7-day margin), expiring within 7 days.
+func TestCertificateRotationRules(t *testing.T) {
+	cfg, err := Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	require.Len(t, cfg.OwnRules, 2)
+	require.Equal(t, "vigil_certificate_rotation_due", cfg.OwnRules[0].Name)
+	require.Equal(t, "time() - vigil_tls_certificate_not_before_timestamp_seconds > 7171200", cfg.OwnRules[0].Condition)
+	require.Equal(t, "vigil_tls_certificate_not_after_timestamp_seconds - time() < 604800", cfg.OwnRules[1].Condition)
+
+	// Without the block there are none.
+	cfg, err = Load("testdata/seed_metrics_blocks.good.yml")
+	require.NoError(t, err)
+	require.Empty(t, cfg.OwnRules)
+}

@@ -60,6 +60,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateEscalation(r)
 	c.validateRollback(r)
 	c.validateAccess(r)
+	c.validateSeedBlocks(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {

@@ -15,6 +15,9 @@ type metrics struct {
 	ready           prometheus.Gauge
 	// certNotAfter is the served certificate's expiry, one series.
 	certNotAfter *prometheus.GaugeVec
+	// certNotBefore is when the served certificate was issued: its age is
+	// what encryption.in_transit.certificate_rotation limits.
+	certNotBefore *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +35,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_tls_certificate_not_after_timestamp_seconds",
 			Help: "When the certificate vigil serves expires, in Unix seconds; absent without TLS.",
 		}, []string{"subject_cn"}),
+		certNotBefore: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_tls_certificate_not_before_timestamp_seconds",
+			Help: "When the certificate vigil serves became valid, in Unix seconds; absent without TLS.",
+		}, []string{"subject_cn"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requestDuration, m.ready, m.certNotAfter)
+		reg.MustRegister(m.requestDuration, m.ready, m.certNotAfter, m.certNotBefore)
 	}
 	return m
 }
