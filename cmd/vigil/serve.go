@@ -285,6 +285,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"logging", func(c *config.Config) error {
 			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))
 		}},
+		// The seed's backup and disaster_recovery blocks, as gauges.
+		{"seed-info", collector.NewSeedInfo(reg).ApplyConfig},
 	}
 	current := cfg
 	// Nothing runs before the first config is applied.
