@@ -1,5 +1,5 @@
 # vigil links loki-client-go, which needs Prometheus's slice-based labels:
-# every go command runs with -tags slicelabels (see DESIGN.md).
+# every go command runs with -tags slicelabels (see docs/architecture.md).
 export GOFLAGS := -tags=slicelabels
 export CGO_ENABLED ?= 0
 
