@@ -52,6 +52,12 @@ for cmd in "${commands[@]}"; do
 		echo "readme-check: skip   $cmd (make test runs it)"
 		;;
 	"make run"*)
+		if [ -n "$run_pid" ]; then
+			# A second `make run` in the README replaces the first.
+			kill -TERM -- "-$run_pid" 2>/dev/null || true
+			wait "$run_pid" 2>/dev/null || true
+			run_pid=""
+		fi
 		echo "readme-check: start  $cmd"
 		setsid bash -c "$cmd" >run.log 2>&1 &
 		run_pid=$!
