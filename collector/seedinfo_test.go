@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -42,4 +43,25 @@ vigil_dr_replication_interval_seconds{region="us-east-1"} 300
 	// A reload without the blocks drops them.
 	require.NoError(t, s.ApplyConfig(config.Default()))
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader("")))
+}
+
+// TestTLSProbeSource: collectors.app.tls_probe is a collector of its own,
+// scraped as job "tls" with the app's labels and the endpoint as instance.
+func TestTLSProbeSource(t *testing.T) {
+	cfg, err := config.Load("../config/testdata/tls_probe.good.yml")
+	require.NoError(t, err)
+	var found bool
+	for _, src := range sources(cfg) {
+		if src.name == CollectorTLS {
+			found = true
+			require.Equal(t, CollectorTLS, src.job)
+			require.Equal(t, "checkout", src.labels["app"])
+			require.Equal(t, "localhost:8443", src.labels["instance"])
+		}
+	}
+	require.True(t, found)
+	cs, _, closeAll, err := buildCollectors(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer closeAll()
+	require.Contains(t, cs, CollectorTLS)
 }

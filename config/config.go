@@ -152,6 +152,22 @@ type AppCollectorConfig struct {
 	// MemoryLimit is the app's memory limit for memory_usage when no cgroup
 	// limit is known; 0 means the host's memory.
 	MemoryLimit Size `yaml:"memory_limit"`
+	// TLSProbe checks the app's TLS endpoint (version, certificate dates)
+	// for encryption.in_transit.
+	TLSProbe *TLSProbeConfig `yaml:"tls_probe"`
+}
+
+// TLSProbeConfig is a TLS handshake with the app, each interval.
+type TLSProbeConfig struct {
+	// Address is host:port of the app's TLS endpoint.
+	Address string `yaml:"address"`
+	// ServerName is the name sent and verified; default the address's host.
+	ServerName string `yaml:"server_name"`
+	// CAFile holds the roots to verify the certificate with; default the
+	// system's.
+	CAFile   string   `yaml:"ca_file"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
 }
 
 // HealthConfig probes an HTTP health endpoint.

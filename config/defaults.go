@@ -95,6 +95,14 @@ func (c *Config) applyDefaults() {
 		if a.Timeout == 0 {
 			a.Timeout = min(a.Interval, Duration(DefaultScrapeTimeout))
 		}
+		if tp := a.TLSProbe; tp != nil {
+			if tp.Interval == 0 {
+				tp.Interval = a.Interval
+			}
+			if tp.Timeout == 0 {
+				tp.Timeout = min(tp.Interval, Duration(DefaultScrapeTimeout))
+			}
+		}
 		if h := a.Health; h != nil {
 			if h.Interval == 0 {
 				h.Interval = a.Interval

@@ -120,6 +120,9 @@ func (c *Config) resolvePaths(dir string) {
 		for i, f := range a.FileSD {
 			a.FileSD[i] = resolvePath(dir, f)
 		}
+		if tp := a.TLSProbe; tp != nil && tp.CAFile != "" {
+			tp.CAFile = resolvePath(dir, tp.CAFile)
+		}
 	}
 }
 

@@ -191,3 +191,24 @@ func TestCertificateRotationRules(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, cfg.OwnRules)
 }
+
+// TestTLSProbeRules: with collectors.app.tls_probe, encryption.in_transit
+// also watches the app's TLS: its version against the policy and its
+// certificate's age and expiry, scoped to the app's label.
+func TestTLSProbeRules(t *testing.T) {
+	cfg, err := Load("testdata/tls_probe.good.yml")
+	require.NoError(t, err)
+	tp := cfg.Collectors.App.TLSProbe
+	require.Equal(t, Duration(15*time.Second), tp.Interval)
+	require.Equal(t, Duration(10*time.Second), tp.Timeout)
+	var names []string
+	for _, r := range cfg.OwnRules {
+		names = append(names, r.Name)
+		if strings.HasPrefix(r.Name, "app_") {
+			require.Equal(t, map[string]string{"app": "checkout"}, r.Labels)
+		}
+	}
+	require.Equal(t, []string{"app_tls_version_below_policy", "app_certificate_rotation_due", "app_certificate_expiring",
+		"vigil_certificate_rotation_due", "vigil_certificate_expiring"}, names)
+	require.Equal(t, "probe_tls_certificate_expiry_days < 7", cfg.OwnRules[2].Condition)
+}

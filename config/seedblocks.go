@@ -251,13 +251,47 @@ func cronValue(s string, lo, hi int, names []string) (int, error) {
 // a tenth of the period, at most 7 days), and must not come near expiry.
 func (c *Config) certificateRules() []RuleConfig {
 	e := c.Encryption
-	if e == nil || e.InTransit == nil || e.InTransit.CertificateRotation <= 0 {
+	if e == nil || e.InTransit == nil {
 		return nil
+	}
+	var out []RuleConfig
+	app := c.Collectors.App
+	probed := app != nil && app.TLSProbe != nil
+	appLabels := func() map[string]string { return map[string]string{"app": app.Labels["app"]} }
+	if probed && c.TLSVersion() != "" {
+		out = append(out, RuleConfig{
+			Name: "app_tls_version_below_policy", Condition: "probe_tls_version_meets_policy == 0",
+			Duration: Duration(5 * time.Minute), Severity: "warning", Labels: appLabels(),
+			Summary:     "{{ $labels.app }} negotiates a TLS version below the policy",
+			Description: fmt.Sprintf("{{ $labels.instance }} negotiated a TLS version below encryption.in_transit.algorithm (%s).", c.TLSVersion()),
+		})
+	}
+	if e.InTransit.CertificateRotation <= 0 {
+		return out
 	}
 	rotation := time.Duration(e.InTransit.CertificateRotation)
 	margin := min(7*24*time.Hour, rotation/10)
 	due := rotation - margin
-	return []RuleConfig{
+	if probed {
+		out = append(out, RuleConfig{
+			Name:        "app_certificate_rotation_due",
+			Condition:   fmt.Sprintf("time() - probe_tls_certificate_not_before_timestamp_seconds > %d", int64(due.Seconds())),
+			Duration:    Duration(5 * time.Minute),
+			Severity:    "warning",
+			Labels:      appLabels(),
+			Summary:     "{{ $labels.app }}'s TLS certificate is due for rotation",
+			Description: fmt.Sprintf("The certificate {{ $labels.instance }} serves is older than %s; encryption.in_transit.certificate_rotation is %s.", Duration(due), Duration(rotation)),
+		}, RuleConfig{
+			Name:        "app_certificate_expiring",
+			Condition:   fmt.Sprintf("probe_tls_certificate_expiry_days < %g", margin.Hours()/24),
+			Duration:    Duration(5 * time.Minute),
+			Severity:    "critical",
+			Labels:      appLabels(),
+			Summary:     "{{ $labels.app }}'s TLS certificate expires soon",
+			Description: fmt.Sprintf("The certificate {{ $labels.instance }} serves expires in less than %s.", Duration(margin)),
+		})
+	}
+	return append(out, []RuleConfig{
 		{
 			Name:        "vigil_certificate_rotation_due",
 			Condition:   fmt.Sprintf("time() - vigil_tls_certificate_not_before_timestamp_seconds > %d", int64(due.Seconds())),
@@ -276,5 +310,5 @@ func (c *Config) certificateRules() []RuleConfig {
 			Summary:     "vigil's TLS certificate expires soon",
 			Description: fmt.Sprintf("The certificate vigil serves ({{ $labels.subject_cn }}) expires in less than %s.", Duration(margin)),
 		},
-	}
+	}...)
 }

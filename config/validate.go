@@ -91,6 +91,16 @@ func (c *Config) validateCollectors(r *reporter) {
 		if a.Timeout > a.Interval {
 			r.valueErr(0, "collectors.app.timeout", "%s is longer than the scrape interval %s", a.Timeout, a.Interval)
 		}
+		if tp := a.TLSProbe; tp != nil {
+			if tp.Address == "" {
+				r.valueErr(0, "collectors.app.tls_probe.address", "is required (host:port of the app's TLS endpoint)")
+			} else {
+				checkTargets(r, "collectors.app.tls_probe.address", []string{tp.Address})
+			}
+			if tp.Timeout > tp.Interval {
+				r.valueErr(0, "collectors.app.tls_probe.timeout", "%s is longer than the probe interval %s", tp.Timeout, tp.Interval)
+			}
+		}
 		if h := a.Health; h != nil {
 			checkURL(r, "collectors.app.health.url", h.URL)
 			if h.Timeout > h.Interval {
