@@ -16,7 +16,10 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
 
-run: build
+run:
+	@echo "make run: building $(BIN) from ./cmd/vigil (the first build compiles Prometheus and takes a few minutes; later ones are quick)"
+	@$(MAKE) --no-print-directory build
+	@echo "make run: starting $(BIN) $(ARGS) (without --config: the built-in default, http://127.0.0.1:9090/)"
 	./$(BIN) $(ARGS)
 
 demo: build

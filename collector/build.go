@@ -44,6 +44,13 @@ func buildCollectors(cfg *config.Config, logger *slog.Logger) (map[string]Collec
 			c = pg
 		case CollectorHealth:
 			c = probe.New(cfg.Collectors.App.Health, src.strict)
+		case CollectorTLS:
+			tp, err := probe.NewTLS(cfg.Collectors.App.TLSProbe, cfg.TLSVersion())
+			if err != nil {
+				closeAll()
+				return nil, nil, nil, fmt.Errorf("collectors.app: %w", err)
+			}
+			c = tp
 		default:
 			closeAll()
 			return nil, nil, nil, fmt.Errorf("no collector named %q", src.name)

@@ -327,7 +327,8 @@ func TestManagerSelfScrape(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		// vigil's own metrics carry metrics.labels; honor_labels keeps them.
+		// A label of vigil's own target wins over the metric's (issue 9:
+		// vigil's series are never labelled as the app's).
 		fmt.Fprint(w, "vigil_build_info{version=\"dev\",environment=\"from-metrics\"} 1\n")
 	}))
 	t.Cleanup(self.Close)
@@ -336,8 +337,8 @@ func TestManagerSelfScrape(t *testing.T) {
 	h := start(t, testConfig(nil), Options{SelfTarget: addr, SelfMetricsPath: "/internal/metrics"})
 	h.waitValue(t, labels.FromStrings("__name__", "up", "app", "vigil", "environment", "test",
 		"service", "checkout", "job", JobSelf, "instance", addr), 1)
-	h.waitValue(t, labels.FromStrings("__name__", "vigil_build_info", "app", "vigil", "environment", "from-metrics",
-		"service", "checkout", "job", JobSelf, "instance", addr, "version", "dev"), 1)
+	h.waitValue(t, labels.FromStrings("__name__", "vigil_build_info", "app", "vigil", "environment", "test",
+		"exported_environment", "from-metrics", "service", "checkout", "job", JobSelf, "instance", addr, "version", "dev"), 1)
 }
 
 func TestManagerRunStopsAppending(t *testing.T) {

@@ -277,17 +277,23 @@ func selfScrapeConfig(cfg *config.Config, self, path string) (*promconfig.Scrape
 	// The collectors' metrics are stored by their own jobs; /metrics serves
 	// them too, for an external Prometheus, unless asked not to.
 	sc.Params = url.Values{"collectors": []string{"false"}}
-	// vigil's own /metrics may already carry metrics.labels; they win.
-	sc.HonorLabels = true
+	// vigil's own series are vigil's: app="vigil" and the target's other
+	// labels win over any a metric brings (they are kept as exported_*),
+	// so no rule scoped to the app ever counts vigil's own usage.
+	sc.HonorLabels = false
 	sc.EnableCompression = false
 	return sc, nil
 }
 
-// appLabels are the labels every app target gets: collectors.app.labels,
-// with app defaulting to "app" and environment and service from the top of
-// the config.
+// appLabels are the labels every app target gets: metrics.labels, then
+// collectors.app.labels, with app defaulting to "app" and environment and
+// service from the top of the config.
 func appLabels(cfg *config.Config) (map[string]string, error) {
-	lbls := make(map[string]string, len(cfg.Collectors.App.Labels)+3)
+	lbls := make(map[string]string, len(cfg.Metrics.Labels)+len(cfg.Collectors.App.Labels)+3)
+	// The seed's metrics block is the application's: its labels go on
+	// what vigil scrapes of the app (and never on vigil's own series);
+	// collectors.app.labels win over them.
+	maps.Copy(lbls, cfg.Metrics.Labels)
 	for name, value := range cfg.Collectors.App.Labels {
 		if !model.LegacyValidation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
 			return nil, fmt.Errorf("labels: %q is not a valid label name", name)

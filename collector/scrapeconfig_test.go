@@ -132,7 +132,6 @@ func TestScrapeConfigs(t *testing.T) {
 			self: "127.0.0.1:9090",
 			want: []wantJob{{
 				job: "vigil", interval: 15 * time.Second, timeout: 10 * time.Second, scheme: "http", path: "/internal/metrics",
-				honorLabels:  true,
 				targets:      []string{"127.0.0.1:9090"},
 				targetLabels: map[string]string{"app": "vigil", "environment": "production", "service": "checkout"},
 			}},
@@ -153,7 +152,6 @@ func TestScrapeConfigs(t *testing.T) {
 				},
 				{
 					job: "vigil", interval: 15 * time.Second, timeout: 10 * time.Second, scheme: "http", path: "/metrics",
-					honorLabels:  true,
 					targets:      []string{"localhost:9090"},
 					targetLabels: map[string]string{"app": "vigil", "environment": "production", "service": "checkout"},
 				},

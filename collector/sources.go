@@ -16,6 +16,8 @@ const (
 	CollectorInfrastructure = "infrastructure"
 	CollectorDatabase       = "database"
 	CollectorHealth         = "health"
+	// CollectorTLS is the probe of the app's TLS endpoint (collectors.app.tls_probe).
+	CollectorTLS = "tls"
 	// JobNode scrapes collectors.infrastructure.targets (node_exporters).
 	JobNode = "node"
 )
@@ -80,6 +82,11 @@ func sources(cfg *config.Config) []source {
 			job, strict = JobApp, true
 		}
 		add(CollectorHealth, job, m, defaultAppLabel, urlHost(a.Health.URL), time.Duration(a.Health.Timeout)+time.Second, strict)
+	}
+	if a := col.App; a != nil && a.TLSProbe != nil {
+		m := a.CollectorMetrics
+		m.Interval = a.TLSProbe.Interval
+		add(CollectorTLS, CollectorTLS, m, defaultAppLabel, a.TLSProbe.Address, time.Duration(a.TLSProbe.Timeout)+time.Second, false)
 	}
 	return out
 }

@@ -37,6 +37,23 @@ type Config struct {
 	Roles       RolesConfig       `yaml:"roles"`
 	Permissions PermissionsConfig `yaml:"permissions"`
 
+	// The seed's data-security blocks (seedblocks.go): backup and disaster
+	// recovery are validated and exported; encryption.in_transit drives
+	// vigil's certificate rules; what other tools own is refused with a
+	// pointer to where it goes.
+	Backup           *BackupConfig           `yaml:"backup"`
+	DisasterRecovery *DisasterRecoveryConfig `yaml:"disaster_recovery"`
+	Encryption       *EncryptionConfig       `yaml:"encryption"`
+	Firewall         Unmanaged               `yaml:"firewall"`
+	Network          Unmanaged               `yaml:"network"`
+	Security         SecurityConfig          `yaml:"security"`
+
+	// OwnRules are vigil's own alert rules, kept apart from the seed's
+	// alerts.rules: the built-in default's extra rules (own_rules.yml) and
+	// the certificate rules that encryption.in_transit asks for. The rules
+	// manager runs them as the group "vigil-own-rules".
+	OwnRules []RuleConfig `yaml:"-"`
+
 	// File is the path the config was loaded from; empty for the built-in default.
 	File string `yaml:"-"`
 	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.
@@ -69,7 +86,7 @@ type TLSConfig struct {
 type LoggingConfig struct {
 	Level    string   `yaml:"level"`  // debug | info | warn | error
 	Format   string   `yaml:"format"` // json | text
-	Output   string   `yaml:"output"` // stdout | stderr | file | both
+	Output   string   `yaml:"output"` // stdout | stderr | file | both; stdout and stderr also write file when it is set
 	File     string   `yaml:"file"`
 	MaxSize  Size     `yaml:"maxSize"`
 	MaxFiles int      `yaml:"maxFiles"`
@@ -77,8 +94,10 @@ type LoggingConfig struct {
 	Compress bool     `yaml:"compress"`
 }
 
-// MetricsConfig is the seed's metrics block: vigil's own endpoint, the scrape and
-// evaluation interval, and labels added to vigil's own metrics.
+// MetricsConfig is the seed's (application) metrics block: vigil's own
+// endpoint, the scrape and evaluation interval, and labels for what vigil
+// scrapes of the app (below collectors.app.labels). vigil's own series never
+// carry them.
 type MetricsConfig struct {
 	Port     int               `yaml:"port"`
 	Path     string            `yaml:"path"`
@@ -133,6 +152,22 @@ type AppCollectorConfig struct {
 	// MemoryLimit is the app's memory limit for memory_usage when no cgroup
 	// limit is known; 0 means the host's memory.
 	MemoryLimit Size `yaml:"memory_limit"`
+	// TLSProbe checks the app's TLS endpoint (version, certificate dates)
+	// for encryption.in_transit.
+	TLSProbe *TLSProbeConfig `yaml:"tls_probe"`
+}
+
+// TLSProbeConfig is a TLS handshake with the app, each interval.
+type TLSProbeConfig struct {
+	// Address is host:port of the app's TLS endpoint.
+	Address string `yaml:"address"`
+	// ServerName is the name sent and verified; default the address's host.
+	ServerName string `yaml:"server_name"`
+	// CAFile holds the roots to verify the certificate with; default the
+	// system's.
+	CAFile   string   `yaml:"ca_file"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
 }
 
 // HealthConfig probes an HTTP health endpoint.

@@ -43,6 +43,27 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
+		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
+		{"collector_port_path.bad.yml", []string{
+			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
+			`collector_port_path.bad.yml:6: collectors.infrastructure.path: "/node" is not vigil's metrics.path "/metrics": vigil serves the infrastructure collector's metrics at /metrics and /metrics/collectors/infrastructure; leave path out or set it to /metrics`,
+			`collector_port_path.bad.yml:9: collectors.database.port: 5432 is not vigil's listener port 9090: vigil serves the database collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/database; leave port out or set it to 9090`,
+		}},
+		{"seed_unmanaged.bad.yml", []string{
+			`seed_unmanaged.bad.yml:1: firewall: vigil does not manage firewall rules; they belong to the host firewall or your cloud's security groups, in your infrastructure code (Terraform aws_security_group, as the seed's AWS example has). Remove the block`,
+			`seed_unmanaged.bad.yml:6: network: vigil does not manage network policies; apply them to the cluster as Kubernetes NetworkPolicy objects (deploy/kubernetes/networkpolicy.yaml is vigil's own). Remove the block`,
+			`seed_unmanaged.bad.yml:10: security.groups: vigil does not manage security groups; they belong in your infrastructure code (Terraform aws_security_group). Remove the key`,
+			`seed_unmanaged.bad.yml:13: encryption.at_rest: vigil does not encrypt data at rest and cannot see KMS keys; encrypt the volume that holds data_dir (an encrypted disk with your KMS key) in your infrastructure code. Remove the key`,
+			`seed_unmanaged.bad.yml:20: encryption.in_transit.certificate_storage: vigil does not read certificates from ACM or any other store: it serves server.tls.cert_file and key_file, and watches certificates by their dates wherever they are stored. Keep the store in your infrastructure code and remove the key`,
+		}},
+		{"bad_backup.bad.yml", []string{
+			`bad_backup.bad.yml:2: backup.schedule: "0 25 * * *" is not a cron schedule: hour "25": 25 is outside 0-23`,
+			`bad_backup.bad.yml:3: backup.retention: "30x" is not a duration (use a number and a unit: 30s, 5m, 1h, 1d)`,
+			`bad_backup.bad.yml:3: backup.retention: must be more than 0`,
+			`bad_backup.bad.yml:5: disaster_recovery.rpo: is required and must be more than 0 (how much data may be lost, e.g. 1h)`,
+			`bad_backup.bad.yml:8: disaster_recovery.backup.schedule: "every day" is not a cron schedule: has 2 fields; want 5 (minute hour day-of-month month day-of-week)`,
+			`bad_backup.bad.yml:16: encryption.in_transit.algorithm: "SSL 3" is not a TLS version vigil knows (use TLS 1.2 or TLS 1.3)`,
+		}},
 		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
 		{"bad_log_entry.bad.yml", []string{
 			`bad_log_entry.bad.yml:5: collectors.logs[0] "app": level "verbose" is not one of debug, info, warn, error, fatal`,
@@ -548,7 +569,7 @@ func TestDefault(t *testing.T) {
 	require.Empty(t, cfg.Warnings)
 	require.Equal(t, EnvDevelopment, cfg.Environment)
 	require.Equal(t, "./data", cfg.DataDir)
-	require.Equal(t, ":9090", cfg.ListenAddress())
+	require.Equal(t, "127.0.0.1:9090", cfg.ListenAddress(), "authentication is off: loopback only")
 	require.True(t, cfg.SelfEnabled())
 	require.Nil(t, cfg.Collectors.App)
 	require.NotNil(t, cfg.Collectors.Infrastructure)
@@ -563,18 +584,26 @@ func TestDefault(t *testing.T) {
 		dur                       time.Duration
 	}
 	want := []rule{
+		// The seed's values (TestDefaultRulesAreTheSeeds compares every key).
 		{"high_cpu", "cpu_usage > 80", "app", "critical", 5 * time.Minute},
-		{"high_memory", "memory_usage > 90", "app", "critical", 5 * time.Minute},
-		{"high_error_rate", "error_rate > 5", "app", "critical", 5 * time.Minute},
-		{"app_down", "up == 0", "app", "critical", time.Minute},
+		{"high_memory", "memory_usage > 80", "app", "critical", 5 * time.Minute},
+		{"high_error_rate", "error_rate > 1", "app", "critical", 5 * time.Minute},
 		{"instance_down", "up == 0", "infrastructure", "critical", time.Minute},
-		{"high_disk_usage", "disk_usage > 85", "infrastructure", "warning", 5 * time.Minute},
+		{"high_disk_usage", "disk_usage > 80", "infrastructure", "warning", 5 * time.Minute},
 		{"high_network_usage", "network_usage > 80", "infrastructure", "warning", 5 * time.Minute},
-		{"infra_high_cpu", "cpu_usage > 90", "infrastructure", "warning", 10 * time.Minute},
-		{"infra_high_memory", "memory_usage > 90", "infrastructure", "warning", 10 * time.Minute},
 		{"database_down", "up == 0", "database", "critical", time.Minute},
 		{"high_connections", "connections > 100", "database", "warning", 5 * time.Minute},
 		{"slow_queries", "query_duration > 1s", "database", "warning", 5 * time.Minute},
+	}
+	// vigil's own rules, a group apart.
+	wantOwn := []rule{
+		{"app_down", "up == 0", "app", "critical", time.Minute},
+		{"infra_high_cpu", "cpu_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+		{"infra_high_memory", "memory_usage > 90", "infrastructure", "warning", 10 * time.Minute},
+	}
+	for i, w := range wantOwn {
+		r := cfg.OwnRules[i]
+		require.Equal(t, w, rule{r.Name, r.Condition, r.Labels["app"], r.Severity, time.Duration(r.Duration)})
 	}
 	rules := DefaultRules()
 	require.Len(t, rules, len(want))
@@ -600,9 +629,9 @@ func TestSummary(t *testing.T) {
 	for _, want := range []string{
 		"service:     app",
 		"environment: development",
-		"listen:      :9090",
+		"listen:      127.0.0.1:9090",
 		"data_dir:    ./data",
-		"rules:       12 rules, 0 rule files",
+		"rules:       9 rules, 0 rule files, 3 of vigil's own rules",
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",
@@ -645,7 +674,7 @@ func TestExampleConfig(t *testing.T) {
 	require.Equal(t, []string{filepath.Join("..", "deploy", "examples", "rules", "*.yml")}, cfg.RuleFiles)
 	files, err := filepath.Glob(cfg.RuleFiles[0])
 	require.NoError(t, err)
-	require.Len(t, files, 3)
+	require.Len(t, files, 4, "the seed's three rule files and vigil's own")
 	names := map[string]bool{}
 	for _, r := range cfg.Alerts.Rules {
 		names[r.Name] = true
@@ -660,7 +689,7 @@ func TestExampleConfig(t *testing.T) {
 			total++
 		}
 	}
-	require.Equal(t, len(DefaultRules()), total)
+	require.Equal(t, len(DefaultRules())+len(BuiltinOwnRules()), total)
 }
 
 // unsetEnv unsets a variable for the test and restores it afterwards.

@@ -77,6 +77,11 @@ func (c *Config) applyDefaults() {
 	interval := c.Metrics.Interval
 	col := &c.Collectors
 	if a := col.App; a != nil {
+		// The top-level metrics block is the seed's application metrics
+		// block: its labels are the app's, below collectors.app.labels.
+		for _, name := range sortedKeys(c.Metrics.Labels) {
+			a.Labels = withDefaultLabel(a.Labels, name, c.Metrics.Labels[name])
+		}
 		a.Labels = withDefaultLabel(a.Labels, "app", "app")
 		if a.Path == "" {
 			a.Path = DefaultMetricsPath
@@ -89,6 +94,14 @@ func (c *Config) applyDefaults() {
 		}
 		if a.Timeout == 0 {
 			a.Timeout = min(a.Interval, Duration(DefaultScrapeTimeout))
+		}
+		if tp := a.TLSProbe; tp != nil {
+			if tp.Interval == 0 {
+				tp.Interval = a.Interval
+			}
+			if tp.Timeout == 0 {
+				tp.Timeout = min(tp.Interval, Duration(DefaultScrapeTimeout))
+			}
 		}
 		if h := a.Health; h != nil {
 			if h.Interval == 0 {

@@ -55,6 +55,7 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 	}
 	// After validation, so that errors quote the globs as written.
 	cfg.resolvePaths(dir)
+	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)
 	return cfg, nil
 }
 
@@ -118,6 +119,9 @@ func (c *Config) resolvePaths(dir string) {
 	if a := c.Collectors.App; a != nil {
 		for i, f := range a.FileSD {
 			a.FileSD[i] = resolvePath(dir, f)
+		}
+		if tp := a.TLSProbe; tp != nil && tp.CAFile != "" {
+			tp.CAFile = resolvePath(dir, tp.CAFile)
 		}
 	}
 }

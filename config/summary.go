@@ -23,7 +23,11 @@ func (c *Config) Summary() string {
 	line("listen", "%s", c.ListenAddress())
 	line("data_dir", "%s", c.DataDir)
 	line("interval", "%s", c.Metrics.Interval)
-	line("rules", "%d rules, %d rule files", len(c.Alerts.Rules), len(c.RuleFiles))
+	if n := len(c.OwnRules); n > 0 {
+		line("rules", "%d rules, %d rule files, %d of vigil's own rules", len(c.Alerts.Rules), len(c.RuleFiles), n)
+	} else {
+		line("rules", "%d rules, %d rule files", len(c.Alerts.Rules), len(c.RuleFiles))
+	}
 	line("collectors", "%s", strings.Join(c.collectorSummary(), ", "))
 
 	receivers := make([]string, 0, len(c.Receivers))

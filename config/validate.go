@@ -45,6 +45,12 @@ func (c *Config) validate(r *reporter) {
 		r.valueErr(0, "metrics.interval", "must be more than 0")
 	}
 	checkLabelNames(r, "metrics.labels", c.Metrics.Labels)
+	if len(c.Metrics.Labels) > 0 && c.Collectors.App == nil {
+		// The block is the seed's application metrics block: its labels go
+		// on the app's series, never on vigil's own.
+		r.valueErr(0, "metrics.labels", "label the app's series (collectors.app), and there is no collectors.app; "+
+			"put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels")
+	}
 	if c.Storage.IncidentRetention < 0 {
 		r.valueErr(0, "storage.incident_retention", "must not be negative (0 keeps incidents for ever)")
 	}
@@ -54,6 +60,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateEscalation(r)
 	c.validateRollback(r)
 	c.validateAccess(r)
+	c.validateSeedBlocks(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {
@@ -84,6 +91,16 @@ func (c *Config) validateCollectors(r *reporter) {
 		if a.Timeout > a.Interval {
 			r.valueErr(0, "collectors.app.timeout", "%s is longer than the scrape interval %s", a.Timeout, a.Interval)
 		}
+		if tp := a.TLSProbe; tp != nil {
+			if tp.Address == "" {
+				r.valueErr(0, "collectors.app.tls_probe.address", "is required (host:port of the app's TLS endpoint)")
+			} else {
+				checkTargets(r, "collectors.app.tls_probe.address", []string{tp.Address})
+			}
+			if tp.Timeout > tp.Interval {
+				r.valueErr(0, "collectors.app.tls_probe.timeout", "%s is longer than the probe interval %s", tp.Timeout, tp.Interval)
+			}
+		}
 		if h := a.Health; h != nil {
 			checkURL(r, "collectors.app.health.url", h.URL)
 			if h.Timeout > h.Interval {
@@ -108,6 +125,7 @@ func (c *Config) validateCollectors(r *reporter) {
 	}
 	if i := col.Infrastructure; i != nil {
 		checkMetrics("collectors.infrastructure", i.CollectorMetrics)
+		c.checkServedHere(r, "collectors.infrastructure", "infrastructure", i.CollectorMetrics, len(i.Targets) > 0)
 		checkTargets(r, "collectors.infrastructure.targets", i.Targets)
 		if i.LinkSpeedMbps < 0 {
 			r.valueErr(0, "collectors.infrastructure.link_speed_mbps", "must not be negative")
@@ -115,6 +133,7 @@ func (c *Config) validateCollectors(r *reporter) {
 	}
 	if db := col.Database; db != nil {
 		checkMetrics("collectors.database", db.CollectorMetrics)
+		c.checkServedHere(r, "collectors.database", "database", db.CollectorMetrics, false)
 		if db.MaxConns < 0 {
 			r.valueErr(0, "collectors.database.max_conns", "must not be negative")
 		}
@@ -137,6 +156,26 @@ func (c *Config) validateCollectors(r *reporter) {
 	}
 	if col.Loki != nil {
 		checkURL(r, "collectors.loki.url", col.Loki.URL)
+	}
+}
+
+// checkServedHere checks the seed's port and path keys of a collector that
+// vigil runs itself (the host, the database): vigil serves its metrics on its
+// own listener, at metrics.path and at /metrics/collectors/<name>, so the
+// keys can only say so. Any other value would be ignored, so it is an error.
+// With node_exporter targets, path is their metrics path instead.
+func (c *Config) checkServedHere(r *reporter, path, name string, m CollectorMetrics, pathIsTargets bool) {
+	if m.Port != 0 {
+		if _, port, err := net.SplitHostPort(c.ListenAddress()); err == nil && port != strconv.Itoa(m.Port) {
+			r.valueErr(0, joinPath(path, "port"), "%d is not vigil's listener port %s: vigil serves the %s collector's metrics "+
+				"on its own listener (%s), at %s and %s%s; leave port out or set it to %s",
+				m.Port, port, name, c.ListenAddress(), c.Metrics.Path, "/metrics/collectors/", name, port)
+		}
+	}
+	if m.Path != "" && !pathIsTargets && m.Path != c.Metrics.Path {
+		r.valueErr(0, joinPath(path, "path"), "%q is not vigil's metrics.path %q: vigil serves the %s collector's metrics "+
+			"at %s and %s%s; leave path out or set it to %s",
+			m.Path, c.Metrics.Path, name, c.Metrics.Path, "/metrics/collectors/", name, c.Metrics.Path)
 	}
 }
 

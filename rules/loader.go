@@ -32,6 +32,15 @@ func SignalsIdentifier(cfg *config.Config) string {
 	return strings.TrimSuffix(SeedIdentifier(cfg), "#alerts") + "#signals"
 }
 
+// OwnGroupName is the group of vigil's own alert rules (config.OwnRules),
+// apart from the seed's.
+const OwnGroupName = "vigil-own-rules"
+
+// OwnIdentifier is the rule "file" under which vigil's own rules are served.
+func OwnIdentifier(cfg *config.Config) string {
+	return strings.TrimSuffix(SeedIdentifier(cfg), "#alerts") + "#own"
+}
+
 // SeedIdentifier returns the identifier under which the alert rules of the
 // main config's alerts block are served: the config file's path followed by
 // "#alerts", or "vigil.yaml#alerts" for the built-in default config. It is

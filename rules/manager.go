@@ -280,6 +280,16 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 		virtual[id] = rgs
 		ids = append(ids, id)
 	}
+	// vigil's own rules, a group apart from the seed's (config.OwnRules).
+	if len(cfg.OwnRules) > 0 {
+		rgs, serrs := SeedGroups(OwnGroupName, cfg.OwnRules, func(i int) string {
+			return fmt.Sprintf("vigil's own rules: %q", cfg.OwnRules[i].Name)
+		})
+		errs = append(errs, serrs...)
+		id := OwnIdentifier(cfg)
+		virtual[id] = rgs
+		ids = append(ids, id)
+	}
 	// The app's derived signals are recorded before any rule file reads them.
 	if rgs, err := signalGroups(cfg); err != nil {
 		errs = append(errs, err)

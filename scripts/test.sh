@@ -27,3 +27,6 @@ go vet ./...
 echo "== go test"
 # -p 2: the machine has two cores; the end-to-end tests start real binaries.
 go test -count=1 -p 2 -timeout 12m ./...
+
+echo "== the README's commands on a fresh clone"
+./scripts/readme-check.sh

@@ -146,4 +146,6 @@ func (h *Handler) setCertificate(cert *tls.Certificate, certFile string) {
 		"subject_cn", leaf.Subject.CommonName, "not_after", leaf.NotAfter)
 	h.metrics.certNotAfter.Reset()
 	h.metrics.certNotAfter.WithLabelValues(leaf.Subject.CommonName).Set(float64(leaf.NotAfter.Unix()))
+	h.metrics.certNotBefore.Reset()
+	h.metrics.certNotBefore.WithLabelValues(leaf.Subject.CommonName).Set(float64(leaf.NotBefore.Unix()))
 }

@@ -95,6 +95,11 @@ func TestTLSCertificateReload(t *testing.T) {
 		require.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(want), "vigil_tls_certificate_not_after_timestamp_seconds"))
 	}
 	requireCertExpiry("vigil-first", first.Cert.NotAfter)
+	// Its issue time too: encryption.in_transit.certificate_rotation limits its age.
+	wantIssued := fmt.Sprintf("# HELP vigil_tls_certificate_not_before_timestamp_seconds When the certificate vigil serves became valid, in Unix seconds; absent without TLS.\n"+
+		"# TYPE vigil_tls_certificate_not_before_timestamp_seconds gauge\n"+
+		"vigil_tls_certificate_not_before_timestamp_seconds{subject_cn=\"vigil-first\"} %d\n", first.Cert.NotBefore.Unix())
+	require.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(wantIssued), "vigil_tls_certificate_not_before_timestamp_seconds"))
 
 	// Renewal: new files, then SIGHUP or POST /-/reload.
 	second.Write(t, certFile, keyFile)

@@ -321,10 +321,3 @@ func (h *Handler) metricsPath() string {
 	}
 	return defaultMetricsPath
 }
-
-func (h *Handler) metricsLabels() map[string]string {
-	if cfg := h.cfg.Load(); cfg != nil {
-		return cfg.Metrics.Labels
-	}
-	return nil
-}

@@ -32,11 +32,23 @@ func newLogger(c config.LoggingConfig, level *slog.LevelVar) (*slog.Logger, io.C
 			Compress:   c.Compress,
 		}
 	}
+	// The seed writes output: stdout beside file: (its logging block is a
+	// console and a file): with a file, stdout and stderr go to the file as
+	// well, so that no key of the block is ignored.
+	var console io.Writer
 	switch strings.ToLower(orDefault(c.Output, "stdout")) {
 	case "stdout":
-		w = os.Stdout
+		console = os.Stdout
 	case "stderr":
-		w = os.Stderr
+		console = os.Stderr
+	}
+	switch strings.ToLower(orDefault(c.Output, "stdout")) {
+	case "stdout", "stderr":
+		w = console
+		if c.File != "" {
+			lj := rotated()
+			w, closer = io.MultiWriter(console, lj), lj
+		}
 	case "file":
 		lj := rotated()
 		w, closer = lj, lj

@@ -60,3 +60,22 @@ func TestNewLoggerErrors(t *testing.T) {
 		require.Error(t, err, "%+v", c)
 	}
 }
+
+// TestNewLoggerStdoutAndFile: the seed's logging block writes output: stdout
+// and file: together; the file is written too (and rotated), not ignored.
+func TestNewLoggerStdoutAndFile(t *testing.T) {
+	for _, output := range []string{"stdout", "stderr"} {
+		t.Run(output, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "vigil.log")
+			logger, closer, err := newLogger(config.LoggingConfig{
+				Level: "info", Format: "json", Output: output, File: file, MaxSize: 100 << 20, MaxFiles: 10,
+			}, new(slog.LevelVar))
+			require.NoError(t, err)
+			logger.Info("to both", "k", "v")
+			require.NoError(t, closer.Close())
+			body, err := os.ReadFile(file)
+			require.NoError(t, err)
+			require.Contains(t, string(body), `"msg":"to both","k":"v"`)
+		})
+	}
+}

@@ -262,6 +262,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 			if w := auth.Warning(c); w != "" && directory.Authenticator().Open() {
 				logger.Warn(w)
 			}
+			if w := openListenWarning(c); w != "" && directory.Authenticator().Open() {
+				logger.Warn(w)
+			}
 			return nil
 		}},
 		// Rules first: rule files are read here and are the likeliest to be bad.
@@ -282,6 +285,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"logging", func(c *config.Config) error {
 			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))
 		}},
+		// The seed's backup and disaster_recovery blocks, as gauges.
+		{"seed-info", collector.NewSeedInfo(reg).ApplyConfig},
 	}
 	current := cfg
 	// Nothing runs before the first config is applied.

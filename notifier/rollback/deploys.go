@@ -92,41 +92,57 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 	if err != nil {
 		return Deploy{}, err
 	}
-	if ok && d.PreviousVersion == "" {
-		d.PreviousVersion = last.Version
-		if last.Version == d.Version {
-			d.PreviousVersion = last.PreviousVersion
-		}
-	}
 	all, err := m.kv.List(keyDeploy)
 	if err != nil {
 		return Deploy{}, fmt.Errorf("deploy: listing deploys: %w", err)
 	}
-	keys := slices.Sorted(maps.Keys(all))
-	var seq uint64
-	if len(keys) > 0 {
-		n, err := strconv.ParseUint(strings.TrimPrefix(keys[len(keys)-1], keyDeploy), 10, 64)
-		if err != nil {
-			return Deploy{}, fmt.Errorf("deploy: bad key %q: %w", keys[len(keys)-1], err)
+	hist, err := decodeDeploys(all)
+	if err != nil {
+		return Deploy{}, err
+	}
+	// The last deploy follows deploy time, not arrival: a deploy recorded
+	// late with an earlier time (a backfill, a CI job that retried) goes
+	// into the history where its time puts it and changes nothing newer.
+	backdated := ok && d.At.Before(last.At)
+	var before, after *storedDeploy
+	if backdated {
+		before, after = neighbours(hist, d)
+	} else if ok {
+		before = &storedDeploy{Deploy: last}
+	}
+	if before != nil && d.PreviousVersion == "" {
+		d.PreviousVersion = before.Version
+		if before.Version == d.Version {
+			d.PreviousVersion = before.PreviousVersion
 		}
-		seq = n
+	}
+	var seq uint64
+	if len(hist) > 0 {
+		seq = hist[len(hist)-1].seq
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return Deploy{}, fmt.Errorf("deploy: encoding: %w", err)
 	}
-	if err := m.kv.Put(fmt.Sprintf("%s%020d", keyDeploy, seq+1), b); err != nil {
+	key := fmt.Sprintf("%s%020d", keyDeploy, seq+1)
+	if err := m.kv.Put(key, b); err != nil {
 		return Deploy{}, fmt.Errorf("deploy: storing: %w", err)
 	}
-	if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
-		return Deploy{}, fmt.Errorf("deploy: storing last deploy: %w", err)
+	if !backdated {
+		if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
+			return Deploy{}, fmt.Errorf("deploy: storing last deploy: %w", err)
+		}
+	} else if err := m.relink(after, before, d, last); err != nil {
+		return Deploy{}, err
 	}
-	// keys does not hold the one just added: keep m.keep-1 of them.
-	for len(keys) > m.keep-1 {
-		if err := m.kv.Delete(keys[0]); err != nil {
+	// Trim the oldest by deploy time, which may be the one just added.
+	hist = append(hist, storedDeploy{Deploy: d, key: key, seq: seq + 1})
+	slices.SortStableFunc(hist, func(a, b storedDeploy) int { return a.At.Compare(b.At) })
+	for len(hist) > m.keep {
+		if err := m.kv.Delete(hist[0].key); err != nil {
 			return Deploy{}, fmt.Errorf("deploy: trimming old deploys: %w", err)
 		}
-		keys = keys[1:]
+		hist = hist[1:]
 	}
 	m.deploys.WithLabelValues(source).Inc()
 	m.logger.Info("deploy recorded", "service", d.Service, "environment", d.Environment,
@@ -150,16 +166,105 @@ func (m *Manager) lastDeploy(service, env string) (Deploy, bool, error) {
 	return d, true, nil
 }
 
-// Deploys returns up to limit deploys, newest first; all kept ones when limit
-// is not positive.
+// Deploys returns up to limit deploys, newest deploy time first (the order
+// of arrival among equal times, latest first); all kept ones when limit is
+// not positive.
 func (m *Manager) Deploys(limit int) ([]Deploy, error) {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
-	out, err := newest[Deploy](m.kv, keyDeploy, limit)
+	all, err := m.kv.List(keyDeploy)
+	if err != nil {
+		return nil, fmt.Errorf("deploys: listing: %w", err)
+	}
+	hist, err := decodeDeploys(all)
 	if err != nil {
 		return nil, fmt.Errorf("deploys: %w", err)
 	}
+	slices.SortStableFunc(hist, func(a, b storedDeploy) int { return b.At.Compare(a.At) })
+	if limit > 0 && len(hist) > limit {
+		hist = hist[:limit]
+	}
+	out := make([]Deploy, len(hist))
+	for i, h := range hist {
+		out[i] = h.Deploy
+	}
 	return out, nil
+}
+
+// storedDeploy is a deploy with its KV key and sequence number.
+type storedDeploy struct {
+	Deploy
+	key string
+	seq uint64
+}
+
+// decodeDeploys returns the stored deploys in order of arrival.
+func decodeDeploys(all map[string][]byte) ([]storedDeploy, error) {
+	out := make([]storedDeploy, 0, len(all))
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		n, err := strconv.ParseUint(strings.TrimPrefix(k, keyDeploy), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("deploy: bad key %q: %w", k, err)
+		}
+		var d Deploy
+		if err := json.Unmarshal(all[k], &d); err != nil {
+			return nil, fmt.Errorf("deploy: decoding %s: %w", k, err)
+		}
+		out = append(out, storedDeploy{Deploy: d, key: k, seq: n})
+	}
+	return out, nil
+}
+
+// neighbours returns the deploys of d's service and environment just before
+// d (the latest at or before its time) and just after it (the earliest
+// later one); nil when there is none.
+func neighbours(hist []storedDeploy, d Deploy) (before, after *storedDeploy) {
+	for i := range hist {
+		h := &hist[i]
+		if h.Service != d.Service || h.Environment != d.Environment {
+			continue
+		}
+		if !h.At.After(d.At) {
+			if before == nil || !h.At.Before(before.At) {
+				before = h
+			}
+		} else if after == nil || h.At.Before(after.At) {
+			after = h
+		}
+	}
+	return before, after
+}
+
+// relink makes the deploy that follows a backdated one d name d as its
+// previous version, when it named what came before d (or nothing): it
+// followed d, not d's predecessor. A previous version given by hand stays.
+// The last deploy's record is rewritten when it is that deploy.
+func (m *Manager) relink(after, before *storedDeploy, d, last Deploy) error {
+	if after == nil || after.Version == d.Version {
+		return nil
+	}
+	was := ""
+	if before != nil {
+		was = before.Version
+	}
+	if after.PreviousVersion != "" && after.PreviousVersion != was {
+		return nil
+	}
+	oldPrev := after.PreviousVersion
+	after.PreviousVersion = d.Version
+	b, err := json.Marshal(after.Deploy)
+	if err != nil {
+		return fmt.Errorf("deploy: encoding: %w", err)
+	}
+	if err := m.kv.Put(after.key, b); err != nil {
+		return fmt.Errorf("deploy: storing: %w", err)
+	}
+	if last.Version == after.Version && last.At.Equal(after.At) && last.PreviousVersion == oldPrev {
+		if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
+			return fmt.Errorf("deploy: storing last deploy: %w", err)
+		}
+	}
+	return nil
 }
 
 // ObserveBuildInfo takes the version label of the app's *_build_info metric,

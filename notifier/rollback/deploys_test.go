@@ -1,6 +1,7 @@
 package rollback
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"testing"
@@ -159,4 +160,77 @@ func TestObserveBuildInfo(t *testing.T) {
 	all, err := m.Deploys(0)
 	require.NoError(t, err)
 	require.Equal(t, []string{"1.1.0", "1.2.0", "1.1.0"}, versions(all))
+}
+
+// TestBackdatedDeployDoesNotReverseTheOrder is issue 9's case: 1.5.0 is
+// recorded now, then 1.4.0 with a time an hour earlier. The last deploy
+// follows deploy time, not arrival: it stays 1.5.0, whose previous version
+// becomes 1.4.0, and a rollback goes from 1.5.0 to 1.4.0.
+func TestBackdatedDeployDoesNotReverseTheOrder(t *testing.T) {
+	ctx := context.Background()
+	ctl := newController(t, []byte(testSecret))
+	clk := newClock(t0)
+	m := newManager(t, notifier.NewMemKV(), clk, testConfig(ctl.srv.URL))
+
+	d15, err := m.RecordDeploy(Deploy{Version: "1.5.0"})
+	require.NoError(t, err)
+	require.Empty(t, d15.PreviousVersion)
+	d14, err := m.RecordDeploy(Deploy{Version: "1.4.0", At: t0.Add(-time.Hour)})
+	require.NoError(t, err)
+	require.Empty(t, d14.PreviousVersion, "nothing was deployed before 1.4.0")
+
+	list, err := m.Deploys(0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1.5.0", "1.4.0"}, versions(list), "newest deploy time first")
+	require.Equal(t, "1.4.0", list[0].PreviousVersion, "1.5.0 followed 1.4.0")
+	require.True(t, list[0].At.Equal(t0))
+
+	// A critical alert 5 minutes after 1.5.0 is inside the window.
+	clk.Set(t0.Add(10 * time.Minute))
+	msg, rec, err := m.Decide(ctx, incident("inc-1", t0.Add(5*time.Minute), criticalApp()), "")
+	require.NoError(t, err)
+	require.NotNil(t, msg)
+	require.Equal(t, "1.5.0", rec.BadVersion)
+	require.Equal(t, "1.4.0", rec.PreviousVersion)
+	require.Equal(t, 1.0, decisionCount(m, DecisionFired))
+
+	// A manual rollback (after the cooldown) also goes from 1.5.0 to 1.4.0.
+	clk.Add(2 * time.Hour)
+	_, rec, err = m.Manual(ctx, "bad build", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "1.5.0", rec.BadVersion)
+	require.Equal(t, "1.4.0", rec.PreviousVersion)
+
+	// A deploy inserted between two others links both ways; a later one
+	// whose previous version was given keeps it.
+	_, err = m.RecordDeploy(Deploy{Version: "1.4.5", At: t0.Add(-30 * time.Minute)})
+	require.NoError(t, err)
+	list, err = m.Deploys(0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1.5.0", "1.4.5", "1.4.0"}, versions(list))
+	require.Equal(t, []string{"1.4.5", "1.4.0", ""}, previous(list))
+}
+
+func previous(ds []Deploy) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.PreviousVersion)
+	}
+	return out
+}
+
+// TestTrimDropsTheOldestByTime keeps the newest deploys by deploy time when a
+// backdated one arrives last.
+func TestTrimDropsTheOldestByTime(t *testing.T) {
+	clk := newClock(t0)
+	m, err := New(&Options{KV: notifier.NewMemKV(), Clock: clk.Now, KeepDeploys: 2}, slog.New(slog.DiscardHandler), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.ApplyConfig(testConfig("http://127.0.0.1:1/")))
+	for _, d := range []Deploy{{Version: "3", At: t0}, {Version: "2", At: t0.Add(-time.Hour)}, {Version: "1", At: t0.Add(-2 * time.Hour)}} {
+		_, err := m.RecordDeploy(d)
+		require.NoError(t, err)
+	}
+	got, err := m.Deploys(0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"3", "2"}, versions(got))
 }

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// seedDocument returns the user's specification: ../shared/seed when this
+// checkout sits beside it, else the committed copy in testdata.
+func seedDocument(t *testing.T) []byte {
+	t.Helper()
+	for _, p := range []string{
+		filepath.Join("..", "..", "shared", "seed", "000_263c6f56cf808b22.txt"),
+		filepath.Join("testdata", "seed.txt"),
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			return b
+		}
+	}
+	t.Fatal("no seed document: testdata/seed.txt is missing")
+	return nil
+}
+
+var yamlBlockRE = regexp.MustCompile("(?s)```yaml\n(.*?)```")
+
+// seedYAMLBlocks returns the seed's yaml blocks whose first key is top.
+func seedYAMLBlocks(t *testing.T, top string) []string {
+	var out []string
+	for _, m := range yamlBlockRE.FindAllStringSubmatch(string(seedDocument(t)), -1) {
+		var probe map[string]yaml.Node
+		require.NoError(t, yaml.Unmarshal([]byte(m[1]), &probe))
+		if _, ok := probe[top]; ok {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// seedRule is what the seed writes of a rule.
+type seedRule struct {
+	Name      string            `yaml:"name"`
+	Condition string            `yaml:"condition"`
+	Duration  string            `yaml:"duration"`
+	Severity  string            `yaml:"severity"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+// seedRules returns the rules of the seed's three alert blocks, in order.
+func seedRules(t *testing.T) []seedRule {
+	var out []seedRule
+	for _, b := range seedYAMLBlocks(t, "alerts") {
+		var doc struct {
+			Alerts struct {
+				Rules []seedRule `yaml:"rules"`
+			} `yaml:"alerts"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(b), &doc))
+		out = append(out, doc.Alerts.Rules...)
+	}
+	require.Len(t, out, 9, "the seed has three alert blocks of three rules")
+	return out
+}
+
+func asSeed(t *testing.T, rs []RuleConfig) []seedRule {
+	out := make([]seedRule, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, seedRule{
+			Name: r.Name, Condition: r.Condition, Duration: r.Duration.String(),
+			Severity: r.Severity, Labels: r.Labels,
+		})
+	}
+	return out
+}
+
+func normalise(t *testing.T, rs []seedRule) []seedRule {
+	for i := range rs {
+		d, err := ParseDuration(rs[i].Duration)
+		require.NoError(t, err)
+		rs[i].Duration = Duration(d).String()
+	}
+	return rs
+}
+
+// TestDefaultRulesAreTheSeeds: the built-in default's alerts.rules are the
+// seed's alert blocks, value for value; vigil's additions are its own group.
+func TestDefaultRulesAreTheSeeds(t *testing.T) {
+	want := normalise(t, seedRules(t))
+	require.Equal(t, want, asSeed(t, Default().Alerts.Rules))
+
+	own := Default().OwnRules
+	require.NotEmpty(t, own)
+	seedNames := map[string]bool{}
+	for _, r := range want {
+		seedNames[r.Name] = true
+	}
+	for _, r := range own {
+		require.False(t, seedNames[r.Name], "vigil's own rule %s takes a seed rule's name", r.Name)
+	}
+}
+
+// TestExampleRuleFilesAreTheSeeds: deploy/examples/rules holds the seed's
+// three alert blocks, one file each, and vigil's own rules apart (vigil.yml).
+func TestExampleRuleFilesAreTheSeeds(t *testing.T) {
+	want := normalise(t, seedRules(t))
+	var got []seedRule
+	for _, f := range []string{"application.yml", "infrastructure.yml", "database.yml"} {
+		cfg, err := Load(filepath.Join("..", "deploy", "examples", "rules", f))
+		require.NoError(t, err)
+		got = append(got, asSeed(t, cfg.Alerts.Rules)...)
+	}
+	require.Equal(t, want, got)
+
+	own, err := Load(filepath.Join("..", "deploy", "examples", "rules", "vigil.yml"))
+	require.NoError(t, err)
+	require.Equal(t, asSeed(t, BuiltinOwnRules()), asSeed(t, own.Alerts.Rules), "the example's own rules are the built-in ones")
+}
+
+// TestSeedYAMLBlocksFound guards the block extraction itself.
+func TestSeedYAMLBlocksFound(t *testing.T) {
+	require.Len(t, seedYAMLBlocks(t, "metrics"), 3)
+	require.Len(t, seedYAMLBlocks(t, "logging"), 3)
+	require.True(t, strings.Contains(seedYAMLBlocks(t, "backup")[0], "schedule"))
+	_ = time.Second
+}
+
+// TestSeedMetricsBlocks: the seed's three metrics blocks load; the
+// application block's labels are the app's, and the others' port and path
+// are checked against vigil's listener (collector_port_path.bad.yml has the
+// values that would be ignored).
+func TestSeedMetricsBlocks(t *testing.T) {
+	cfg, err := Load("testdata/seed_metrics_blocks.good.yml")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"app": "app", "environment": "production"}, cfg.Collectors.App.Labels)
+	require.Equal(t, "infrastructure", cfg.Collectors.Infrastructure.Labels["app"])
+	require.Equal(t, "database", cfg.Collectors.Database.Labels["app"])
+}
+
+// TestSeedDataSecurityBlocks: the seed's backup and disaster_recovery blocks
+// load verbatim into their types, as does encryption.in_transit.
+func TestSeedDataSecurityBlocks(t *testing.T) {
+	cfg, err := Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	want := &BackupConfig{Schedule: "0 0 * * *", Retention: Duration(30 * 24 * time.Hour), Storage: "S3", Encryption: true, Compression: true}
+	require.Equal(t, want, cfg.Backup)
+	dr := cfg.DisasterRecovery
+	require.Equal(t, Duration(4*time.Hour), dr.RTO)
+	require.Equal(t, Duration(time.Hour), dr.RPO)
+	require.Equal(t, want, dr.Backup)
+	require.Equal(t, &ReplicationConfig{Enabled: true, Region: "us-east-1", Interval: Duration(5 * time.Minute)}, dr.Replication)
+	require.Equal(t, "TLS 1.3", cfg.TLSVersion())
+	require.Equal(t, Duration(90*24*time.Hour), cfg.Encryption.InTransit.CertificateRotation)
+
+	// The seed's own blocks, read from the seed document, load too.
+	for _, top := range []string{"backup", "disaster_recovery"} {
+		for _, b := range seedYAMLBlocks(t, top) {
+			_, err := Parse([]byte(b), "seed-"+top+".yml")
+			require.NoError(t, err, top)
+		}
+	}
+}
+
+func TestCheckCron(t *testing.T) {
+	for _, ok := range []string{"0 0 * * *", "*/15 * * * *", "0 9-17 * * mon-fri", "0 0 1,15 jan,jul 0", "@daily", "5 4 * * 7"} {
+		require.NoError(t, checkCron(ok), ok)
+	}
+	for _, bad := range []string{"", "0 0 * *", "60 0 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "5-1 * * * *", "@sometimes", "x * * * *"} {
+		require.Error(t, checkCron(bad), bad)
+	}
+}
+
+// TestCertificateRotationRules: encryption.in_transit.certificate_rotation
+// (the seed's 90d) adds vigil's own certificate rules with the period in
+// their thresholds: due at 83 days (a 7-day margin), expiring within 7 days.
+func TestCertificateRotationRules(t *testing.T) {
+	cfg, err := Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	require.Len(t, cfg.OwnRules, 2)
+	require.Equal(t, "vigil_certificate_rotation_due", cfg.OwnRules[0].Name)
+	require.Equal(t, "time() - vigil_tls_certificate_not_before_timestamp_seconds > 7171200", cfg.OwnRules[0].Condition)
+	require.Equal(t, "vigil_tls_certificate_not_after_timestamp_seconds - time() < 604800", cfg.OwnRules[1].Condition)
+
+	// Without the block there are none.
+	cfg, err = Load("testdata/seed_metrics_blocks.good.yml")
+	require.NoError(t, err)
+	require.Empty(t, cfg.OwnRules)
+}
+
+// TestTLSProbeRules: with collectors.app.tls_probe, encryption.in_transit
+// also watches the app's TLS: its version against the policy and its
+// certificate's age and expiry, scoped to the app's label.
+func TestTLSProbeRules(t *testing.T) {
+	cfg, err := Load("testdata/tls_probe.good.yml")
+	require.NoError(t, err)
+	tp := cfg.Collectors.App.TLSProbe
+	require.Equal(t, Duration(15*time.Second), tp.Interval)
+	require.Equal(t, Duration(10*time.Second), tp.Timeout)
+	var names []string
+	for _, r := range cfg.OwnRules {
+		names = append(names, r.Name)
+		if strings.HasPrefix(r.Name, "app_") {
+			require.Equal(t, map[string]string{"app": "checkout"}, r.Labels)
+		}
+	}
+	require.Equal(t, []string{"app_tls_version_below_policy", "app_certificate_rotation_due", "app_certificate_expiring",
+		"vigil_certificate_rotation_due", "vigil_certificate_expiring"}, names)
+	require.Equal(t, "probe_tls_certificate_expiry_days < 7", cfg.OwnRules[2].Condition)
+}
