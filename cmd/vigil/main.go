@@ -19,7 +19,11 @@ import (
 
 const usage = `Usage:
   vigil [--config FILE]            run (with no --config: the built-in default config)
-  vigil check config FILE...       validate config files; print every error found
+  vigil check config [--live URL] FILE...
+                                   validate config files; print every error found;
+                                   --live URL also lists the rules a running vigil
+                                   finds dead (inputs matching no series; token in
+                                   VIGIL_TOKEN or --token-file)
   vigil test rules [--run RE]... [--ignore-unknown-fields] FILE...
                                    run rule unit tests in promtool's format
   vigil token new [--expires D]    print a fresh API token and the hash for users[].tokens;
@@ -44,7 +48,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprint(stderr, usage)
 				return 2
 			}
-			return checkConfig(args[2:], stdout, stderr)
+			return checkConfigCmd(args[2:], stdout, stderr)
 		case "test":
 			if len(args) < 3 || args[1] != "rules" {
 				fmt.Fprint(stderr, usage)
