@@ -95,6 +95,18 @@ func (h *health) setAbsentAfter(d time.Duration) {
 	}
 }
 
+// interval is how long to wait for the next check: every, at most a
+// quarter of absent_after (so a dead rule is reported within 1.25 times
+// absent_after), at least a second.
+func (h *health) interval(every time.Duration) time.Duration {
+	h.mtx.Lock()
+	defer h.mtx.Unlock()
+	if h.absentAfter > 0 {
+		return min(every, max(h.absentAfter/4, time.Second))
+	}
+	return every
+}
+
 // check looks at every loaded rule once: which input selectors matched a
 // series within the last absent_after, which rules hit their limit.
 // A selector is reported only after absent_after without a series since

@@ -392,7 +392,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		t := time.NewTicker(m.opts.HealthInterval)
+		t := time.NewTimer(m.health.interval(m.opts.HealthInterval))
 		defer t.Stop()
 		for {
 			select {
@@ -400,6 +400,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				m.health.check(ctx)
+				t.Reset(m.health.interval(m.opts.HealthInterval))
 			}
 		}
 	}()
