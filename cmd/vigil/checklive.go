@@ -21,22 +21,31 @@ const liveTimeout = 10 * time.Second
 
 // checkConfigCmd parses `vigil check config [--live URL] [--token-file F]
 // FILE...`: the files are checked, then the running vigil at URL is asked
-// which of its rules are dead.
+// which of its rules are dead. Flags and files may come in any order.
 func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vigil check config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	live := fs.String("live", "", "URL of a running vigil: list its rules whose inputs match no series")
 	tokenFile := fs.String("token-file", "", "file holding the API token for --live (else $VIGIL_TOKEN)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	// Flags may come before or after the files.
+	var files []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() == 0 && *live == "" {
+	if len(files) == 0 && *live == "" {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	code := 0
-	if fs.NArg() > 0 {
-		code = checkConfig(fs.Args(), stdout, stderr)
+	if len(files) > 0 {
+		code = checkConfig(files, stdout, stderr)
 	}
 	if *live != "" {
 		token := os.Getenv("VIGIL_TOKEN")

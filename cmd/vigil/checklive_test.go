@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,6 +44,14 @@ func TestCheckConfigLive(t *testing.T) {
 			t.Setenv("VIGIL_TOKEN", tc.token)
 			var stdout, stderr bytes.Buffer
 			code := execute([]string{"check", "config", "--live", srv.URL}, &stdout, &stderr)
+			require.Equal(t, tc.wantCode, code, stdout.String()+stderr.String())
+			// Flags may follow the files, too.
+			stdout.Reset()
+			stderr.Reset()
+			cfg := filepath.Join(t.TempDir(), "vigil.yml")
+			require.NoError(t, os.WriteFile(cfg, []byte("service: checkout\nenvironment: development\n"), 0o600))
+			code = execute([]string{"check", "config", cfg, "--live", srv.URL}, &stdout, &stderr)
+			require.Contains(t, stdout.String(), "Checking "+cfg+"\n  SUCCESS")
 			require.Equal(t, tc.wantCode, code, stdout.String()+stderr.String())
 			require.Contains(t, stdout.String(), tc.wantStdout)
 			require.Contains(t, stderr.String(), tc.wantStderr)
