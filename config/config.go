@@ -194,6 +194,9 @@ type InfraCollectorConfig struct {
 	Devices          []string `yaml:"devices"`
 	// LinkSpeed is used for network_usage when the system does not report one.
 	LinkSpeedMbps int `yaml:"link_speed_mbps"`
+	// LinkSpeedMbpsPerDevice overrides LinkSpeedMbps for the named devices
+	// (virtual devices, whose speed the system does not know).
+	LinkSpeedMbpsPerDevice map[string]int `yaml:"link_speed_mbps_per_device"`
 }
 
 // DatabaseCollectorConfig is the database collector.
@@ -242,6 +245,17 @@ type AlertsConfig struct {
 	// scrape interval, is what lets a delivery follow a threshold crossing
 	// within one scrape interval and a second of the rule's `for`.
 	EvaluationInterval Duration `yaml:"evaluation_interval"`
+	// Limit bounds what one rule may produce per evaluation: series of a
+	// recording rule, alerts of an alerting rule. A rule over it writes
+	// nothing that evaluation and reports an error (Prometheus's rule group
+	// `limit`). It is the limit of the seed rules' group and of every rule
+	// file group that sets none; 0 means no limit. Default 10,000.
+	Limit int `yaml:"limit"`
+	// AbsentAfter is how long a rule's input selectors may match no series
+	// before vigil reports the rule as dead (a rule that can never fire);
+	// the first AbsentAfter after start is not judged. 0 turns the check
+	// off. Default 10m.
+	AbsentAfter Duration `yaml:"absent_after"`
 }
 
 // RuleConfig is one seed-format alert rule.

@@ -37,6 +37,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad_label_name.bad.yml", []string{`bad_label_name.bad.yml:7: alerts.rules[0] "high_cpu": labels.team-name: "team-name" is not a valid label name`}},
 		{"bad_webhook_url.bad.yml", []string{`bad_webhook_url.bad.yml:4: receivers[0] "ops": webhook.url "ftp://hooks.example/ops" must be an http or https URL`}},
 		{"bad_glob.bad.yml", []string{`bad_glob.bad.yml:2: rule_files[0]: "rules/[*.yml" is not a valid glob`}},
+		{"negative_rule_limit.bad.yml", []string{`negative_rule_limit.bad.yml:3: alerts.limit: -5 must not be negative (0 means no limit)`}},
+		{"bad_link_speed.bad.yml", []string{`bad_link_speed.bad.yml:5: collectors.infrastructure.link_speed_mbps_per_device.eth0: 0 must be more than 0`}},
 		{"duplicate_key.bad.yml", []string{`duplicate_key.bad.yml:3: service: key "service" is given twice (first at line 1)`}},
 		{"bad_priority.bad.yml", []string{
 			`bad_priority.bad.yml:2: escalation.response_times.urgent: "urgent" is not a priority (use critical, high, medium, low)`,

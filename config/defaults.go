@@ -22,6 +22,12 @@ const (
 	DefaultScrapeTimeout  = 10 * time.Second
 	DefaultWebhookTimeout = 10 * time.Second
 	DefaultRepeatLimit    = 3
+	// DefaultRuleLimit bounds the series or alerts of one rule evaluation:
+	// a sidecar must not let one runaway rule fill its memory.
+	DefaultRuleLimit = 10000
+	// DefaultAbsentAfter is how long a rule's inputs may be missing before
+	// the rule is reported dead.
+	DefaultAbsentAfter = 10 * time.Minute
 )
 
 // newConfig returns a Config that holds every default that a key in the file
@@ -62,6 +68,10 @@ func newConfig() *Config {
 				"low":      "low",
 			},
 			RepeatLimit: DefaultRepeatLimit,
+		},
+		Alerts: AlertsConfig{
+			Limit:       DefaultRuleLimit,
+			AbsentAfter: Duration(DefaultAbsentAfter),
 		},
 		Rollback: RollbackConfig{
 			Window:   Duration(30 * time.Minute),

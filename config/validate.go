@@ -130,6 +130,11 @@ func (c *Config) validateCollectors(r *reporter) {
 		if i.LinkSpeedMbps < 0 {
 			r.valueErr(0, "collectors.infrastructure.link_speed_mbps", "must not be negative")
 		}
+		for dev, v := range i.LinkSpeedMbpsPerDevice {
+			if v <= 0 {
+				r.valueErr(0, "collectors.infrastructure.link_speed_mbps_per_device."+dev, "%d must be more than 0", v)
+			}
+		}
 	}
 	if db := col.Database; db != nil {
 		checkMetrics("collectors.database", db.CollectorMetrics)
@@ -207,6 +212,12 @@ func (c *Config) validateRules(r *reporter) {
 		checkLabelNames(r, joinPath(p, "annotations"), rule.Annotations)
 	}
 	checkGlobs(r, "rule_files", c.RuleFiles)
+	if c.Alerts.Limit < 0 {
+		r.valueErr(0, "alerts.limit", "%d must not be negative (0 means no limit)", c.Alerts.Limit)
+	}
+	if c.Alerts.AbsentAfter < 0 {
+		r.valueErr(0, "alerts.absent_after", "must not be negative (0 turns the check off)")
+	}
 }
 
 func (c *Config) validateReceivers(r *reporter) {

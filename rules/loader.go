@@ -148,6 +148,9 @@ func parseRuleFile(file string, content []byte, ignoreUnknownFields bool, scheme
 
 	var groups, alerts, seedRules *yaml.Node
 	var errs []error
+	// limit is a seed-format file's alerts.limit: the group's limit, as
+	// `limit` is for a Prometheus rule group.
+	var limit int
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		switch k.Value {
@@ -184,12 +187,17 @@ func parseRuleFile(file string, content []byte, ignoreUnknownFields bool, scheme
 		}
 		for i := 0; i+1 < len(alerts.Content); i += 2 {
 			k, v := alerts.Content[i], alerts.Content[i+1]
-			if k.Value == "rules" {
+			switch k.Value {
+			case "rules":
 				seedRules = v
-				continue
-			}
-			if !ignoreUnknownFields {
-				errs = append(errs, lineErr(file, k, "unknown key %q in alerts (expected rules)", k.Value))
+			case "limit":
+				if err := v.Decode(&limit); err != nil || limit < 0 {
+					errs = append(errs, lineErr(file, v, "alerts.limit %q must be a whole number, 0 or more (0 means no limit)", v.Value))
+				}
+			default:
+				if !ignoreUnknownFields {
+					errs = append(errs, lineErr(file, k, "unknown key %q in alerts (expected rules or limit)", k.Value))
+				}
 			}
 		}
 		if len(errs) > 0 {
@@ -199,7 +207,13 @@ func parseRuleFile(file string, content []byte, ignoreUnknownFields bool, scheme
 			return &rulefmt.RuleGroups{}, nil
 		}
 	}
-	return parseSeedRules(file, seedRules, ignoreUnknownFields)
+	rgs, errs := parseSeedRules(file, seedRules, ignoreUnknownFields)
+	if rgs != nil {
+		for i := range rgs.Groups {
+			rgs.Groups[i].Limit = limit
+		}
+	}
+	return rgs, errs
 }
 
 // parseSeedRules decodes a YAML sequence of seed rules into one group.

@@ -30,6 +30,8 @@ const (
 	DefaultOutageTolerance = time.Hour
 	// DefaultResendDelay is how often a still-firing alert is sent again.
 	DefaultResendDelay = time.Minute
+	// DefaultHealthInterval is how often rules are checked for dead inputs.
+	DefaultHealthInterval = 15 * time.Second
 	// minForGracePeriod is the smallest default grace period.
 	minForGracePeriod = 10 * time.Second
 )
@@ -59,6 +61,11 @@ type Options struct {
 	// ResendDelay is how often NotifyFunc sees a still-firing alert again.
 	// Default 1m.
 	ResendDelay time.Duration
+	// HealthInterval is how often the rules are checked for inputs that
+	// match no series (alerts.absent_after). Default 15s.
+	HealthInterval time.Duration
+	// Now is the health check's clock; default time.Now.
+	Now func() time.Time
 }
 
 // Manager runs vigil's alerting and recording rules on Prometheus's rules
@@ -71,6 +78,7 @@ type Manager struct {
 	promOpts *promrules.ManagerOptions
 	prom     *promrules.Manager
 	cancel   context.CancelFunc
+	health   *health
 
 	// mtx serialises ApplyConfig and the start of Run.
 	mtx      sync.Mutex
@@ -99,6 +107,12 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	if o.ResendDelay <= 0 {
 		o.ResendDelay = DefaultResendDelay
 	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = DefaultHealthInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 
 	m := &Manager{
 		opts:   &o,
@@ -113,8 +127,9 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 			Help: "Time of the last successful rules reload.",
 		}),
 	}
+	m.health = newHealth(o.Queryable, m.RuleGroups, o.Now, logger)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reloadSuccess, m.reloadTimestamp} {
+		for _, c := range []prometheus.Collector{m.reloadSuccess, m.reloadTimestamp, m.health} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("rules: register metrics: %w", err)
 			}
@@ -184,15 +199,16 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 
 // update is a checked config, ready for the rules manager.
 type update struct {
-	interval time.Duration
-	ids      []string
-	virtual  map[string]*rulefmt.RuleGroups
-	ext      labels.Labels
-	url      string
+	interval    time.Duration
+	absentAfter time.Duration
+	ids         []string
+	virtual     map[string]*rulefmt.RuleGroups
+	ext         labels.Labels
+	url         string
 }
 
 func (m *Manager) applyConfig(cfg *config.Config) error {
-	u := &update{interval: cfg.EvaluationInterval()}
+	u := &update{interval: cfg.EvaluationInterval(), absentAfter: time.Duration(cfg.Alerts.AbsentAfter)}
 	if u.interval <= 0 {
 		u.interval = DefaultInterval
 	}
@@ -232,6 +248,7 @@ func (m *Manager) update(u *update) error {
 	if err := m.prom.Update(u.interval, u.ids, u.ext, u.url, nil); err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
+	m.health.setAbsentAfter(u.absentAfter)
 	m.logger.Info("rules loaded", "sources", len(u.ids), "interval", u.interval, "for_grace_period", m.promOpts.ForGracePeriod)
 	return nil
 }
@@ -277,6 +294,7 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 			return fmt.Sprintf("%s: %s %q", loc, path, cfg.Alerts.Rules[i].Name)
 		})
 		errs = append(errs, serrs...)
+		withLimit(rgs, cfg.Alerts.Limit)
 		virtual[id] = rgs
 		ids = append(ids, id)
 	}
@@ -294,6 +312,7 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 	if rgs, err := signalGroups(cfg); err != nil {
 		errs = append(errs, err)
 	} else if rgs != nil {
+		withLimit(rgs, cfg.Alerts.Limit)
 		id := SignalsIdentifier(cfg)
 		virtual[id] = rgs
 		ids = append(ids, id)
@@ -314,6 +333,7 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 		rgs, ferrs := LoadFile(f, false, model.UTF8Validation)
 		errs = append(errs, ferrs...)
 		if len(ferrs) == 0 {
+			withLimit(rgs, cfg.Alerts.Limit)
 			virtual[f] = rgs
 			ids = append(ids, f)
 		}
@@ -322,6 +342,21 @@ func loadSources(cfg *config.Config, logger *slog.Logger) ([]string, map[string]
 		return nil, nil, fmt.Errorf("rules: loading rules failed, previous rules kept: %w", errors.Join(errs...))
 	}
 	return ids, virtual, nil
+}
+
+// withLimit gives every group of rgs without a limit of its own the
+// config's alerts.limit: the number of series a recording rule, or alerts
+// an alerting rule, may produce in one evaluation. A rule over it fails
+// that evaluation, as in Prometheus; vigil_rule_limit_exceeded says which.
+func withLimit(rgs *rulefmt.RuleGroups, limit int) {
+	if rgs == nil {
+		return
+	}
+	for i := range rgs.Groups {
+		if rgs.Groups[i].Limit == 0 {
+			rgs.Groups[i].Limit = limit
+		}
+	}
 }
 
 // externalLabels are the labels templates see as $externalLabels.
@@ -364,7 +399,23 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer close(done)
 		m.prom.Run()
 	}()
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		t := time.NewTimer(m.health.interval(m.opts.HealthInterval))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m.health.check(ctx)
+				t.Reset(m.health.interval(m.opts.HealthInterval))
+			}
+		}
+	}()
 	<-ctx.Done()
+	<-healthDone
 	m.prom.Stop()
 	<-done
 	m.cancel()
@@ -373,6 +424,15 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // RuleGroups returns the loaded rule groups, sorted by file and name.
 func (m *Manager) RuleGroups() []*promrules.Group { return m.prom.RuleGroups() }
+
+// DeadRules returns the rule inputs that have matched no series for
+// alerts.absent_after: rules that cannot fire. It is empty in the first
+// absent_after after start and when the check is off.
+func (m *Manager) DeadRules() []DeadRule { return m.health.dead() }
+
+// CheckHealth runs the dead-input and limit check once, now; Run does it
+// every HealthInterval.
+func (m *Manager) CheckHealth(ctx context.Context) { m.health.check(ctx) }
 
 // AlertingRules returns the loaded alerting rules.
 func (m *Manager) AlertingRules() []*promrules.AlertingRule { return m.prom.AlertingRules() }

@@ -166,6 +166,16 @@ func TestLoadFile(t *testing.T) {
 			content:  "- a\n",
 			wantErrs: []string{`rules.yml:1: expected a mapping`},
 		},
+		{
+			name:     "bad seed limit",
+			content:  "alerts:\n  limit: many\n  rules: []\n",
+			wantErrs: []string{`rules.yml:2: alerts.limit "many" must be a whole number, 0 or more (0 means no limit)`},
+		},
+		{
+			name:     "negative seed limit",
+			content:  "alerts:\n  limit: -1\n  rules: []\n",
+			wantErrs: []string{`rules.yml:2: alerts.limit "-1" must be a whole number`},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "rules.yml")

@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grafana/regexp"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -25,15 +27,52 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// RunUnitTests runs rule unit test files in promtool's format and writes a
-// report like promtool's to out: "Unit Testing:  FILE", then "  SUCCESS" or
-// "  FAILED:" and one message per failed expectation. rule_files in a test
-// file are relative to it, may be globs and may be in either shape LoadFile
-// accepts. It reports whether any test failed.
+// UnitTestOptions are the switches of `vigil test rules`, the same as
+// promtool's `test rules` flags.
+type UnitTestOptions struct {
+	// Run, when not empty, keeps only the test groups whose name matches
+	// one of these regular expressions (promtool's --run).
+	Run []string
+	// IgnoreUnknownFields accepts unknown keys in rule files (promtool's
+	// --ignore-unknown-fields); test files stay strict, as in promtool.
+	IgnoreUnknownFields bool
+	// Query switches PromQL features of the test engine. The command line
+	// enables the @ modifier and negative offsets, as promtool does.
+	Query promqltest.LazyLoaderOpts
+}
+
+// DefaultUnitTestOptions are the options of `vigil test rules` without
+// flags: the @ modifier and negative offsets on, as in promtool.
+func DefaultUnitTestOptions() UnitTestOptions {
+	return UnitTestOptions{Query: promqltest.LazyLoaderOpts{EnableAtModifier: true, EnableNegativeOffset: true}}
+}
+
+// RunUnitTests runs rule unit test files in promtool's format with
+// DefaultUnitTestOptions; see RunUnitTestsWith.
 func RunUnitTests(files []string, out io.Writer) (failed bool) {
+	return RunUnitTestsWith(DefaultUnitTestOptions(), files, out)
+}
+
+// RunUnitTestsWith runs rule unit test files in promtool's format and writes
+// a report like promtool's to out: "Unit Testing:  FILE", then "  SUCCESS"
+// or "  FAILED:" and one message per failed expectation. rule_files in a
+// test file are relative to it, may be globs and may be in either shape
+// LoadFile accepts. It reports whether any test failed; an invalid Run
+// expression fails every file.
+func RunUnitTestsWith(opts UnitTestOptions, files []string, out io.Writer) (failed bool) {
+	var run *regexp.Regexp
+	var runErr error
+	if len(opts.Run) > 0 {
+		run, runErr = regexp.Compile(strings.Join(opts.Run, "|"))
+	}
 	for _, f := range files {
 		fmt.Fprintf(out, "Unit Testing:  %s\n", f)
-		errs := runTestFile(f, out)
+		var errs []error
+		if runErr != nil {
+			errs = []error{fmt.Errorf("--run: %w", runErr)}
+		} else {
+			errs = runTestFile(f, opts, run, out)
+		}
 		if len(errs) > 0 {
 			failed = true
 			fmt.Fprintln(out, "  FAILED:")
@@ -55,6 +94,8 @@ type unitTestFile struct {
 	EvaluationInterval model.Duration `yaml:"evaluation_interval"`
 	GroupEvalOrder     []string       `yaml:"group_eval_order"`
 	Tests              []testGroup    `yaml:"tests"`
+	// FuzzyCompare lets floats differ by one unit in the last place.
+	FuzzyCompare bool `yaml:"fuzzy_compare"`
 }
 
 // testGroup is a set of input series and the expectations on them.
@@ -66,6 +107,29 @@ type testGroup struct {
 	PromQLExprTests []exprTest        `yaml:"promql_expr_test"`
 	ExternalLabels  map[string]string `yaml:"external_labels"`
 	ExternalURL     string            `yaml:"external_url"`
+	StartTimestamp  startTimestamp    `yaml:"start_timestamp"`
+}
+
+// startTimestamp is a test group's time zero: RFC 3339 or Unix seconds.
+type startTimestamp struct{ time.Time }
+
+// UnmarshalYAML accepts "2024-01-01T00:00:00Z" and 1704067200(.5).
+func (t *startTimestamp) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec, frac := math.Modf(f)
+		t.Time = time.Unix(int64(sec), int64(frac*float64(time.Second))).UTC()
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("line %d: start_timestamp %q is neither RFC 3339 nor Unix seconds", n.Line, s)
+	}
+	t.Time = v
+	return nil
 }
 
 type inputSeries struct {
@@ -93,10 +157,13 @@ type exprTest struct {
 type expectedSample struct {
 	Labels string  `yaml:"labels"`
 	Value  float64 `yaml:"value"`
+	// Histogram is a native histogram in promqltest's notation
+	// ("{{schema:1 sum:3 count:2 buckets:[1 1]}}"); when set, Value is ignored.
+	Histogram string `yaml:"histogram"`
 }
 
 // runTestFile runs every test group of one file and returns the failures.
-func runTestFile(file string, out io.Writer) []error {
+func runTestFile(file string, opts UnitTestOptions, run *regexp.Regexp, out io.Writer) []error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return []error{err}
@@ -135,13 +202,16 @@ func runTestFile(file string, out io.Writer) []error {
 
 	var errs []error
 	for i, tg := range tf.Tests {
+		if run != nil && !run.MatchString(tg.Name) {
+			continue
+		}
 		if tg.Interval == 0 {
 			tg.Interval = tf.EvaluationInterval
 		}
 		if tg.Name == "" {
 			tg.Name = fmt.Sprintf("unnamed#%d", i)
 		}
-		errs = append(errs, tg.run(time.Duration(tf.EvaluationInterval), order, ruleFiles)...)
+		errs = append(errs, tg.run(time.Duration(tf.EvaluationInterval), order, ruleFiles, opts, tf.FuzzyCompare)...)
 	}
 	return errs
 }
@@ -149,16 +219,15 @@ func runTestFile(file string, out io.Writer) []error {
 // run loads the input series, evaluates the rule groups at every evaluation
 // interval from 0 to the latest eval_time, checks the alerts at their
 // eval_time on the way, and finally the PromQL expressions.
-func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleFiles []string) (errs []error) {
+func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleFiles []string, opts UnitTestOptions, fuzzy bool) (errs []error) {
 	var load strings.Builder
 	fmt.Fprintf(&load, "load %s\n", tg.Interval)
 	for _, s := range tg.InputSeries {
 		fmt.Fprintf(&load, "  %s %s\n", s.Series, s.Values)
 	}
-	suite, err := promqltest.NewLazyLoader(load.String(), promqltest.LazyLoaderOpts{
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-	})
+	qopts := opts.Query
+	qopts.StartTime = tg.StartTimestamp.Time
+	suite, err := promqltest.NewLazyLoader(load.String(), qopts)
 	if err != nil {
 		return []error{fmt.Errorf("    name: %s,\n    input_series: %w", tg.Name, err)}
 	}
@@ -182,7 +251,7 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleF
 	if len(tg.ExternalLabels) > 0 {
 		ext = labels.FromMap(tg.ExternalLabels)
 	}
-	groupMap, lerrs := mgr.LoadGroups(time.Duration(tg.Interval), ext, tg.ExternalURL, nil, false, ruleFiles...)
+	groupMap, lerrs := mgr.LoadGroups(time.Duration(tg.Interval), ext, tg.ExternalURL, nil, opts.IgnoreUnknownFields, ruleFiles...)
 	if lerrs != nil {
 		return lerrs
 	}
@@ -208,6 +277,9 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleF
 	slices.Sort(times)
 
 	mint := time.Unix(0, 0).UTC()
+	if !tg.StartTimestamp.IsZero() {
+		mint = tg.StartTimestamp.Time
+	}
 	maxt := mint.Add(tg.maxEvalTime())
 	next := 0
 	for ts := mint; !ts.After(maxt); ts = ts.Add(evalInterval) {
@@ -239,7 +311,7 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleF
 	}
 
 	for _, et := range tg.PromQLExprTests {
-		errs = append(errs, tg.checkExpr(suite, mint, et)...)
+		errs = append(errs, tg.checkExpr(suite, mint, et, fuzzy)...)
 	}
 	return errs
 }
@@ -328,7 +400,7 @@ func (tg *testGroup) checkAlerts(t time.Duration, tests []alertTest, groups []*p
 }
 
 // checkExpr evaluates one promql_expr_test and compares its samples.
-func (tg *testGroup) checkExpr(suite *promqltest.LazyLoader, mint time.Time, et exprTest) []error {
+func (tg *testGroup) checkExpr(suite *promqltest.LazyLoader, mint time.Time, et exprTest, fuzzy bool) []error {
 	fail := func(err error) []error {
 		return []error{fmt.Errorf("%s    expr: %q, time: %s, err: %w", tg.nameLine(), et.Expr, et.EvalTime, err)}
 	}
@@ -345,10 +417,10 @@ func (tg *testGroup) checkExpr(suite *promqltest.LazyLoader, mint time.Time, et 
 	switch v := res.Value.(type) {
 	case promql.Vector:
 		for _, s := range v {
-			got = append(got, sample{s.Metric.Copy(), s.F})
+			got = append(got, sample{Labels: s.Metric.Copy(), Value: s.F, Histogram: promqltest.HistogramTestExpression(s.H)})
 		}
 	case promql.Scalar:
-		got = append(got, sample{labels.EmptyLabels(), v.V})
+		got = append(got, sample{Labels: labels.EmptyLabels(), Value: v.V})
 	default:
 		return fail(fmt.Errorf("expression returns a %s, not a vector or scalar", res.Value.Type()))
 	}
@@ -358,11 +430,19 @@ func (tg *testGroup) checkExpr(suite *promqltest.LazyLoader, mint time.Time, et 
 		if err != nil {
 			return fail(fmt.Errorf("labels %q: %w", es.Labels, err))
 		}
-		exp = append(exp, sample{lbls, es.Value})
+		s := sample{Labels: lbls, Value: es.Value}
+		if es.Histogram != "" {
+			h, err := parseHistogram(es.Histogram)
+			if err != nil {
+				return fail(fmt.Errorf("labels %q: %w", es.Labels, err))
+			}
+			s.Value, s.Histogram = 0, promqltest.HistogramTestExpression(h)
+		}
+		exp = append(exp, s)
 	}
 	got.sort()
 	exp.sort()
-	if !exp.equal(got) {
+	if !exp.equal(got, fuzzy) {
 		return []error{fmt.Errorf("%s    expr: %q, time: %s,\n        exp: %s\n        got: %s",
 			tg.nameLine(), et.Expr, et.EvalTime, exp, got)}
 	}
@@ -410,9 +490,24 @@ func (l alertList) String() string {
 	return b.String()
 }
 
+// parseHistogram reads one native histogram in promqltest's notation.
+func parseHistogram(s string) (*histogram.FloatHistogram, error) {
+	_, values, err := parser.ParseSeriesDesc("{} " + s)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("histogram: %w", err)
+	case len(values) != 1 || values[0].Histogram == nil:
+		return nil, fmt.Errorf("histogram %q is not one native histogram", s)
+	}
+	return values[0].Histogram, nil
+}
+
 type sample struct {
 	Labels labels.Labels
 	Value  float64
+	// Histogram is promqltest.HistogramTestExpression of a native
+	// histogram sample, empty for a float sample.
+	Histogram string
 }
 
 type sampleList []sample
@@ -421,10 +516,13 @@ func (l sampleList) sort() {
 	slices.SortFunc(l, func(a, b sample) int { return labels.Compare(a.Labels, b.Labels) })
 }
 
-func (l sampleList) equal(o sampleList) bool {
+// equal compares samples; fuzzy lets floats differ by one unit in the
+// last place (promtool's fuzzy_compare).
+func (l sampleList) equal(o sampleList, fuzzy bool) bool {
 	return slices.EqualFunc(l, o, func(a, b sample) bool {
-		return labels.Equal(a.Labels, b.Labels) &&
-			(a.Value == b.Value || (math.IsNaN(a.Value) && math.IsNaN(b.Value)))
+		return labels.Equal(a.Labels, b.Labels) && a.Histogram == b.Histogram &&
+			(a.Value == b.Value || (math.IsNaN(a.Value) && math.IsNaN(b.Value)) ||
+				(fuzzy && (math.Nextafter(a.Value, math.Inf(-1)) == b.Value || math.Nextafter(a.Value, math.Inf(1)) == b.Value)))
 	})
 }
 
@@ -434,6 +532,10 @@ func (l sampleList) String() string {
 	}
 	parts := make([]string, len(l))
 	for i, s := range l {
+		if s.Histogram != "" {
+			parts[i] = s.Labels.String() + " " + s.Histogram
+			continue
+		}
 		parts[i] = s.Labels.String() + " " + strconv.FormatFloat(s.Value, 'E', -1, 64)
 	}
 	return strings.Join(parts, ", ")

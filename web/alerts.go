@@ -11,6 +11,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/prometheus/rules"
+
+	vigilrules "github.com/vigil-sh/vigil/rules"
 )
 
 // alert is one pending or firing alert as /alerts lists it.
@@ -109,4 +111,14 @@ func newAlert(name, group string, a *rules.Alert) alert {
 		out.FiredAt = &firedAt
 	}
 	return out
+}
+
+// listDeadRules answers GET /api/v1/rules/dead: the rule inputs that have
+// matched no series for alerts.absent_after.
+func (h *Handler) listDeadRules(c *gin.Context) {
+	list := []vigilrules.DeadRule{}
+	if h.opts.DeadRules != nil {
+		list = append(list, h.opts.DeadRules()...)
+	}
+	apiSuccess(c, list)
 }

@@ -58,6 +58,7 @@ var routeDescriptions = map[string]string{
 	"DELETE /api/v1/silences/:id":        "end a silence now",
 	"POST /ui/silences":                  "the page's Silence form on an incident (its alert, for 1h, 4h or 24h)",
 	"POST /ui/silences/:id/expire":       "the page's Expire button on a silence",
+	"GET /api/v1/rules/dead":             "rule inputs that matched no series for `alerts.absent_after`: rules that cannot fire (`vigil check config --live` reads it)",
 	"prometheus":                         "Prometheus's HTTP API, for Grafana's Prometheus data source and promtool-style clients",
 }
 

@@ -119,6 +119,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, apiPrefix + "/users/:name", permManageUsers, h.getUser},
 		{http.MethodPut, apiPrefix + "/users/:name", permManageUsers, h.updateUser},
 		{http.MethodDelete, apiPrefix + "/users/:name", permManageUsers, h.deleteUser},
+		{http.MethodGet, apiPrefix + "/rules/dead", permViewMetrics, h.listDeadRules},
 		{http.MethodGet, apiPrefix + "/roles", permManageRoles, h.listRoles},
 		{http.MethodPost, apiPrefix + "/roles", permManageRoles, h.createRole},
 		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, h.getRole},

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
+	vigilrules "github.com/vigil-sh/vigil/rules"
 )
 
 // The operator page: one server-rendered page at /, a sign-in form, and
@@ -92,6 +93,8 @@ type pageData struct {
 	SilenceDurations []string
 	// Failures are parts of the page that could not be loaded.
 	Failures []string
+	// DeadRules are rule inputs that match no series: rules that cannot fire.
+	DeadRules []vigilrules.DeadRule
 }
 
 // incidentView is an incident with what the page shows about it.
@@ -465,6 +468,9 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	d.Rollbacks = rollbacks
 	d.Targets = h.pageTargets()
+	if h.opts.DeadRules != nil {
+		d.DeadRules = h.opts.DeadRules()
+	}
 	if h.opts.LogStatus != nil {
 		d.Logs = h.opts.LogStatus()
 	}

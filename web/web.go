@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
+	vigilrules "github.com/vigil-sh/vigil/rules"
 )
 
 const (
@@ -69,6 +70,9 @@ type Options struct {
 	QueryEngine *promql.Engine
 	// Rules lists rule groups and alerting rules for /alerts and /api/v1/rules.
 	Rules RulesRetriever
+	// DeadRules lists rule inputs that match no series (rules that cannot
+	// fire) for the operator page and /api/v1/rules/dead; nil lists none.
+	DeadRules func() []vigilrules.DeadRule
 	// Targets lists scrape targets for /api/v1/targets and metadata.
 	Targets TargetRetriever
 	// Gatherer is vigil's own registry, served on the metrics path.

@@ -19,8 +19,13 @@ import (
 
 const usage = `Usage:
   vigil [--config FILE]            run (with no --config: the built-in default config)
-  vigil check config FILE...       validate config files; print every error found
-  vigil test rules FILE...         run rule unit tests in promtool's format
+  vigil check config [--live URL] FILE...
+                                   validate config files; print every error found;
+                                   --live URL also lists the rules a running vigil
+                                   finds dead (inputs matching no series; token in
+                                   VIGIL_TOKEN or --token-file)
+  vigil test rules [--run RE]... [--ignore-unknown-fields] FILE...
+                                   run rule unit tests in promtool's format
   vigil token new [--expires D]    print a fresh API token and the hash for users[].tokens;
                                    D (90d, 720h or 2027-03-01) makes the hash stop working then
   vigil demo                       play the whole loop on this machine in about two minutes
@@ -43,16 +48,13 @@ func execute(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprint(stderr, usage)
 				return 2
 			}
-			return checkConfig(args[2:], stdout, stderr)
+			return checkConfigCmd(args[2:], stdout, stderr)
 		case "test":
 			if len(args) < 3 || args[1] != "rules" {
 				fmt.Fprint(stderr, usage)
 				return 2
 			}
-			if rules.RunUnitTests(args[2:], stdout) {
-				return 1
-			}
-			return 0
+			return testRules(args[2:], stdout, stderr)
 		case "token":
 			return tokenNew(args[1:], stdout, stderr)
 		case "demo":
@@ -123,4 +125,29 @@ func printErrors(w io.Writer, err error) {
 
 func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+}
+
+// testRules runs `vigil test rules` with promtool's flags: --run (repeatable)
+// keeps the test groups whose name matches, --ignore-unknown-fields relaxes
+// the rule files.
+func testRules(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vigil test rules", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := rules.DefaultUnitTestOptions()
+	fs.Func("run", "only run test groups whose names match this regular expression (repeatable)", func(s string) error {
+		opts.Run = append(opts.Run, s)
+		return nil
+	})
+	fs.BoolVar(&opts.IgnoreUnknownFields, "ignore-unknown-fields", false, "ignore unknown fields in rule files")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if rules.RunUnitTestsWith(opts, fs.Args(), stdout) {
+		return 1
+	}
+	return 0
 }

@@ -228,6 +228,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		DB:                db,
 		QueryEngine:       engine,
 		Rules:             ruleManager,
+		DeadRules:         ruleManager.DeadRules,
 		Targets:           scrapes.ScrapeManager(),
 		Gatherer:          reg,
 		Collectors:        scrapes.Collectors(),

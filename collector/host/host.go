@@ -53,7 +53,9 @@ type Collector struct {
 	mountpoints []string
 	devices     []string
 	linkSpeed   float64 // Mb/s, from config; 0 when unset
-	cgroup      cgroupPaths
+	// deviceSpeeds are configured speeds (Mb/s) by device; they win over sysfs.
+	deviceSpeeds map[string]float64
+	cgroup       cgroupPaths
 
 	mtx     sync.Mutex
 	prevCPU *cpuSample
@@ -113,12 +115,22 @@ func New(cfg *config.InfraCollectorConfig, opts *Options, logger *slog.Logger) (
 		devices:     slices.Clone(cfg.Devices),
 		linkSpeed:   float64(cfg.LinkSpeedMbps),
 	}
+	if len(cfg.LinkSpeedMbpsPerDevice) > 0 {
+		c.deviceSpeeds = make(map[string]float64, len(cfg.LinkSpeedMbpsPerDevice))
+		for dev, v := range cfg.LinkSpeedMbpsPerDevice {
+			if v <= 0 {
+				return nil, fmt.Errorf("host collector: link_speed_mbps_per_device %s: %d is not more than 0", dev, v)
+			}
+			c.deviceSpeeds[dev] = float64(v)
+		}
+	}
 	// Membership of a cgroup does not change while the process runs; its
 	// limits may (in-place resize), so those are read on every Update.
 	c.cgroup, err = findCgroup(o.ProcRoot, o.CgroupRoot)
 	if err != nil {
 		logger.Debug("no cgroup found, using host figures", "err", err)
 	}
+	c.reportLinkSpeeds()
 	return c, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -329,4 +330,49 @@ func TestUpdateConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// The fixture's eth0 says 1000 Mb/s, eth1 says -1 (no carrier or a driver
+// that does not tell) and veth0 is virtual: vigil says at start which have
+// no speed, and a configured speed (for all, or per device) gives them
+// network_usage.
+func TestLinkSpeeds(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		cfg         *config.InfraCollectorConfig
+		wantWarning string // devices listed at start; "" for no warning
+		wantUsage   []string
+	}{
+		{name: "none configured", cfg: &config.InfraCollectorConfig{},
+			wantWarning: "devices=eth1,veth0", wantUsage: []string{"network_usage{device=eth0}"}},
+		{name: "one per device", cfg: &config.InfraCollectorConfig{LinkSpeedMbpsPerDevice: map[string]int{"veth0": 10}},
+			wantWarning: "devices=eth1", wantUsage: []string{"network_usage{device=eth0}", "network_usage{device=veth0}"}},
+		{name: "global and per device", cfg: &config.InfraCollectorConfig{LinkSpeedMbps: 100, LinkSpeedMbpsPerDevice: map[string]int{"veth0": 10}},
+			wantUsage: []string{"network_usage{device=eth0}", "network_usage{device=eth1}", "network_usage{device=veth0}"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			overlay(t, filepath.Join("testdata", "host", "base"), root)
+			clk := &clock{t: bootTime.Add(1000 * time.Second)}
+			var logs bytes.Buffer
+			c, err := New(tc.cfg, &Options{
+				ProcRoot: filepath.Join(root, "proc"), SysRoot: filepath.Join(root, "sys"), CgroupRoot: filepath.Join(root, "cgroup"),
+				Statfs: fakeStatfs, Now: clk.now,
+			}, slog.New(slog.NewTextHandler(&logs, nil)))
+			require.NoError(t, err)
+			if tc.wantWarning == "" {
+				require.NotContains(t, logs.String(), "no link speed")
+			} else {
+				require.Contains(t, logs.String(), "no link speed")
+				require.Contains(t, logs.String(), tc.wantWarning)
+			}
+			gather(t, c)
+			clk.t = clk.t.Add(10 * time.Second)
+			var got []string
+			for k := range series(gather(t, c), "network_usage") {
+				got = append(got, k)
+			}
+			require.ElementsMatch(t, tc.wantUsage, got)
+		})
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 )
 
 // netSample is one reading of the byte counters, kept for the next Update.
@@ -29,15 +31,7 @@ func (c *Collector) updateNetwork(ch chan<- prometheus.Metric, now time.Time) {
 	cur := &netSample{at: now, bytes: make(map[string][2]uint64, len(stats))}
 	c.prevNet = cur
 
-	names := make([]string, 0, len(stats))
-	for name := range stats {
-		if len(c.devices) > 0 && !slices.Contains(c.devices, name) || len(c.devices) == 0 && name == "lo" {
-			continue
-		}
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range c.watchedDevices(stats) {
 		s := stats[name]
 		ch <- prometheus.MustNewConstMetric(netRxBytesDesc, prometheus.CounterValue, float64(s.RxBytes), name)
 		ch <- prometheus.MustNewConstMetric(netTxBytesDesc, prometheus.CounterValue, float64(s.TxBytes), name)
@@ -64,11 +58,49 @@ func (c *Collector) updateNetwork(ch chan<- prometheus.Metric, now time.Time) {
 	}
 }
 
-// linkSpeedMbps returns the device's speed in Mb/s from sysfs, or the
+// watchedDevices returns the devices of stats the collector reports, sorted:
+// those named in devices, else all but lo.
+func (c *Collector) watchedDevices(stats procfs.NetDev) []string {
+	names := make([]string, 0, len(stats))
+	for name := range stats {
+		if len(c.devices) > 0 && !slices.Contains(c.devices, name) || len(c.devices) == 0 && name == "lo" {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// reportLinkSpeeds says at start which devices have no link speed: they
+// get no network_usage, so a rule on it (the seed's high_network_usage)
+// can never fire there.
+func (c *Collector) reportLinkSpeeds() {
+	stats, err := c.proc.NetDev()
+	if err != nil {
+		return // updateNetwork says so
+	}
+	var none []string
+	for _, name := range c.watchedDevices(stats) {
+		if c.linkSpeedMbps(name) <= 0 {
+			none = append(none, name)
+		}
+	}
+	if len(none) > 0 {
+		c.logger.Warn("no link speed for these network devices: no network_usage for them; set collectors.infrastructure.link_speed_mbps (all) or link_speed_mbps_per_device",
+			"devices", strings.Join(none, ","))
+	}
+}
+
+// linkSpeedMbps returns the device's speed in Mb/s: the configured one for
+// the device (link_speed_mbps_per_device), else from sysfs, else the
 // configured speed when the system gives none: -1 or unreadable (no
 // carrier, or a driver that does not say) and virtual devices, whose speed
 // is made up (veth says 10000).
 func (c *Collector) linkSpeedMbps(device string) float64 {
+	if v, ok := c.deviceSpeeds[device]; ok {
+		return v // the user knows better than a made-up or absent speed
+	}
 	if isDir(filepath.Join(c.sysRoot, "devices", "virtual", "net", device)) {
 		return c.linkSpeed
 	}
