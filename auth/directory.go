@@ -65,13 +65,18 @@ type UserInfo struct {
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
 	// Tokens is how many tokens the user has in force.
-	Tokens      int       `json:"tokens"`
-	Source      string    `json:"source"`
-	Permissions []string  `json:"permissions"`
-	Created     time.Time `json:"created,omitzero"`
-	CreatedBy   string    `json:"created_by,omitempty"`
-	Updated     time.Time `json:"updated,omitzero"`
-	UpdatedBy   string    `json:"updated_by,omitempty"`
+	Tokens int    `json:"tokens"`
+	Source string `json:"source"`
+	// Permissions are every permission the user holds, those its roles
+	// imply included (config.Implied).
+	Permissions []string `json:"permissions"`
+	// Resources holds, for a permission the user holds for some apps
+	// only, those apps.
+	Resources map[string][]string `json:"resources,omitempty"`
+	Created   time.Time           `json:"created,omitzero"`
+	CreatedBy string              `json:"created_by,omitempty"`
+	Updated   time.Time           `json:"updated,omitzero"`
+	UpdatedBy string              `json:"updated_by,omitempty"`
 }
 
 // RoleInfo is what the Directory tells of a role.
@@ -636,31 +641,6 @@ func (d *Directory) commit(next runtimeSet, key string, value any) error {
 	return nil
 }
 
-// managed reports whether users can still be managed under cfg and res:
-// there is no user at all, or one user has the permission manage_users and
-// a token in force.
-func managed(cfg *config.Config, res resolved) bool {
-	if len(cfg.Users) == 0 && len(res.users) == 0 {
-		return true
-	}
-	for _, uc := range cfg.Users {
-		if len(uc.Tokens) == 0 {
-			continue
-		}
-		for _, role := range uc.AllRoles() {
-			if slices.Contains(cfg.PermissionsOf(role), config.PermManageUsers) {
-				return true
-			}
-		}
-	}
-	for _, ru := range res.users {
-		if len(ru.tokens) > 0 && ru.perms[config.PermManageUsers] {
-			return true
-		}
-	}
-	return false
-}
-
 func (d *Directory) runtimeUserInfo(name string) (UserInfo, error) {
 	for _, ru := range d.res.users {
 		if ru.rec.Name == name {
@@ -668,22 +648,6 @@ func (d *Directory) runtimeUserInfo(name string) (UserInfo, error) {
 		}
 	}
 	return UserInfo{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
-}
-
-func configUserInfo(cfg *config.Config, uc config.UserConfig) UserInfo {
-	perms := map[string]bool{}
-	for _, role := range uc.AllRoles() {
-		for _, p := range cfg.PermissionsOf(role) {
-			perms[p] = true
-		}
-	}
-	return UserInfo{
-		Name:        uc.Name,
-		Roles:       nonNil(uc.AllRoles()),
-		Tokens:      len(uc.Tokens),
-		Source:      SourceConfig,
-		Permissions: nonNil(slices.Sorted(maps.Keys(perms))),
-	}
 }
 
 func runtimeRoleInfo(r runtimeRole) RoleInfo {
@@ -697,155 +661,6 @@ func runtimeRoleInfo(r runtimeRole) RoleInfo {
 		Updated:     r.Updated,
 		UpdatedBy:   r.UpdatedBy,
 	}
-}
-
-// resolved is what of a runtime set is in force under a configuration.
-type resolved struct {
-	// roles maps each runtime role in force to its known permissions.
-	roles map[string][]string
-	// users are the runtime users in force, by name.
-	users []resolvedUser
-	// warnings say what was left out and why; they never hold a hash.
-	warnings []string
-}
-
-// resolvedUser is a runtime user in force.
-type resolvedUser struct {
-	rec   runtimeUser
-	perms map[string]bool
-	// tokens are the user's token hashes in force.
-	tokens []tokenHash
-}
-
-func (u resolvedUser) info() UserInfo {
-	return UserInfo{
-		Name:        u.rec.Name,
-		Roles:       nonNil(slices.Clone(u.rec.Roles)),
-		Tokens:      len(u.tokens),
-		Source:      SourceRuntime,
-		Permissions: nonNil(slices.Sorted(maps.Keys(u.perms))),
-		Created:     u.rec.Created,
-		CreatedBy:   u.rec.CreatedBy,
-		Updated:     u.rec.Updated,
-		UpdatedBy:   u.rec.UpdatedBy,
-	}
-}
-
-// resolve works out which runtime entries are in force under cfg. The
-// configuration wins: a runtime user or role named as a configured one is
-// left out, as are a runtime token hash a configured user holds, a runtime
-// role's permission cfg no longer knows, and a role a runtime user has that
-// no longer exists.
-func resolve(cfg *config.Config, set runtimeSet) resolved {
-	res := resolved{roles: map[string][]string{}}
-	cfgRoles := map[string]bool{}
-	for _, name := range cfg.RoleNames() {
-		cfgRoles[name] = true
-	}
-	known := knownPermissions(cfg)
-	for _, name := range slices.Sorted(maps.Keys(set.roles)) {
-		if cfgRoles[name] {
-			res.warnings = append(res.warnings, fmt.Sprintf("runtime role %q is ignored: the config file defines a role of that name", name))
-			continue
-		}
-		perms := []string{}
-		for _, p := range set.roles[name].Permissions {
-			if !known[p] {
-				res.warnings = append(res.warnings, fmt.Sprintf("runtime role %q: permission %q is ignored: the config does not know it", name, p))
-				continue
-			}
-			perms = append(perms, p)
-		}
-		res.roles[name] = perms
-	}
-
-	cfgUsers := map[string]bool{}
-	held := map[tokenSum]bool{}
-	for _, uc := range cfg.Users {
-		cfgUsers[uc.Name] = true
-		for _, h := range uc.Tokens {
-			if sum, err := parseHash(h); err == nil {
-				held[sum] = true
-			}
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(set.users)) {
-		rec := set.users[name]
-		if cfgUsers[name] {
-			res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q is ignored: the config file defines a user of that name", name))
-			continue
-		}
-		ru := resolvedUser{rec: rec, perms: map[string]bool{}}
-		for _, role := range rec.Roles {
-			runtimePerms, runtime := res.roles[role]
-			switch {
-			case cfgRoles[role]:
-				for _, p := range cfg.PermissionsOf(role) {
-					ru.perms[p] = true
-				}
-			case runtime:
-				for _, p := range runtimePerms {
-					ru.perms[p] = true
-				}
-			default:
-				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: role %q is ignored: it is no longer defined", name, role))
-			}
-		}
-		for i, h := range rec.Tokens {
-			th, err := parseTokenHash(h)
-			sum := th.sum
-			if err != nil {
-				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: tokens[%d] %s", name, i, err))
-				continue
-			}
-			if held[sum] {
-				res.warnings = append(res.warnings, fmt.Sprintf("runtime user %q: tokens[%d] is ignored: another user holds it", name, i))
-				continue
-			}
-			held[sum] = true
-			ru.tokens = append(ru.tokens, th)
-		}
-		res.users = append(res.users, ru)
-	}
-	return res
-}
-
-// build returns the authenticator of cfg (New's, with New's errors) with the
-// runtime users of res added. Runtime users count as users: in development
-// the first one turns authentication on.
-func build(cfg *config.Config, res resolved) (*Authenticator, error) {
-	a, err := New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	for _, ru := range res.users {
-		i := len(a.users)
-		a.users = append(a.users, User{Name: ru.rec.Name, Roles: slices.Clone(ru.rec.Roles), Permissions: maps.Clone(ru.perms)})
-		for _, th := range ru.tokens {
-			a.creds = append(a.creds, credential{tokenHash: th, user: i})
-		}
-		for p := range ru.perms {
-			a.all[p] = true
-		}
-	}
-	if len(res.users) > 0 {
-		a.open = false
-	}
-	return a, nil
-}
-
-// knownPermissions is what a runtime role may grant: vigil's permissions
-// and those the configuration's permissions block names.
-func knownPermissions(cfg *config.Config) map[string]bool {
-	known := map[string]bool{}
-	for _, p := range []string{config.PermDeploy, config.PermRollback, config.PermMonitor, config.PermViewLogs,
-		config.PermViewMetrics, config.PermManageUsers, config.PermManageRoles, config.PermAcknowledge} {
-		known[p] = true
-	}
-	for _, p := range cfg.Permissions.Names() {
-		known[p] = true
-	}
-	return known
 }
 
 // directoryError is an error of the Directory whose message is for the
