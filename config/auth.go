@@ -310,8 +310,8 @@ func (g Grants) Describe() string {
 
 // GrantsOf returns what holding the permissions direct gives: each one and
 // those it implies, each limited to the apps of its permission's resources.
-// A permission whose resources cover every app the configuration names (see
-// Apps) is whole: it also reaches what has no app.
+// A permission whose resources cover every app the permissions block names
+// (see Apps) is whole: it reaches every app, and what has no app.
 func (c *Config) GrantsOf(direct []string) Grants {
 	g := Grants{Whole: map[string]bool{}, Apps: map[string][]string{}}
 	apps := c.Apps()
@@ -356,9 +356,11 @@ func (c *Config) UserGrants(u UserConfig) Grants {
 	return c.GrantsOf(append(direct, u.Permissions...))
 }
 
-// Apps returns every app the configuration names, sorted: the app label of
-// each collector and alert rule, and every app a permission's resources
-// list. vigil's own metrics (app "vigil") are not one of them.
+// Apps returns every app the permissions block's resources name, sorted.
+// A permission whose resources list all of them reaches every app, those
+// no resources list included (vigil's own, an alert without an app label):
+// resources draw lines between the apps they name, and the seed's blocks,
+// which give every permission all three of its apps, limit nothing.
 func (c *Config) Apps() []string {
 	set := map[string]bool{}
 	for _, pc := range c.Permissions {
@@ -366,20 +368,6 @@ func (c *Config) Apps() []string {
 			set[a] = true
 		}
 	}
-	col := c.Collectors
-	if col.App != nil {
-		set[col.App.Labels["app"]] = true
-	}
-	if col.Infrastructure != nil {
-		set[col.Infrastructure.Labels["app"]] = true
-	}
-	if col.Database != nil {
-		set[col.Database.Labels["app"]] = true
-	}
-	for _, r := range c.Alerts.Rules {
-		set[r.Labels["app"]] = true
-	}
-	delete(set, "")
 	out := make([]string, 0, len(set))
 	for a := range set {
 		out = append(out, a)
