@@ -173,3 +173,40 @@ func TestResourceScope(t *testing.T) {
 	// no app: view_logs is the viewer's own, so it stays.
 	require.True(t, seed.cfg.GrantsOf(seed.cfg.PermissionsOf("viewer")).Whole[permViewLogs])
 }
+
+// TestSeedRolesAlone is issue 9's second observation: with only the seed's
+// roles block, admin got 403 on /api/v1/query (its role lists no
+// view_metrics) and every user 403 on acknowledging (no role lists
+// acknowledge). The seed's coarse permissions now imply the finer ones.
+func TestSeedRolesAlone(t *testing.T) {
+	tokens := map[string]string{}
+	doc := "service: checkout\nenvironment: production\nusers:\n"
+	for _, name := range []string{"admin", "developer", "viewer"} {
+		token, hash, err := auth.NewToken()
+		require.NoError(t, err)
+		tokens[name] = token
+		doc += fmt.Sprintf("  - {name: %s, role: %s, tokens: [%q]}\n", name, name, hash)
+	}
+	doc += testutil.SeedBlock(t, "# Role management configuration")
+	cfg, err := config.Parse([]byte(doc), "vigil.yml")
+	require.NoError(t, err)
+	a, err := auth.New(cfg)
+	require.NoError(t, err)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{
+		"a": {ID: "a", State: notifier.StateTriggered},
+		"b": {ID: "b", State: notifier.StateTriggered},
+	}}
+	env := newTestEnv(t, func(o *Options) {
+		o.Auth = func() *auth.Authenticator { return a }
+		o.Incidents = incs
+	})
+	env.h.SetReady(true)
+	query := serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/query?query=up", bearer(tokens["admin"]), nil)
+	require.Equal(t, http.StatusOK, query.Code, query.Body.String())
+	for id, user := range map[string]string{"a": "admin", "b": "developer"} {
+		rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/"+id+"/ack", bearer(tokens[user]), strings.NewReader(`{}`))
+		require.Equal(t, http.StatusOK, rec.Code, "%s: %s", user, rec.Body.String())
+	}
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/resolve", bearer(tokens["viewer"]), strings.NewReader(`{}`))
+	requireAPIError(t, rec, http.StatusForbidden, "forbidden")
+}

@@ -198,3 +198,33 @@ alerts:
 	code, msg = call(http.MethodPost, "/api/v1/rollback", "viewer")
 	require.Equal(t, http.StatusForbidden, code, msg)
 }
+
+// TestSeedAccessWarnings: the seed's access blocks as written have no
+// tokens. `vigil check config` says what that means: open in development,
+// no one to acknowledge in production; and it names a user who can do
+// nothing.
+func TestSeedAccessWarnings(t *testing.T) {
+	blocks := testutil.SeedBlock(t, "# User management configuration") +
+		testutil.SeedBlock(t, "# Role management configuration") +
+		testutil.SeedBlock(t, "# Permission management configuration")
+	dir := t.TempDir()
+	check := func(name, doc string) string {
+		f := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(f, []byte(doc), 0o644))
+		var stdout, stderr strings.Builder
+		require.Equal(t, 0, checkConfig([]string{f}, &stdout, &stderr), stderr.String())
+		return stdout.String()
+	}
+	out := check("dev.yml", blocks)
+	require.Contains(t, out, "AUTHENTICATION IS OFF: none of the 3 configured users has a token")
+	require.Contains(t, out, "user:        viewer (viewer; 0 tokens) may: monitor, view_logs, view_metrics")
+
+	out = check("prod.yml", "environment: production\n"+blocks)
+	require.Contains(t, out, "prod.yml:1: environment production: no user with a token may acknowledge incidents")
+	require.NotContains(t, out, "AUTHENTICATION IS OFF")
+
+	out = check("idle.yml", strings.TrimRight(testutil.SeedBlock(t, "# User management configuration"), "\n")+
+		"\n  - name: idle\n    roles: [nothing]\n"+
+		strings.TrimRight(testutil.SeedBlock(t, "# Role management configuration"), "\n")+"\n  nothing: []\n")
+	require.Contains(t, out, `users[3] "idle" can do nothing: its roles (nothing) grant no permission`)
+}
