@@ -354,4 +354,3 @@ func (d *Directory) commit(next runtimeSet, key string, value any) error {
 	}
 	return nil
 }
-
