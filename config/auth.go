@@ -310,8 +310,8 @@ func (g Grants) Describe() string {
 
 // GrantsOf returns what holding the permissions direct gives: each one and
 // those it implies, each limited to the apps of its permission's resources.
-// A permission whose resources cover every app the permissions block names
-// (see Apps) is whole: it reaches every app, and what has no app.
+// A permission whose resources cover every app the configuration names (see
+// Apps) is whole: it reaches every app, and what has no app.
 func (c *Config) GrantsOf(direct []string) Grants {
 	g := Grants{Whole: map[string]bool{}, Apps: map[string][]string{}}
 	apps := c.Apps()
@@ -356,11 +356,13 @@ func (c *Config) UserGrants(u UserConfig) Grants {
 	return c.GrantsOf(append(direct, u.Permissions...))
 }
 
-// Apps returns every app the permissions block's resources name, sorted.
-// A permission whose resources list all of them reaches every app, those
-// no resources list included (vigil's own, an alert without an app label):
-// resources draw lines between the apps they name, and the seed's blocks,
-// which give every permission all three of its apps, limit nothing.
+// Apps returns every app the configuration names, sorted: the apps the
+// permissions block's resources list, and the app label of each collector
+// and alert rule. A permission whose resources list all of them reaches
+// every app, those the configuration does not name included (vigil's own,
+// an alert of a rule file without an app label): the seed's blocks, which
+// give every permission all three of its apps, limit nothing, while
+// `resources: [app]` alone keeps the database's incidents out of reach.
 func (c *Config) Apps() []string {
 	set := map[string]bool{}
 	for _, pc := range c.Permissions {
@@ -368,6 +370,20 @@ func (c *Config) Apps() []string {
 			set[a] = true
 		}
 	}
+	col := c.Collectors
+	if col.App != nil {
+		set[col.App.Labels["app"]] = true
+	}
+	if col.Infrastructure != nil {
+		set[col.Infrastructure.Labels["app"]] = true
+	}
+	if col.Database != nil {
+		set[col.Database.Labels["app"]] = true
+	}
+	for _, r := range c.Alerts.Rules {
+		set[r.Labels["app"]] = true
+	}
+	delete(set, "")
 	out := make([]string, 0, len(set))
 	for a := range set {
 		out = append(out, a)

@@ -758,3 +758,23 @@ permissions:
 	require.True(t, g.Has(PermRollback))
 	require.Equal(t, "acknowledge (only app), monitor, rollback (only app), view_logs, view_metrics", g.Describe())
 }
+
+// TestGrantsResourcesNameCollectorApps: resources on one permission only
+// still limit it, since the collectors name the other apps.
+func TestGrantsResourcesNameCollectorApps(t *testing.T) {
+	cfg, err := Parse([]byte(`collectors:
+  app: {port: 8080}
+  database: {dsn: "postgres://127.0.0.1/test"}
+users:
+  - {name: appdev, role: ops}
+roles:
+  ops: [rollback, monitor]
+permissions:
+  rollback: {resources: [app]}
+`), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"app", "database"}, cfg.Apps())
+	g := cfg.UserGrants(cfg.Users[0])
+	require.Equal(t, []string{"app"}, g.Apps[PermRollback])
+	require.True(t, g.Whole[PermMonitor])
+}

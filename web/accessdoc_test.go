@@ -85,9 +85,11 @@ them:
 	b.WriteString(`
 - ` + "`resources`" + ` limit a permission (and what it implies) to apps: values of the
   ` + "`app`" + ` label (` + "`app`" + `, ` + "`infrastructure`" + `, ` + "`database`" + `, or any other). A permission
-  whose resources list every app the permissions block names reaches every
-  app, and what has no app: the seed's blocks, which give each permission all
-  three apps, limit nothing. A permission held for some apps only lets a user
+  whose resources list every app the configuration names (in any permission's
+  resources, a collector's or an alert rule's ` + "`app`" + ` label) reaches every app,
+  and what has no app: the seed's blocks, which give each permission all three
+  apps, limit nothing. A config that adds a fourth app must add it to the
+  resources of whoever may see it. A permission held for some apps only lets a user
   into the routes marked "per app" below, where each incident, alert, deploy
   and rollback is checked against its app (deploys and the rollback webhook
   belong to the app collector's app, ` + "`app`" + ` by default): what the user may not
