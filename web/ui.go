@@ -519,7 +519,7 @@ func (h *Handler) cookieCSRF(c *gin.Context) string {
 }
 
 // pageIncidents fills the open and the recently resolved incidents and
-// returns every incident it read.
+// returns every incident it read that the user may see.
 func (h *Handler) pageIncidents(c *gin.Context, d *pageData) (all []notifier.Incident) {
 	if h.opts.Incidents == nil {
 		return nil
