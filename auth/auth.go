@@ -22,12 +22,34 @@ var ErrNoUsers = errors.New("no users are configured")
 type User struct {
 	Name  string
 	Roles []string
-	// Permissions holds every permission of the user's roles.
+	// Permissions holds every permission the user has for every app (and
+	// for what has no app): its roles', its own, and those they imply.
 	Permissions map[string]bool
+	// Apps holds, for a permission the user has only for some apps (the
+	// permission's resources), those apps.
+	Apps map[string][]string
 }
 
-// Can reports whether the user has permission.
+// newUser is the user called name with roles and grants.
+func newUser(name string, roles []string, g config.Grants) User {
+	return User{Name: name, Roles: roles, Permissions: maps.Clone(g.Whole), Apps: maps.Clone(g.Apps)}
+}
+
+// Can reports whether the user has permission for every app, as the routes
+// whose answers have no app (metric queries, logs, the reload) need.
 func (u User) Can(permission string) bool { return u.Permissions[permission] }
+
+// CanSome reports whether the user has permission for at least one app: a
+// route whose handler checks each item's app lets such a user in.
+func (u User) CanSome(permission string) bool {
+	return u.Permissions[permission] || len(u.Apps[permission]) > 0
+}
+
+// CanOn reports whether the user has permission for app (an incident's or
+// alert's app label).
+func (u User) CanOn(permission, app string) bool {
+	return u.Permissions[permission] || slices.Contains(u.Apps[permission], app)
+}
 
 // credential is one token hash and the index of its user.
 type credential struct {
@@ -68,13 +90,7 @@ func New(cfg *config.Config) (*Authenticator, error) {
 	}
 	seen := map[[sha256.Size]byte]string{}
 	for i, uc := range cfg.Users {
-		u := User{Name: uc.Name, Roles: uc.AllRoles(), Permissions: map[string]bool{}}
-		for _, role := range u.Roles {
-			for _, p := range cfg.PermissionsOf(role) {
-				u.Permissions[p] = true
-			}
-		}
-		a.users = append(a.users, u)
+		a.users = append(a.users, newUser(uc.Name, uc.AllRoles(), cfg.UserGrants(uc)))
 		for j, h := range uc.Tokens {
 			th, err := parseTokenHash(h)
 			if err != nil {
@@ -96,10 +112,12 @@ func New(cfg *config.Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Open reports whether vigil runs without authentication under cfg: only when
-// no users are configured and the environment is development.
+// Open reports whether vigil runs without authentication under cfg: only in
+// development, when no configured user has a token (no users, or the seed's
+// users as it writes them, without tokens). No one could sign in otherwise.
 func Open(cfg *config.Config) bool {
-	return cfg != nil && len(cfg.Users) == 0 && cfg.Environment == config.EnvDevelopment
+	return cfg != nil && cfg.Environment == config.EnvDevelopment &&
+		!slices.ContainsFunc(cfg.Users, func(u config.UserConfig) bool { return len(u.Tokens) > 0 })
 }
 
 // Warning returns what main must log loudly at start and on reload when cfg
@@ -108,9 +126,13 @@ func Warning(cfg *config.Config) string {
 	if !Open(cfg) {
 		return ""
 	}
-	return fmt.Sprintf("AUTHENTICATION IS OFF: no users are configured and the environment is %s, "+
-		"so every request is allowed as %q with every permission; configure users before vigil is reachable by anyone else",
-		config.EnvDevelopment, Anonymous)
+	why := "no users are configured"
+	if len(cfg.Users) > 0 {
+		why = fmt.Sprintf("none of the %d configured users has a token", len(cfg.Users))
+	}
+	return fmt.Sprintf("AUTHENTICATION IS OFF: %s and the environment is %s, "+
+		"so every request is allowed as %q with every permission; give users tokens (`vigil token new`) before vigil is reachable by anyone else",
+		why, config.EnvDevelopment, Anonymous)
 }
 
 // Check returns an error when vigil must refuse cfg: no users outside
@@ -176,20 +198,18 @@ func (a *Authenticator) CheckBasic(name, password string) (User, error) {
 // user returns a copy of user i that callers may change.
 func (a *Authenticator) user(i int) User {
 	u := a.users[i]
-	return User{Name: u.Name, Roles: slices.Clone(u.Roles), Permissions: maps.Clone(u.Permissions)}
+	apps := make(map[string][]string, len(u.Apps))
+	for p, list := range u.Apps {
+		apps[p] = slices.Clone(list)
+	}
+	return User{Name: u.Name, Roles: slices.Clone(u.Roles), Permissions: maps.Clone(u.Permissions), Apps: apps}
 }
 
 func (a *Authenticator) anonymous() User {
 	return User{Name: Anonymous, Permissions: maps.Clone(a.all)}
 }
 
-// allPermissions is every permission vigil knows or cfg names.
+// allPermissions is every permission vigil knows.
 func allPermissions(cfg *config.Config) map[string]bool {
-	all := knownPermissions(cfg)
-	for _, role := range cfg.RoleNames() {
-		for _, p := range cfg.PermissionsOf(role) {
-			all[p] = true
-		}
-	}
-	return all
+	return knownPermissions(cfg)
 }

@@ -155,6 +155,10 @@ func TestOpenAndCheck(t *testing.T) {
 		{"production without users", config.EnvProduction, "", false, ErrNoUsers},
 		{"development with users", config.EnvDevelopment, user, false, nil},
 		{"production with users", config.EnvProduction, user, false, nil},
+		// The seed's users have no tokens: no one could sign in, so
+		// development runs open and says so; production stays shut.
+		{"development with users without tokens", config.EnvDevelopment, "  - {name: admin, role: admin}\n", true, nil},
+		{"production with users without tokens", config.EnvProduction, "  - {name: admin, role: admin}\n", false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,4 +274,26 @@ func TestDuplicateHashRefused(t *testing.T) {
 	require.ErrorAs(t, err, &errs, "vigil check config prints them like every config error")
 	require.Len(t, errs, 1)
 	require.NotContains(t, err.Error(), hash)
+}
+
+func TestScopedUser(t *testing.T) {
+	_, hash, err := NewToken()
+	require.NoError(t, err)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`environment: production
+users:
+  - {name: appdev, role: viewer, permissions: [rollback], tokens: [%q]}
+permissions:
+  rollback: {resources: [app]}
+  monitor: {resources: [app, database]}
+`, hash)), "vigil.yml")
+	require.NoError(t, err)
+	a, err := New(cfg)
+	require.NoError(t, err)
+	u := a.user(0)
+	require.True(t, u.Can(config.PermMonitor))
+	require.False(t, u.Can(config.PermRollback), "rollback reaches app only")
+	require.True(t, u.CanSome(config.PermRollback))
+	require.True(t, u.CanOn(config.PermAcknowledge, "app"), "acknowledge comes with rollback, for its apps")
+	require.False(t, u.CanOn(config.PermAcknowledge, "database"))
+	require.False(t, u.CanOn(config.PermDeploy, "app"))
 }

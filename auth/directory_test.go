@@ -132,7 +132,8 @@ func TestDirectoryPersistsAcrossReopen(t *testing.T) {
 	require.Equal(t, auth.SourceRuntime, got.Source)
 	require.Equal(t, []string{"deployer"}, got.Roles)
 	require.Equal(t, 1, got.Tokens)
-	require.Equal(t, []string{config.PermDeploy, config.PermMonitor}, got.Permissions)
+	// deploy implies acknowledge, monitor the reading of logs and metrics.
+	require.Equal(t, []string{config.PermAcknowledge, config.PermDeploy, config.PermMonitor, config.PermViewLogs, config.PermViewMetrics}, got.Permissions)
 	require.Equal(t, "alice", got.CreatedBy)
 	require.True(t, created.Created.Equal(got.Created))
 	require.Equal(t, auth.SourceConfig, findUser(t, d2.Users(), "alice").Source)
@@ -303,14 +304,18 @@ func TestDirectoryRefusals(t *testing.T) {
 	require.ErrorIs(t, err, auth.ErrNotFound)
 }
 
-func TestDirectoryKnowsConfigPermissions(t *testing.T) {
+func TestDirectoryKnowsOnlyVigilsPermissions(t *testing.T) {
 	admin := newToken(t)
+	// The permissions block describes and scopes vigil's permissions; it
+	// does not make new ones (config refuses names vigil does not know).
 	cfg := cfgWith(t, config.EnvProduction, fmt.Sprintf("  - {name: alice, role: admin, tokens: [%q]}\n", admin.hash),
-		"roles:\n  admin: [manage_users, manage_roles, export]\npermissions: [manage_users, manage_roles, export]\n")
+		"roles:\n  admin: [manage_users, manage_roles, deploy]\npermissions:\n  deploy: {description: Deploy, resources: [app, database]}\n")
 	d := openDirectory(t, openStore(t, t.TempDir()), cfg, nil)
-	r, err := d.CreateRole("alice", auth.RoleSpec{Name: "exporter", Permissions: []string{"export", config.PermDeploy}})
-	require.NoError(t, err)
-	require.Equal(t, []string{config.PermDeploy, "export"}, r.Permissions)
+	_, err := d.CreateRole("alice", auth.RoleSpec{Name: "exporter", Permissions: []string{"export", config.PermDeploy}})
+	require.ErrorIs(t, err, auth.ErrInvalid)
+	r, err := d.CreateRole("alice", auth.RoleSpec{Name: "auditor", Permissions: []string{config.PermMonitor}})
+	require.NoError(t, err, "a permission the block leaves out is still vigil's")
+	require.Equal(t, []string{config.PermMonitor}, r.Permissions)
 }
 
 func TestDirectoryLockoutGuard(t *testing.T) {

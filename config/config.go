@@ -338,6 +338,9 @@ type UserConfig struct {
 	Tokens    []string `yaml:"tokens"`
 	SlackUser string   `yaml:"slack_user"`
 	Password  Secret   `yaml:"password"`
+	// Permissions are granted to the user on top of its roles' (the seed
+	// lists them beside the role).
+	Permissions []string `yaml:"permissions"`
 }
 
 // AllRoles returns the user's roles, single role first.

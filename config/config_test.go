@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/internal/testutil"
 )
 
 func TestBadConfigs(t *testing.T) {
@@ -44,7 +46,7 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:2: escalation.response_times.urgent: "urgent" is not a priority (use critical, high, medium, low)`,
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
-		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
+		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{
 			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
@@ -122,7 +124,9 @@ func TestSeedGood(t *testing.T) {
 	}
 	cfg, err := Load("testdata/seed.good.yml")
 	require.NoError(t, err)
-	require.Empty(t, cfg.Warnings)
+	// Only carol has a token, and a viewer may not acknowledge.
+	require.Equal(t, []string{"testdata/seed.good.yml:4: environment production: no user with a token may acknowledge incidents " +
+		"(acknowledge, or deploy or rollback, which imply it), so incidents escalate unanswered unless a user added at runtime may"}, cfg.Warnings)
 
 	require.Equal(t, "checkout", cfg.Service)
 	require.Equal(t, EnvProduction, cfg.Environment)
@@ -496,6 +500,10 @@ func TestAccessErrors(t *testing.T) {
 		{"roles: [{permissions: [deploy]}]", `vigil.yaml:1: roles[0]: name is required`},
 		{"permissions: [deploy, deploy]", `vigil.yaml:1: permissions[1]: "deploy" is used twice`},
 		{"roles: {ops: 3}", `vigil.yaml:1: roles.ops: must be a mapping, not "3"`},
+		{"roles: {ops: [deploy, manage_user]}", `vigil.yaml:1: roles.ops[1]: "manage_user" is not a permission (did you mean "manage_users"?)`},
+		{"users: [{name: a, role: viewer, permissions: [deploi]}]", `vigil.yaml:1: users[0] "a": permissions[0] "deploi" is not a permission (did you mean "deploy"?)`},
+		{"permissions: {rollbak: {description: Roll back}}", `vigil.yaml:1: permissions.rollbak: "rollbak" is not a permission (did you mean "rollback"?)`},
+		{"permissions: {deploy: {resources: [app, '']}}", `vigil.yaml:1: permissions.deploy.resources[1]: an app name is required`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.doc, func(t *testing.T) {
@@ -738,4 +746,71 @@ func TestEvaluationInterval(t *testing.T) {
 			require.Equal(t, tc.want, c.EvaluationInterval())
 		})
 	}
+}
+
+// TestSeedAccessBlocks loads the seed's users, roles and permissions blocks
+// as the seed writes them, straight from the seed document (or its copy in
+// internal/testutil/testdata when ../shared is absent, as in a clone), and
+// checks that each user gets what its role's name promises.
+func TestSeedAccessBlocks(t *testing.T) {
+	doc := testutil.SeedBlock(t, "# User management configuration") +
+		testutil.SeedBlock(t, "# Role management configuration") +
+		testutil.SeedBlock(t, "# Permission management configuration")
+	cfg, err := Parse([]byte(doc), "seed.yaml")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Warnings)
+	require.Equal(t, []string{"deploy", "rollback", "monitor"}, cfg.Users[0].Permissions)
+	require.Equal(t, []string{"app", "infrastructure", "database"}, cfg.Permissions[PermRollback].Resources)
+	want := map[string][]string{
+		"admin":     BuiltinPermissions,
+		"developer": {PermAcknowledge, PermDeploy, PermMonitor, PermViewLogs, PermViewMetrics},
+		"viewer":    {PermMonitor, PermViewLogs, PermViewMetrics},
+	}
+	for _, u := range cfg.Users {
+		g := cfg.UserGrants(u)
+		require.Equal(t, want[u.Name], g.Names(), u.Name)
+		require.Empty(t, g.Apps, "%s: the seed's resources name every app, so its grants are whole", u.Name)
+	}
+}
+
+func TestGrantsResources(t *testing.T) {
+	cfg, err := Parse([]byte(`users:
+  - {name: appdev, role: ops}
+roles:
+  ops: [rollback, monitor]
+permissions:
+  rollback: {resources: [app]}
+  monitor: {resources: [app, database]}
+`), "vigil.yaml")
+	require.NoError(t, err)
+	g := cfg.UserGrants(cfg.Users[0])
+	require.Equal(t, []string{"app", "database"}, cfg.Apps())
+	require.True(t, g.Whole[PermMonitor], "monitor names every app there is")
+	require.Equal(t, []string{"app"}, g.Apps[PermRollback])
+	require.Equal(t, []string{"app"}, g.Apps[PermAcknowledge], "acknowledge comes with rollback's apps")
+	require.True(t, g.CanOn(PermAcknowledge, "app"))
+	require.False(t, g.CanOn(PermAcknowledge, "database"))
+	require.False(t, g.CanOn(PermRollback, ""), "what has no app needs the whole permission")
+	require.True(t, g.Has(PermRollback))
+	require.Equal(t, "acknowledge (only app), monitor, rollback (only app), view_logs, view_metrics", g.Describe())
+}
+
+// TestGrantsResourcesNameCollectorApps: resources on one permission only
+// still limit it, since the collectors name the other apps.
+func TestGrantsResourcesNameCollectorApps(t *testing.T) {
+	cfg, err := Parse([]byte(`collectors:
+  app: {port: 8080}
+  database: {dsn: "postgres://127.0.0.1/test"}
+users:
+  - {name: appdev, role: ops}
+roles:
+  ops: [rollback, monitor]
+permissions:
+  rollback: {resources: [app]}
+`), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"app", "database"}, cfg.Apps())
+	g := cfg.UserGrants(cfg.Users[0])
+	require.Equal(t, []string{"app"}, g.Apps[PermRollback])
+	require.True(t, g.Whole[PermMonitor])
 }

@@ -53,6 +53,7 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 		r.errs.sortByLine()
 		return nil, r.errs
 	}
+	cfg.Warnings = append(cfg.Warnings, cfg.accessWarnings()...)
 	// After validation, so that errors quote the globs as written.
 	cfg.resolvePaths(dir)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)

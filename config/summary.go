@@ -55,6 +55,13 @@ func (c *Config) Summary() string {
 	}
 	line("rollback", "%s", rollback)
 	line("access", "%d users, %d roles, %d permissions", len(c.Users), len(c.RoleNames()), len(c.Permissions))
+	for _, u := range c.Users {
+		tokens := fmt.Sprintf("%d tokens", len(u.Tokens))
+		if len(u.Tokens) == 1 {
+			tokens = "1 token"
+		}
+		line("user", "%s (%s; %s) may: %s", u.Name, strings.Join(u.AllRoles(), ", "), tokens, c.UserGrants(u).Describe())
+	}
 	for _, w := range c.Warnings {
 		line("warning", "%s", w)
 	}

@@ -350,22 +350,37 @@ func (c *Config) validateAccess(r *reporter) {
 			}
 		}
 	}
-	// Role permissions are checked only when the file has both blocks: the
-	// built-in permissions must not reject roles with permissions of their
-	// own, nor the built-in roles a shorter list of permissions.
-	_, rolesWritten := c.positions["roles"]
-	_, permsWritten := c.positions["permissions"]
-	if !rolesWritten || !permsWritten || len(c.Permissions) == 0 {
-		return
+	// vigil's permissions are always known, whether the permissions block
+	// lists them or not: the block describes and scopes them, it does not
+	// choose them. Any other name is a typo or a permission vigil does not
+	// have, and would silently grant nothing.
+	known := func(path, perm string) {
+		if !slices.Contains(BuiltinPermissions, perm) {
+			r.valueErr(0, path, "%q is not a permission%s", perm, suggestPermission(perm))
+		}
 	}
 	for _, role := range c.Roles.Names() {
 		for j, perm := range c.Roles[role].Permissions {
-			if _, ok := c.Permissions[perm]; !ok {
-				path := indexPath(joinPath("roles", role), j)
-				if _, ok := c.positions[path]; !ok {
-					path = joinPath("roles", role)
-				}
-				r.valueErr(0, path, "%q is not a permission (permissions: %s)", perm, strings.Join(c.Permissions.Names(), ", "))
+			path := indexPath(joinPath("roles", role), j)
+			if _, ok := c.positions[path]; !ok {
+				path = joinPath("roles", role)
+			}
+			known(path, perm)
+		}
+	}
+	for i, u := range c.Users {
+		for j, perm := range u.Permissions {
+			known(indexPath(joinPath(indexPath("users", i), "permissions"), j), perm)
+		}
+	}
+	for _, name := range c.Permissions.Names() {
+		p := joinPath("permissions", name)
+		if !slices.Contains(BuiltinPermissions, name) {
+			r.keyErr(0, p, "%q is not a permission%s", name, suggestPermission(name))
+		}
+		for j, app := range c.Permissions[name].Resources {
+			if strings.TrimSpace(app) == "" {
+				r.valueErr(0, indexPath(joinPath(p, "resources"), j), "an app name is required")
 			}
 		}
 	}

@@ -53,7 +53,7 @@ func (h *Handler) alerts(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, errorBody(`state must be "firing" or "pending", not "`+state+`"`))
 		return
 	}
-	c.JSON(http.StatusOK, h.activeAlerts(state))
+	c.JSON(http.StatusOK, visibleAlerts(c, h.activeAlerts(state)))
 }
 
 // activeAlerts returns the pending and firing alerts (of one state unless

@@ -140,7 +140,7 @@ func (h *Handler) authenticate(c *gin.Context, permission string, page bool) boo
 		return false
 	}
 	h.setUser(c, user)
-	if !user.Can(permission) {
+	if !permits(c, user, permission) {
 		apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q lacks the permission %q", user.Name, permission))
 		c.Abort()
 		return false

@@ -45,7 +45,7 @@ func (h *Handler) listDeploys(c *gin.Context) {
 	if list == nil {
 		list = []rollback.Deploy{}
 	}
-	apiSuccess(c, list)
+	apiSuccess(c, h.visibleDeploys(c, list))
 }
 
 // recordDeploy answers POST /api/v1/deploys {service, version, environment, time}.
@@ -57,6 +57,9 @@ func (h *Handler) recordDeploy(c *gin.Context) {
 	var d rollback.Deploy
 	if err := readJSON(c, &d); err != nil {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
+		return
+	}
+	if !h.mayTouchWatched(c, permDeploy, "record deploys") {
 		return
 	}
 	if d.Version == "" {
@@ -89,6 +92,9 @@ func (h *Handler) rollback(c *gin.Context) {
 	var req rollbackRequest
 	if err := readJSON(c, &req); err != nil {
 		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
+		return
+	}
+	if !h.mayTouchWatched(c, permRollback, "roll back") {
 		return
 	}
 	if u := requestUser(c); u != "" {
@@ -147,12 +153,13 @@ func (h *Handler) listRollbacks(c *gin.Context) {
 			return
 		}
 	}
+	all = visibleIncidents(c, all)
 	out, err := h.rollbackHistory(all, limit)
 	if err != nil {
 		apiError(c, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	apiSuccess(c, out)
+	apiSuccess(c, h.visibleRollbacks(c, out))
 }
 
 // slackInteractions hands POST /slack/interactions to the Slack handler.

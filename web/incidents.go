@@ -93,6 +93,7 @@ func (h *Handler) listIncidents(c *gin.Context) {
 		apiError(c, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
+	list = visibleIncidents(c, list)
 	n, ok := limitParam(c, len(list), len(list))
 	if !ok {
 		return
@@ -113,6 +114,11 @@ func (h *Handler) getIncident(c *gin.Context) {
 	inc, err := h.opts.Incidents.Incident(c.Param("id"))
 	if err != nil {
 		h.incidentError(c, err)
+		return
+	}
+	if !mayOn(c, permMonitor, incidentApp(inc)) {
+		// As if it did not exist: incidents of other apps are not told of.
+		apiError(c, http.StatusNotFound, "not_found", fmt.Sprintf("incident %q not found", inc.ID))
 		return
 	}
 	apiSuccess(c, inc)
@@ -136,6 +142,9 @@ func (h *Handler) incidentAction(resolve bool) gin.HandlerFunc {
 		}
 		if req.By == "" {
 			apiError(c, http.StatusBadRequest, "bad_data", `say who: {"by": "name", "comment": "..."}`)
+			return
+		}
+		if !h.mayActOn(c, c.Param("id")) {
 			return
 		}
 		act := h.opts.Incidents.Acknowledge

@@ -195,7 +195,7 @@ func (h *Handler) authenticateSession(c *gin.Context, a *auth.Authenticator, per
 		return false
 	}
 	h.setUser(c, user)
-	if !user.Can(permission) {
+	if !permits(c, user, permission) {
 		msg := fmt.Sprintf("user %q lacks the permission %q", user.Name, permission)
 		if c.Request.Method == http.MethodGet {
 			h.render(c, http.StatusForbidden, &pageData{User: user.Name, Roles: strings.Join(user.Roles, ", "), CSRF: sess.csrf, Problem: msg})
@@ -363,6 +363,9 @@ func (h *Handler) uiIncidentAction(resolve bool) gin.HandlerFunc {
 			return
 		}
 		id := c.Param("id")
+		if !h.mayActOn(c, id) {
+			return
+		}
 		comment := strings.TrimSpace(c.Request.PostForm.Get("comment"))
 		act, done := h.opts.Incidents.Acknowledge, "acknowledged"
 		if resolve {
@@ -417,6 +420,9 @@ func (h *Handler) uiRollback(c *gin.Context) {
 	if !parseForm(c) {
 		return
 	}
+	if !h.mayTouchWatched(c, permRollback, "roll back") {
+		return
+	}
 	outcome := "not-configured"
 	if h.opts.Deploys != nil {
 		reason := strings.TrimSpace(c.Request.PostForm.Get("reason"))
@@ -450,8 +456,8 @@ func (h *Handler) page(c *gin.Context) {
 	if v, ok := c.Get(authUserKey); ok {
 		u := v.(auth.User)
 		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
-		d.CanAct = u.Can(permAcknowledge)
-		d.CanRollback = u.Can(permRollback)
+		d.CanAct = u.CanSome(permAcknowledge)
+		d.CanRollback = u.CanOn(permRollback, h.watchedApp())
 	}
 	if h.open() {
 		d.Open = true
@@ -459,14 +465,15 @@ func (h *Handler) page(c *gin.Context) {
 	} else {
 		d.CSRF = c.GetString(csrfKey)
 	}
-	d.Alerts = h.activeAlerts("")
-	all := h.pageIncidents(d)
+	d.Alerts = visibleAlerts(c, h.activeAlerts(""))
+	all := h.pageIncidents(c, d)
 	h.pageDeploys(d)
+	d.Deploys = h.visibleDeploys(c, d.Deploys)
 	rollbacks, err := h.rollbackHistory(all, pageDeploys)
 	if err != nil {
 		d.Failures = append(d.Failures, "rollbacks: "+err.Error())
 	}
-	d.Rollbacks = rollbacks
+	d.Rollbacks = h.visibleRollbacks(c, rollbacks)
 	d.Targets = h.pageTargets()
 	if h.opts.DeadRules != nil {
 		d.DeadRules = h.opts.DeadRules()
@@ -518,8 +525,8 @@ func (h *Handler) cookieCSRF(c *gin.Context) string {
 }
 
 // pageIncidents fills the open and the recently resolved incidents and
-// returns every incident it read.
-func (h *Handler) pageIncidents(d *pageData) (all []notifier.Incident) {
+// returns every incident it read that the user may see.
+func (h *Handler) pageIncidents(c *gin.Context, d *pageData) (all []notifier.Incident) {
 	if h.opts.Incidents == nil {
 		return nil
 	}
@@ -528,6 +535,7 @@ func (h *Handler) pageIncidents(d *pageData) (all []notifier.Incident) {
 		d.Failures = append(d.Failures, "incidents: "+err.Error())
 		return nil
 	}
+	all = visibleIncidents(c, all)
 	var levels []string
 	if cfg := h.cfg.Load(); cfg != nil {
 		for _, l := range cfg.Escalation.Levels {

@@ -124,19 +124,20 @@ func TestUsersAPI(t *testing.T) {
 	require.Equal(t, []string{"deployer"}, user.Roles)
 	require.Equal(t, 1, user.Tokens)
 	require.Equal(t, "runtime", user.Source)
-	require.Equal(t, []string{"deploy", "monitor"}, user.Permissions)
+	// The user's permissions are the role's and those they imply.
+	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "view_logs", "view_metrics"}, user.Permissions)
 	require.Equal(t, "alice", user.CreatedBy)
 	require.Equal(t, "/api/v1/users", env.h.access.audit.newest(1)[0].Path)
 	require.Equal(t, "alice", env.h.access.audit.newest(1)[0].User)
 
-	// The new token works at once, with exactly the role's permissions.
+	// The new token works at once, with exactly the user's permissions.
 	checked := 0
 	for i, r := range env.h.routes {
 		if r.permission == permOpen || r.permission == permSlack {
 			continue
 		}
 		rec := serve(env.h, fmt.Sprintf("127.1.%d.%d", i/250, i%250+1), r.method, fillPath(r.path), bearer(ciToken), nil)
-		if slices.Contains(role.Permissions, r.permission) {
+		if slices.Contains(user.Permissions, r.permission) {
 			require.NotContains(t, []int{401, 403, 429}, rec.Code, "%s %s: %s", r.method, r.path, rec.Body.String())
 			checked++
 		} else {

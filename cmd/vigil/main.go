@@ -107,6 +107,9 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stdout, "  warning: %s\n", w)
 		}
+		if w := auth.Warning(cfg); w != "" {
+			fmt.Fprintf(stdout, "  warning: %s\n", w)
+		}
 		fmt.Fprintln(stdout, indent(cfg.Summary(), "  "))
 	}
 	return code

@@ -1,0 +1,163 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/rollback"
+)
+
+// scopedRoutes are the routes whose handlers look at the app of each thing
+// they show or change (an incident's or alert's app label, the watched
+// app's deploys and rollbacks) and keep to the apps the caller's permission
+// covers (the permission's resources). A user who holds the route's
+// permission for some apps only is let in there; every other route needs
+// the permission for every app, since its answer has no app (metric
+// queries, logs, users, the reload).
+var scopedRoutes = map[string]bool{
+	http.MethodGet + " /":                                        true,
+	http.MethodGet + " /alerts":                                  true,
+	http.MethodPost + " /ui/incidents/:id/ack":                   true,
+	http.MethodPost + " /ui/incidents/:id/resolve":               true,
+	http.MethodPost + " /ui/rollback":                            true,
+	http.MethodGet + " " + apiPrefix + "/incidents":              true,
+	http.MethodGet + " " + apiPrefix + "/incidents/:id":          true,
+	http.MethodPost + " " + apiPrefix + "/incidents/:id/ack":     true,
+	http.MethodPost + " " + apiPrefix + "/incidents/:id/resolve": true,
+	http.MethodGet + " " + apiPrefix + "/deploys":                true,
+	http.MethodPost + " " + apiPrefix + "/deploys":               true,
+	http.MethodPost + " " + apiPrefix + "/rollback":              true,
+	http.MethodGet + " " + apiPrefix + "/rollbacks":              true,
+}
+
+// scoped reports whether r is one of scopedRoutes.
+func (r route) scoped() bool { return scopedRoutes[r.method+" "+r.path] }
+
+// permits reports whether user may pass the route of c, which needs
+// permission: for some apps on a scoped route, for every app elsewhere.
+func permits(c *gin.Context, user auth.User, permission string) bool {
+	if scopedRoutes[c.Request.Method+" "+c.FullPath()] {
+		return user.CanSome(permission)
+	}
+	return user.Can(permission)
+}
+
+// mayOn reports whether the caller of c holds permission for app. Without
+// authentication at all (no Options.Auth) everyone may.
+func mayOn(c *gin.Context, permission, app string) bool {
+	v, ok := c.Get(authUserKey)
+	if !ok {
+		return true
+	}
+	return v.(auth.User).CanOn(permission, app)
+}
+
+// refuseApp answers 403 for an app the caller's permission does not cover.
+func refuseApp(c *gin.Context, permission, what, app string) {
+	apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q may not %s of app %q: its permission %q does not cover that app",
+		requestUserOrAnonymous(c), what, app, permission))
+}
+
+func requestUserOrAnonymous(c *gin.Context) string {
+	if v, ok := c.Get(authUserKey); ok {
+		return v.(auth.User).Name
+	}
+	return auth.Anonymous
+}
+
+// incidentApp is the app an incident belongs to: its alert's app label.
+func incidentApp(inc notifier.Incident) string { return inc.Alert.Labels["app"] }
+
+// visibleIncidents keeps the incidents the caller may see (monitor).
+func visibleIncidents(c *gin.Context, list []notifier.Incident) []notifier.Incident {
+	out := list[:0:0]
+	for _, inc := range list {
+		if mayOn(c, permMonitor, incidentApp(inc)) {
+			out = append(out, inc)
+		}
+	}
+	return out
+}
+
+// visibleAlerts keeps the alerts the caller may see (monitor).
+func visibleAlerts(c *gin.Context, list []alert) []alert {
+	out := []alert{}
+	for _, a := range list {
+		if mayOn(c, permMonitor, a.Labels["app"]) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// watchedApp is the app whose deploys vigil records and whose rollback
+// webhook it fires: the app collector's app label, "app" by default, as
+// the rollback manager reads it.
+func (h *Handler) watchedApp() string {
+	if cfg := h.cfg.Load(); cfg != nil && cfg.Collectors.App != nil && cfg.Collectors.App.Labels["app"] != "" {
+		return cfg.Collectors.App.Labels["app"]
+	}
+	return "app"
+}
+
+// visibleDeploys keeps the deploys when the caller may see the watched app.
+func (h *Handler) visibleDeploys(c *gin.Context, list []rollback.Deploy) []rollback.Deploy {
+	if !mayOn(c, permMonitor, h.watchedApp()) {
+		return []rollback.Deploy{}
+	}
+	return list
+}
+
+// visibleRollbacks keeps the rollbacks the caller may see: those of
+// incidents it sees (all holds only those), and those fired by hand when it
+// may see the watched app.
+func (h *Handler) visibleRollbacks(c *gin.Context, list []rollbackView) []rollbackView {
+	if mayOn(c, permMonitor, h.watchedApp()) {
+		return list
+	}
+	out := []rollbackView{}
+	for _, r := range list {
+		if r.Incident != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// mayActOn answers 404 or 403 and returns false unless the caller may act
+// (acknowledge, resolve) on incident id: 404 when it may not even see it,
+// so that the answer tells nothing of incidents of other apps.
+func (h *Handler) mayActOn(c *gin.Context, id string) bool {
+	if _, ok := c.Get(authUserKey); !ok {
+		return true
+	}
+	inc, err := h.opts.Incidents.Incident(id)
+	if err != nil {
+		h.incidentError(c, err)
+		return false
+	}
+	app := incidentApp(inc)
+	if !mayOn(c, permMonitor, app) {
+		apiError(c, http.StatusNotFound, "not_found", fmt.Sprintf("incident %q not found", id))
+		return false
+	}
+	if !mayOn(c, permAcknowledge, app) {
+		refuseApp(c, permAcknowledge, "act on incidents", app)
+		return false
+	}
+	return true
+}
+
+// mayTouchWatched answers 403 and returns false unless the caller holds
+// permission (rollback, deploy) for the watched app.
+func (h *Handler) mayTouchWatched(c *gin.Context, permission, what string) bool {
+	if app := h.watchedApp(); !mayOn(c, permission, app) {
+		refuseApp(c, permission, what, app)
+		return false
+	}
+	return true
+}
