@@ -3,6 +3,7 @@ package notifier
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -336,7 +337,11 @@ func (m *Manager) deadline(id string) {
 		return tx.PutIncident(&inc)
 	})
 	if err != nil {
-		m.logger.Error("escalation step failed", "incident", id, "err", err)
+		if errors.Is(err, ErrNotFound) {
+			return // pruned meanwhile: nothing left to escalate
+		}
+		d := m.retryLater(id, func() { m.deadline(id) })
+		m.logger.Error("escalation step failed; retrying", "incident", id, "err", err, "retry_in", d)
 		return
 	}
 	m.apply(context.Background(), eff)
@@ -349,9 +354,16 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 	if m.opts.Rollback == nil || cfg == nil {
 		return nil
 	}
+	key := rollbackTimerKey(id)
+	retry := func() { _ = m.decideRollback(context.Background(), id) }
 	inc, err := m.Incident(id)
 	if err != nil {
-		m.logger.Error("rollback decision: incident unreadable", "incident", id, "err", err)
+		if errors.Is(err, ErrNotFound) {
+			m.logger.Error("rollback decision: incident gone", "incident", id, "err", err)
+			return err
+		}
+		d := m.retryLater(key, retry)
+		m.logger.Error("rollback decision: incident unreadable; retrying", "incident", id, "err", err, "retry_in", d)
 		return err
 	}
 	msg, rec, derr := m.opts.Rollback.Decide(ctx, &inc, cfg.env)
@@ -407,12 +419,20 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 		return tx.PutIncident(&inc)
 	})
 	if err != nil {
-		m.logger.Error("cannot record rollback decision", "incident", id, "err", err)
+		// The pending mark is still in the store (the transaction did not
+		// commit), so a restart would decide again too.
+		d := m.retryLater(key, retry)
+		m.logger.Error("cannot record rollback decision; retrying", "incident", id, "err", err, "retry_in", d)
 		return fmt.Errorf("notifier: record rollback: %w", err)
 	}
+	m.retried(key)
 	m.apply(ctx, eff)
 	return derr
 }
+
+// rollbackTimerKey names the retry timer of an incident's rollback decision
+// among the escalation timers (which are keyed by incident ID).
+func rollbackTimerKey(id string) string { return "rollback\x00" + id }
 
 // orDefault returns s, or def when s is empty.
 func orDefault(s, def string) string {

@@ -136,7 +136,10 @@ type Manager struct {
 
 	timerMtx sync.Mutex
 	timers   map[string]Timer
-	stopped  bool
+	// retries counts the failed attempts of a timer-driven step, by timer
+	// key, for its backoff.
+	retries map[string]int
+	stopped bool
 
 	// reprune asks the retention loop for a prune now: the retention
 	// changed on reload.
@@ -145,7 +148,7 @@ type Manager struct {
 
 // New opens the store and returns a Manager; its metrics go on reg.
 func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
-	m := &Manager{logger: logger, timers: map[string]Timer{}, reprune: make(chan struct{}, 1)}
+	m := &Manager{logger: logger, timers: map[string]Timer{}, retries: map[string]int{}, reprune: make(chan struct{}, 1)}
 	if opts != nil {
 		m.opts = *opts
 	}
@@ -535,10 +538,51 @@ func (m *Manager) arm(id string, at time.Time) {
 		t.Stop()
 		delete(m.timers, id)
 	}
+	// A new deadline was written: whatever failed before has succeeded.
+	delete(m.retries, id)
 	if at.IsZero() {
 		return
 	}
 	m.timers[id] = m.clock.AfterFunc(max(at.Sub(m.clock.Now()), 0), func() { m.deadline(id) })
+}
+
+// Backoff of a timer-driven step (an escalation deadline, a rollback
+// decision) whose store transaction failed, for example on a full disk.
+const (
+	stepRetryStart = time.Second
+	stepRetryCap   = 30 * time.Second
+)
+
+// retryLater runs f again after a backoff that doubles with each failure of
+// the step named key, up to stepRetryCap, and returns the wait. The step is
+// retried until it is written: nothing else would run it again before the
+// next start.
+func (m *Manager) retryLater(key string, f func()) time.Duration {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	n := m.retries[key]
+	m.retries[key] = n + 1
+	d := min(stepRetryStart<<min(n, 16), stepRetryCap)
+	if m.stopped {
+		return d
+	}
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+	}
+	m.timers[key] = m.clock.AfterFunc(d, f)
+	return d
+}
+
+// retried forgets the failures of the step named key after it succeeded
+// and cancels a retry still waiting (the step succeeded another way).
+func (m *Manager) retried(key string) {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	delete(m.retries, key)
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+		delete(m.timers, key)
+	}
 }
 
 func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
