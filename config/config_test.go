@@ -42,6 +42,7 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:2: escalation.response_times.urgent: "urgent" is not a priority (use critical, high, medium, low)`,
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
+		{"negative_storm_threshold.bad.yml", []string{`negative_storm_threshold.bad.yml:3: escalation.storm_threshold: "-5" must not be negative (0 turns storm folding off)`}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: deploy, monitor)`}},
 		{"output_without_file.bad.yml", []string{`output_without_file.bad.yml:2: logging.output: "both" needs logging.file`}},
 		{"wrong_scalar.bad.yml", []string{

@@ -22,6 +22,8 @@ const (
 	DefaultScrapeTimeout  = 10 * time.Second
 	DefaultWebhookTimeout = 10 * time.Second
 	DefaultRepeatLimit    = 3
+	// DefaultStormThreshold is escalation.storm_threshold.
+	DefaultStormThreshold = 100
 )
 
 // newConfig returns a Config that holds every default that a key in the file
@@ -61,7 +63,8 @@ func newConfig() *Config {
 				"info":     "low",
 				"low":      "low",
 			},
-			RepeatLimit: DefaultRepeatLimit,
+			RepeatLimit:    DefaultRepeatLimit,
+			StormThreshold: DefaultStormThreshold,
 		},
 		Rollback: RollbackConfig{
 			Window:   Duration(30 * time.Minute),

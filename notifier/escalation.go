@@ -71,8 +71,9 @@ func (c *runtimeConfig) routes(level int) []string {
 	return c.ladder()[level].Notify
 }
 
-// open starts an incident for a firing alert and notifies level 1.
-func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, now time.Time, eff *effects) error {
+// open starts an incident for a firing alert (or an alert storm, when storm
+// is not nil), notifies level 1 and returns the incident's ID.
+func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now time.Time, eff *effects) (string, error) {
 	inc := Incident{
 		ID:            m.ids.next(now),
 		Fingerprint:   a.Fingerprint,
@@ -82,13 +83,14 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, now time.Time, eff *e
 		Level:         -1,
 		CreatedAt:     now,
 		Notifications: []Notification{},
+		Storm:         storm,
 	}
 	if err := m.notifyLevel(tx, cfg, &inc, 0, KindFiring, now, eff); err != nil {
-		return err
+		return "", err
 	}
 	if cfg.env == config.EnvProduction && m.opts.Rollback != nil {
 		if err := tx.SetRollbackPending(inc.ID, true); err != nil {
-			return fmt.Errorf("mark rollback decision: %w", err)
+			return "", fmt.Errorf("mark rollback decision: %w", err)
 		}
 		eff.rollbacks = append(eff.rollbacks, inc.ID)
 	}
@@ -96,7 +98,7 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, now time.Time, eff *e
 		m.metrics.incidents.WithLabelValues(string(StateTriggered), inc.Priority).Inc()
 		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority)
 	})
-	return tx.PutIncident(&inc)
+	return inc.ID, tx.PutIncident(&inc)
 }
 
 // notifyLevel sends kind to a level, records it as reached and sets the next

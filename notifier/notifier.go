@@ -373,22 +373,44 @@ func (m *Manager) Incident(id string) (Incident, error) {
 // is open for its fingerprint or it is the same firing (same ActiveAt) as an
 // incident resolved by hand; a resolved alert resolves its incident, or, when
 // that was resolved by hand, is recorded on it (so retention may delete it).
-// All alerts of one call are one transaction.
+// Beyond escalation.storm_threshold open incidents of an alertname, its
+// alerts fold into one storm incident (see storm.go). The alerts of one call
+// are written notifyBatch at a time, each batch one transaction.
 func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
 	cfg := m.config()
 	if cfg == nil {
 		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts))
 		return
 	}
+	for len(alerts) > 0 {
+		batch := alerts[:min(len(alerts), notifyBatch)]
+		alerts = alerts[len(batch):]
+		m.notify(ctx, cfg, expr, batch)
+	}
+}
+
+// notify records one batch of alerts in one transaction.
+func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, alerts []*rules.Alert) {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
 		eff = newEffects()
+		st := newStorms(cfg.esc.StormThreshold)
 		for _, a := range alerts {
 			fp := fingerprint(a.Labels)
 			latest, found, err := tx.LatestIncident(fp)
 			if err != nil {
 				return err
+			}
+			if found && latest.Storm != nil && latest.Fingerprint != fp {
+				handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)
+				if err != nil {
+					return err
+				}
+				if handled {
+					continue
+				}
+				found = false // the storm ended; this is a new firing
 			}
 			open := found && latest.State != StateResolved
 			switch {
@@ -396,7 +418,7 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 				if found && latest.Alert.ActiveAt.Equal(a.ActiveAt) {
 					continue // resolved by hand while the same firing goes on
 				}
-				if err := m.open(tx, cfg, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
+				if err := m.openOrFold(tx, cfg, st, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
 					return err
 				}
 			case a.State == rules.StateFiring && open:
@@ -422,7 +444,7 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 				}
 			}
 		}
-		return nil
+		return m.flush(tx, cfg, st, now, eff)
 	})
 	if err != nil {
 		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
@@ -597,6 +619,7 @@ func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
 		ActiveAt:    a.ActiveAt,
 		FiredAt:     a.FiredAt,
 		ResolvedAt:  a.ResolvedAt,
+		Source:      SourceRules,
 	}
 	if expr != "" && externalURL != "" {
 		// The link Prometheus itself puts on its alerts.
