@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -212,10 +213,30 @@ func (m *Manager) stormMember(tx Tx, cfg *runtimeConfig, st *storms, latest Inci
 	return true, nil
 }
 
+// describe writes the storm's count and first alerts into its alert's
+// description, which every message shows.
+func describe(storm *Incident) {
+	st := storm.Storm
+	var first []string
+	for _, a := range st.Sample[:min(len(st.Sample), 5)] {
+		ls := labels.NewBuilder(labels.FromMap(a.Labels))
+		for k := range storm.Alert.Labels {
+			ls.Del(k)
+		}
+		first = append(first, ls.Labels().String())
+	}
+	if storm.Alert.Annotations == nil {
+		storm.Alert.Annotations = map[string]string{}
+	}
+	storm.Alert.Annotations["description"] = fmt.Sprintf("%d alerts folded, %d still firing; the first: %s",
+		st.Alerts, st.Firing, strings.Join(first, ", "))
+}
+
 // flush writes the storm incidents of the transaction, opening the new
 // ones, and points their alerts' fingerprints at them.
 func (m *Manager) flush(tx Tx, cfg *runtimeConfig, st *storms, now time.Time, eff *effects) error {
 	for fp, storm := range st.incidents {
+		describe(storm)
 		if storm.ID == "" {
 			id, err := m.open(tx, cfg, storm.Alert, storm.Storm, now, eff)
 			if err != nil {

@@ -126,6 +126,8 @@ func TestStormFoldsIntoOneIncident(t *testing.T) {
 		require.Equal(t, "host-00003", inc.Storm.Sample[0].Labels["instance"], "the sample is the first alerts folded")
 		require.Equal(t, PriorityCritical, inc.Priority)
 		require.Equal(t, map[string]string{"alertname": "high_cpu", "severity": "critical", "app": "app"}, inc.Alert.Labels)
+		require.Equal(t, `1197 alerts folded, 1197 still firing; the first: {instance="host-00003"}, {instance="host-00004"}, `+
+			`{instance="host-00005"}, {instance="host-00006"}, {instance="host-00007"}`, inc.Alert.Annotations["description"])
 		firing := 0
 		for _, c := range rec.delivered() {
 			if c.kind == KindFiring {
