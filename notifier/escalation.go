@@ -95,6 +95,9 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now tim
 		eff.rollbacks = append(eff.rollbacks, inc.ID)
 	}
 	eff.after = append(eff.after, func() {
+		if storm == nil {
+			m.countOpen(a.Name, 1)
+		}
 		m.metrics.incidents.WithLabelValues(string(StateTriggered), inc.Priority).Inc()
 		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority)
 	})
@@ -264,8 +267,11 @@ func (m *Manager) resolve(tx Tx, cfg *runtimeConfig, inc *Incident, by, comment 
 	if err := m.queueMessages(tx, cfg, inc, KindResolved, notifiedLevels(cfg, inc), now, eff); err != nil {
 		return err
 	}
-	prio, created, id := inc.Priority, inc.CreatedAt, inc.ID
+	prio, created, id, name, storm := inc.Priority, inc.CreatedAt, inc.ID, inc.Alert.Name, inc.Storm != nil
 	eff.after = append(eff.after, func() {
+		if !storm {
+			m.countOpen(name, -1)
+		}
 		m.metrics.incidents.WithLabelValues(string(prev), prio).Dec()
 		m.metrics.resolved.WithLabelValues(prio).Inc()
 		m.metrics.timeToResolve.WithLabelValues(prio).Observe(now.Sub(created).Seconds())

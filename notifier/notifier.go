@@ -144,11 +144,16 @@ type Manager struct {
 	// reprune asks the retention loop for a prune now: the retention
 	// changed on reload.
 	reprune chan struct{}
+
+	// openByName counts the open incidents (storms aside) by alertname,
+	// for the storm threshold; changed after each commit.
+	openMtx    sync.Mutex
+	openByName map[string]int
 }
 
 // New opens the store and returns a Manager; its metrics go on reg.
 func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
-	m := &Manager{logger: logger, timers: map[string]Timer{}, retries: map[string]int{}, reprune: make(chan struct{}, 1)}
+	m := &Manager{logger: logger, timers: map[string]Timer{}, retries: map[string]int{}, openByName: map[string]int{}, reprune: make(chan struct{}, 1)}
 	if opts != nil {
 		m.opts = *opts
 	}
@@ -200,6 +205,9 @@ func (m *Manager) initGauges() error {
 		for _, inc := range all {
 			if inc.State != StateResolved {
 				m.metrics.incidents.WithLabelValues(string(inc.State), inc.Priority).Inc()
+				if inc.Storm == nil {
+					m.openByName[inc.Alert.Name]++
+				}
 			}
 		}
 		return nil
@@ -395,7 +403,7 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, a
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
 		eff = newEffects()
-		st := newStorms(cfg.esc.StormThreshold)
+		st := newStorms(cfg.esc.StormThreshold, m.openCount)
 		for _, a := range alerts {
 			fp := fingerprint(a.Labels)
 			latest, found, err := tx.LatestIncident(fp)

@@ -77,9 +77,11 @@ func stormAlert(first Alert, threshold int) Alert {
 // storms is the storm bookkeeping of one Notify transaction.
 type storms struct {
 	threshold int
-	// open counts the open incidents (storms aside) by alertname; read
-	// from the store on the first opening of the transaction.
-	open map[string]int
+	// openCount returns the open incidents of an alertname, storms aside,
+	// as committed (Manager.openByName).
+	committed func(name string) int
+	// opened counts the incidents opened in this transaction by alertname.
+	opened map[string]int
 	// incidents are the storm incidents read or started in the
 	// transaction, by fingerprint, written once at its end.
 	incidents map[string]*Incident
@@ -88,25 +90,31 @@ type storms struct {
 	members map[string][]string
 }
 
-func newStorms(threshold int) *storms {
-	return &storms{threshold: threshold, incidents: map[string]*Incident{}, members: map[string][]string{}}
+func newStorms(threshold int, committed func(string) int) *storms {
+	return &storms{threshold: threshold, committed: committed, opened: map[string]int{},
+		incidents: map[string]*Incident{}, members: map[string][]string{}}
 }
 
-// openCount returns the open incidents of an alertname, storms aside.
-func (s *storms) openCount(tx Tx, name string) (int, error) {
-	if s.open == nil {
-		all, err := tx.Incidents("")
-		if err != nil {
-			return 0, err
-		}
-		s.open = map[string]int{}
-		for _, inc := range all {
-			if inc.State != StateResolved && inc.Storm == nil {
-				s.open[inc.Alert.Name]++
-			}
-		}
+// openCount returns the open incidents of an alertname, storms aside. The
+// count of committed ones comes from memory rather than a scan of the
+// store on every opening; concurrent Notify calls may see it one
+// transaction late, so a threshold may be passed by up to notifyBatch.
+func (s *storms) openCount(name string) int { return s.committed(name) + s.opened[name] }
+
+// openCount is Manager.openByName[name].
+func (m *Manager) openCount(name string) int {
+	m.openMtx.Lock()
+	defer m.openMtx.Unlock()
+	return m.openByName[name]
+}
+
+// countOpen moves Manager.openByName[name] by d.
+func (m *Manager) countOpen(name string, d int) {
+	m.openMtx.Lock()
+	defer m.openMtx.Unlock()
+	if m.openByName[name] += d; m.openByName[name] <= 0 {
+		delete(m.openByName, name)
 	}
-	return s.open[name], nil
 }
 
 // openStorm returns the open storm incident of an alertname, from this
@@ -157,11 +165,7 @@ func (m *Manager) openOrFold(tx Tx, cfg *runtimeConfig, st *storms, a Alert, now
 			return err
 		}
 		if storm == nil {
-			n, err := st.openCount(tx, a.Name)
-			if err != nil {
-				return err
-			}
-			if n >= st.threshold {
+			if st.openCount(a.Name) >= st.threshold {
 				// Opened at the end of the transaction, with the count of
 				// everything folded by then.
 				sa := stormAlert(a, st.threshold)
@@ -177,9 +181,7 @@ func (m *Manager) openOrFold(tx Tx, cfg *runtimeConfig, st *storms, a Alert, now
 	if _, err := m.open(tx, cfg, a, nil, now, eff); err != nil {
 		return err
 	}
-	if st.open != nil {
-		st.open[a.Name]++
-	}
+	st.opened[a.Name]++
 	return nil
 }
 

@@ -227,3 +227,27 @@ func BenchmarkStorm100k(b *testing.B) {
 		b.ReportMetric(float64(len(open)), "incidents")
 	}
 }
+
+// The threshold counts the open incidents in the store after a restart, and
+// resolved ones no more.
+func TestStormThresholdCountsOpenIncidents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := testConfig(config.EnvProduction)
+		cfg.Escalation.StormThreshold = 3
+		h := start(t, dir, cfg, &recorder{}, nil)
+		t0 := time.Now()
+		as := seriesAlerts("high_cpu", 6, t0)
+		h.m.Notify(context.Background(), "x", as[:3]...)
+		h.m.Notify(context.Background(), "x", resolved(as[0], time.Now()))
+		synctest.Wait()
+		h.stop()
+
+		h = start(t, dir, cfg, &recorder{}, nil)
+		h.m.Notify(context.Background(), "x", as[3]) // two open: opens a third
+		h.m.Notify(context.Background(), "x", as[4]) // three open: folds
+		synctest.Wait()
+		require.Len(t, must(h.m.Incidents(StateTriggered))(t), 4)
+		require.Equal(t, 1, h.storm("high_cpu").Storm.Alerts)
+	})
+}
