@@ -251,3 +251,33 @@ func TestStormThresholdCountsOpenIncidents(t *testing.T) {
 		require.Equal(t, 1, h.storm("high_cpu").Storm.Alerts)
 	})
 }
+
+// A storm incident resolved by hand keeps its alerts that go on firing
+// muted; an alert that starts after the resolution folds anew.
+func TestStormResolvedByHand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(config.EnvProduction)
+		cfg.Escalation.StormThreshold = 1
+		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
+		as := seriesAlerts("high_cpu", 4, time.Now())
+		h.m.Notify(context.Background(), "x", as...)
+		synctest.Wait()
+		storm := h.storm("high_cpu")
+		require.Equal(t, 3, storm.Storm.Alerts)
+		_, err := h.m.Resolve(storm.ID, "alice", "known, fixing")
+		require.NoError(t, err)
+
+		time.Sleep(time.Minute)
+		h.m.Notify(context.Background(), "x", as...) // resends of the same firings
+		synctest.Wait()
+		require.Len(t, must(h.m.Incidents(StateTriggered))(t), 1, "only the first alert's own incident is open")
+
+		later := seriesAlerts("high_cpu", 4, time.Now())[2]
+		h.m.Notify(context.Background(), "x", later)
+		synctest.Wait()
+		again := h.storm("high_cpu")
+		require.NotEqual(t, storm.ID, again.ID)
+		require.Equal(t, StateTriggered, again.State)
+		require.Equal(t, 1, again.Storm.Alerts)
+	})
+}
