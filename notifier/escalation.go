@@ -284,7 +284,7 @@ func (m *Manager) resolve(tx Tx, cfg *runtimeConfig, inc *Incident, by, comment 
 // its escalation, or its re-arming after an acknowledgement.
 func (m *Manager) deadline(id string) {
 	cfg := m.config()
-	if cfg == nil {
+	if cfg == nil || m.hold(id) {
 		return
 	}
 	now := m.clock.Now()

@@ -102,6 +102,11 @@ type Options struct {
 	// DeliveryExpiry is how long a delivery is retried before it is
 	// recorded as failed (default 24h).
 	DeliveryExpiry time.Duration
+	// Reconcile says that Reconcile runs after the start: an escalation
+	// deadline that comes due before its first judgement waits for it, so
+	// that no level is paged for an alert that ended while vigil was down.
+	// Without a call to Reconcile those deadlines would wait for ever.
+	Reconcile bool
 }
 
 // runtimeConfig is what the Manager needs from a config, swapped whole on
@@ -145,6 +150,12 @@ type Manager struct {
 	// changed on reload.
 	reprune chan struct{}
 
+	// held are the incidents whose deadline came due before the first
+	// reconcile after the start (Options.Reconcile); nil when nothing is
+	// held any more.
+	heldMtx sync.Mutex
+	held    map[string]bool
+
 	// openByName counts the open incidents (storms aside) by alertname,
 	// for the storm threshold; changed after each commit.
 	openMtx    sync.Mutex
@@ -172,6 +183,9 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	}
 	if m.opts.DeliveryExpiry <= 0 {
 		m.opts.DeliveryExpiry = DefaultDeliveryExpiry
+	}
+	if m.opts.Reconcile {
+		m.held = map[string]bool{}
 	}
 	m.store = m.opts.Store
 	if m.store == nil {

@@ -57,6 +57,9 @@ func (m *Manager) Reconcile(ctx context.Context, src LocalRules, interval time.D
 		if src.Fresh() {
 			wait = interval
 			waiting, err := m.reconcile(ctx, src)
+			if err == nil {
+				m.release()
+			}
 			switch {
 			case err != nil:
 				m.logger.Error("reconcile with the rules failed; retrying", "err", err)
@@ -157,4 +160,32 @@ func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []str
 	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", len(ids))
 	m.apply(ctx, eff)
 	return nil
+}
+
+// hold keeps a due deadline back until the first reconcile after the
+// start, reporting whether it did.
+func (m *Manager) hold(id string) bool {
+	m.heldMtx.Lock()
+	defer m.heldMtx.Unlock()
+	if m.held == nil {
+		return false
+	}
+	m.held[id] = true
+	return true
+}
+
+// release takes the deadlines held back until the first reconcile, now:
+// the incidents it resolved have none left.
+func (m *Manager) release() {
+	m.heldMtx.Lock()
+	held := m.held
+	m.held = nil
+	m.heldMtx.Unlock()
+	if len(held) > 0 {
+		m.logger.Info("escalation deadlines held until the reconcile are due now", "incidents", len(held))
+	}
+	now := m.clock.Now()
+	for id := range held {
+		m.arm(id, now)
+	}
 }

@@ -177,3 +177,54 @@ func TestReconcileLeavesIncidentsFromElsewhere(t *testing.T) {
 		require.Equal(t, StateResolved, got.State)
 	})
 }
+
+// A deadline that passed while vigil was down waits for the first
+// reconcile: the level is not paged for an alert that ended meanwhile, and
+// is paged at once after it for one that goes on.
+func TestDeadlinesWaitForTheFirstReconcile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		rec := &recorder{}
+		cfg := testConfig(config.EnvProduction)
+		h := start(t, dir, cfg, rec, nil)
+		t0 := time.Now()
+		gone := h.fire(alert("critical", t0))
+		kept := h.fire(namedAlert("disk_full", t0))
+		h.stop()
+
+		time.Sleep(2 * time.Hour) // down past the Level 2 deadline (1h)
+		h = start(t, dir, cfg, rec, nil, func(o *Options) { o.Reconcile = true })
+		src := &fakeRules{}
+		done := reconcileStart(h, src)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.Empty(t, levelTwo(rec), "Level 2 was paged before the reconcile")
+
+		restarted := time.Now()
+		src.set(true, namedAlert("disk_full", t0))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.True(t, finished(done))
+		got, err := h.m.Incident(gone.ID)
+		require.NoError(t, err)
+		require.Equal(t, StateResolved, got.State)
+		got, err = h.m.Incident(kept.ID)
+		require.NoError(t, err)
+		require.Equal(t, 1, got.Level)
+		calls := levelTwo(rec)
+		require.Len(t, calls, 1)
+		require.Equal(t, kept.ID, calls[0].incident)
+		require.Equal(t, KindEscalation, calls[0].kind)
+		require.LessOrEqual(t, calls[0].at.Sub(restarted), time.Second)
+	})
+}
+
+func levelTwo(rec *recorder) []call {
+	var out []call
+	for _, c := range rec.delivered() {
+		if c.receiver == "r2" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -203,6 +203,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Receivers:   receivers(rollbacks, store, logger.With("component", "notifier"), reg),
 		Rollback:    rollbacks,
 		ExternalURL: externalURL.String(),
+		// The reconcile actor below runs Reconcile.
+		Reconcile: true,
 	}, logger.With("component", "notifier"), reg)
 	if err != nil {
 		return err
