@@ -279,6 +279,10 @@ type EscalationConfig struct {
 	Levels        []LevelConfig       `yaml:"levels"`
 	RepeatLimit   int                 `yaml:"repeat_limit"`
 	Rearm         Duration            `yaml:"rearm"`
+	// StormThreshold is how many open incidents an alertname may have
+	// before its further alerts fold into one storm incident; 0 turns
+	// folding off.
+	StormThreshold int `yaml:"storm_threshold"`
 }
 
 // LevelConfig is one support tier.

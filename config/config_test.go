@@ -46,6 +46,7 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:2: escalation.response_times.urgent: "urgent" is not a priority (use critical, high, medium, low)`,
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
+		{"negative_storm_threshold.bad.yml", []string{`negative_storm_threshold.bad.yml:3: escalation.storm_threshold: "-5" must not be negative (0 turns storm folding off)`}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{

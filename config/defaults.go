@@ -28,6 +28,8 @@ const (
 	// DefaultAbsentAfter is how long a rule's inputs may be missing before
 	// the rule is reported dead.
 	DefaultAbsentAfter = 10 * time.Minute
+	// DefaultStormThreshold is escalation.storm_threshold.
+	DefaultStormThreshold = 100
 )
 
 // newConfig returns a Config that holds every default that a key in the file
@@ -67,7 +69,8 @@ func newConfig() *Config {
 				"info":     "low",
 				"low":      "low",
 			},
-			RepeatLimit: DefaultRepeatLimit,
+			RepeatLimit:    DefaultRepeatLimit,
+			StormThreshold: DefaultStormThreshold,
 		},
 		Alerts: AlertsConfig{
 			Limit:       DefaultRuleLimit,

@@ -297,6 +297,9 @@ func (c *Config) validateEscalation(r *reporter) {
 	if e.RepeatLimit < 0 {
 		r.valueErr(0, "escalation.repeat_limit", "must not be negative")
 	}
+	if e.StormThreshold < 0 {
+		r.valueErr(0, "escalation.storm_threshold", "\"%d\" must not be negative (0 turns storm folding off)", e.StormThreshold)
+	}
 	receivers := c.ReceiverNames()
 	levelNames := map[string]int{}
 	for i, l := range e.Levels {

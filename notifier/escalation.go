@@ -3,6 +3,7 @@ package notifier
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -70,8 +71,9 @@ func (c *runtimeConfig) routes(level int) []string {
 	return c.ladder()[level].Notify
 }
 
-// open starts an incident for a firing alert and notifies level 1.
-func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, now time.Time, eff *effects) error {
+// open starts an incident for a firing alert (or an alert storm, when storm
+// is not nil), notifies level 1 and returns the incident's ID.
+func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now time.Time, eff *effects) (string, error) {
 	inc := Incident{
 		ID:            m.ids.next(now),
 		Fingerprint:   a.Fingerprint,
@@ -81,21 +83,25 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, now time.Time, eff *e
 		Level:         -1,
 		CreatedAt:     now,
 		Notifications: []Notification{},
+		Storm:         storm,
 	}
 	if err := m.notifyLevel(tx, cfg, &inc, 0, KindFiring, now, eff); err != nil {
-		return err
+		return "", err
 	}
 	if cfg.env == config.EnvProduction && m.opts.Rollback != nil {
 		if err := tx.SetRollbackPending(inc.ID, true); err != nil {
-			return fmt.Errorf("mark rollback decision: %w", err)
+			return "", fmt.Errorf("mark rollback decision: %w", err)
 		}
 		eff.rollbacks = append(eff.rollbacks, inc.ID)
 	}
 	eff.after = append(eff.after, func() {
+		if storm == nil {
+			m.countOpen(a.Name, 1)
+		}
 		m.metrics.incidents.WithLabelValues(string(StateTriggered), inc.Priority).Inc()
 		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority)
 	})
-	return tx.PutIncident(&inc)
+	return inc.ID, tx.PutIncident(&inc)
 }
 
 // notifyLevel sends kind to a level, records it as reached and sets the next
@@ -261,8 +267,11 @@ func (m *Manager) resolve(tx Tx, cfg *runtimeConfig, inc *Incident, by, comment 
 	if err := m.queueMessages(tx, cfg, inc, KindResolved, notifiedLevels(cfg, inc), now, eff); err != nil {
 		return err
 	}
-	prio, created, id := inc.Priority, inc.CreatedAt, inc.ID
+	prio, created, id, name, storm := inc.Priority, inc.CreatedAt, inc.ID, inc.Alert.Name, inc.Storm != nil
 	eff.after = append(eff.after, func() {
+		if !storm {
+			m.countOpen(name, -1)
+		}
 		m.metrics.incidents.WithLabelValues(string(prev), prio).Dec()
 		m.metrics.resolved.WithLabelValues(prio).Inc()
 		m.metrics.timeToResolve.WithLabelValues(prio).Observe(now.Sub(created).Seconds())
@@ -275,7 +284,7 @@ func (m *Manager) resolve(tx Tx, cfg *runtimeConfig, inc *Incident, by, comment 
 // its escalation, or its re-arming after an acknowledgement.
 func (m *Manager) deadline(id string) {
 	cfg := m.config()
-	if cfg == nil {
+	if cfg == nil || m.hold(id) {
 		return
 	}
 	now := m.clock.Now()
@@ -336,7 +345,11 @@ func (m *Manager) deadline(id string) {
 		return tx.PutIncident(&inc)
 	})
 	if err != nil {
-		m.logger.Error("escalation step failed", "incident", id, "err", err)
+		if errors.Is(err, ErrNotFound) {
+			return // pruned meanwhile: nothing left to escalate
+		}
+		d := m.retryLater(id, func() { m.deadline(id) })
+		m.logger.Error("escalation step failed; retrying", "incident", id, "err", err, "retry_in", d)
 		return
 	}
 	m.apply(context.Background(), eff)
@@ -349,9 +362,16 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 	if m.opts.Rollback == nil || cfg == nil {
 		return nil
 	}
+	key := rollbackTimerKey(id)
+	retry := func() { _ = m.decideRollback(context.Background(), id) }
 	inc, err := m.Incident(id)
 	if err != nil {
-		m.logger.Error("rollback decision: incident unreadable", "incident", id, "err", err)
+		if errors.Is(err, ErrNotFound) {
+			m.logger.Error("rollback decision: incident gone", "incident", id, "err", err)
+			return err
+		}
+		d := m.retryLater(key, retry)
+		m.logger.Error("rollback decision: incident unreadable; retrying", "incident", id, "err", err, "retry_in", d)
 		return err
 	}
 	msg, rec, derr := m.opts.Rollback.Decide(ctx, &inc, cfg.env)
@@ -407,12 +427,20 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 		return tx.PutIncident(&inc)
 	})
 	if err != nil {
-		m.logger.Error("cannot record rollback decision", "incident", id, "err", err)
+		// The pending mark is still in the store (the transaction did not
+		// commit), so a restart would decide again too.
+		d := m.retryLater(key, retry)
+		m.logger.Error("cannot record rollback decision; retrying", "incident", id, "err", err, "retry_in", d)
 		return fmt.Errorf("notifier: record rollback: %w", err)
 	}
+	m.retried(key)
 	m.apply(ctx, eff)
 	return derr
 }
+
+// rollbackTimerKey names the retry timer of an incident's rollback decision
+// among the escalation timers (which are keyed by incident ID).
+func rollbackTimerKey(id string) string { return "rollback\x00" + id }
 
 // orDefault returns s, or def when s is empty.
 func orDefault(s, def string) string {

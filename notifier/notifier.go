@@ -104,6 +104,11 @@ type Options struct {
 	// DeliveryExpiry is how long a delivery is retried before it is
 	// recorded as failed (default 24h).
 	DeliveryExpiry time.Duration
+	// Reconcile says that Reconcile runs after the start: an escalation
+	// deadline that comes due before its first judgement waits for it, so
+	// that no level is paged for an alert that ended while vigil was down.
+	// Without a call to Reconcile those deadlines would wait for ever.
+	Reconcile bool
 }
 
 // runtimeConfig is what the Manager needs from a config, swapped whole on
@@ -138,16 +143,30 @@ type Manager struct {
 
 	timerMtx sync.Mutex
 	timers   map[string]Timer
-	stopped  bool
+	// retries counts the failed attempts of a timer-driven step, by timer
+	// key, for its backoff.
+	retries map[string]int
+	stopped bool
 
 	// reprune asks the retention loop for a prune now: the retention
 	// changed on reload.
 	reprune chan struct{}
+
+	// held are the incidents whose deadline came due before the first
+	// reconcile after the start (Options.Reconcile); nil when nothing is
+	// held any more.
+	heldMtx sync.Mutex
+	held    map[string]bool
+
+	// openByName counts the open incidents (storms aside) by alertname,
+	// for the storm threshold; changed after each commit.
+	openMtx    sync.Mutex
+	openByName map[string]int
 }
 
 // New opens the store and returns a Manager; its metrics go on reg.
 func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
-	m := &Manager{logger: logger, timers: map[string]Timer{}, reprune: make(chan struct{}, 1)}
+	m := &Manager{logger: logger, timers: map[string]Timer{}, retries: map[string]int{}, openByName: map[string]int{}, reprune: make(chan struct{}, 1)}
 	if opts != nil {
 		m.opts = *opts
 	}
@@ -166,6 +185,9 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	}
 	if m.opts.DeliveryExpiry <= 0 {
 		m.opts.DeliveryExpiry = DefaultDeliveryExpiry
+	}
+	if m.opts.Reconcile {
+		m.held = map[string]bool{}
 	}
 	m.store = m.opts.Store
 	if m.store == nil {
@@ -199,6 +221,9 @@ func (m *Manager) initGauges() error {
 		for _, inc := range all {
 			if inc.State != StateResolved {
 				m.metrics.incidents.WithLabelValues(string(inc.State), inc.Priority).Inc()
+				if inc.Storm == nil {
+					m.openByName[inc.Alert.Name]++
+				}
 			}
 		}
 		return nil
@@ -373,22 +398,44 @@ func (m *Manager) Incident(id string) (Incident, error) {
 // is open for its fingerprint or it is the same firing (same ActiveAt) as an
 // incident resolved by hand; a resolved alert resolves its incident, or, when
 // that was resolved by hand, is recorded on it (so retention may delete it).
-// All alerts of one call are one transaction.
+// Beyond escalation.storm_threshold open incidents of an alertname, its
+// alerts fold into one storm incident (see storm.go). The alerts of one call
+// are written notifyBatch at a time, each batch one transaction.
 func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
 	cfg := m.config()
 	if cfg == nil {
 		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts))
 		return
 	}
+	for len(alerts) > 0 {
+		batch := alerts[:min(len(alerts), notifyBatch)]
+		alerts = alerts[len(batch):]
+		m.notify(ctx, cfg, expr, batch)
+	}
+}
+
+// notify records one batch of alerts in one transaction.
+func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, alerts []*rules.Alert) {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
 		eff = newEffects()
+		st := newStorms(cfg.esc.StormThreshold, m.openCount)
 		for _, a := range alerts {
 			fp := fingerprint(a.Labels)
 			latest, found, err := tx.LatestIncident(fp)
 			if err != nil {
 				return err
+			}
+			if found && latest.Storm != nil && latest.Fingerprint != fp {
+				handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)
+				if err != nil {
+					return err
+				}
+				if handled {
+					continue
+				}
+				found = false // the storm ended; this is a new firing
 			}
 			open := found && latest.State != StateResolved
 			switch {
@@ -396,7 +443,7 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 				if found && latest.Alert.ActiveAt.Equal(a.ActiveAt) {
 					continue // resolved by hand while the same firing goes on
 				}
-				if err := m.open(tx, cfg, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
+				if err := m.openOrFold(tx, cfg, st, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
 					return err
 				}
 			case a.State == rules.StateFiring && open:
@@ -422,7 +469,7 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 				}
 			}
 		}
-		return nil
+		return m.flush(tx, cfg, st, now, eff)
 	})
 	if err != nil {
 		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
@@ -538,10 +585,51 @@ func (m *Manager) arm(id string, at time.Time) {
 		t.Stop()
 		delete(m.timers, id)
 	}
+	// A new deadline was written: whatever failed before has succeeded.
+	delete(m.retries, id)
 	if at.IsZero() {
 		return
 	}
 	m.timers[id] = m.clock.AfterFunc(max(at.Sub(m.clock.Now()), 0), func() { m.deadline(id) })
+}
+
+// Backoff of a timer-driven step (an escalation deadline, a rollback
+// decision) whose store transaction failed, for example on a full disk.
+const (
+	stepRetryStart = time.Second
+	stepRetryCap   = 30 * time.Second
+)
+
+// retryLater runs f again after a backoff that doubles with each failure of
+// the step named key, up to stepRetryCap, and returns the wait. The step is
+// retried until it is written: nothing else would run it again before the
+// next start.
+func (m *Manager) retryLater(key string, f func()) time.Duration {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	n := m.retries[key]
+	m.retries[key] = n + 1
+	d := min(stepRetryStart<<min(n, 16), stepRetryCap)
+	if m.stopped {
+		return d
+	}
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+	}
+	m.timers[key] = m.clock.AfterFunc(d, f)
+	return d
+}
+
+// retried forgets the failures of the step named key after it succeeded
+// and cancels a retry still waiting (the step succeeded another way).
+func (m *Manager) retried(key string) {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	delete(m.retries, key)
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+		delete(m.timers, key)
+	}
 }
 
 func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
@@ -556,6 +644,7 @@ func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
 		ActiveAt:    a.ActiveAt,
 		FiredAt:     a.FiredAt,
 		ResolvedAt:  a.ResolvedAt,
+		Source:      SourceRules,
 	}
 	if expr != "" && externalURL != "" {
 		// The link Prometheus itself puts on its alerts.

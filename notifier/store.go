@@ -94,6 +94,12 @@ type Tx interface {
 	// DeleteSilence removes a silence. Removing one that does not exist
 	// does nothing.
 	DeleteSilence(id string) error
+	// FoldAlert makes LatestIncident of an alert's fingerprint name the
+	// storm incident that folds the alert.
+	FoldAlert(fingerprint, incidentID string) error
+	// UnfoldAlert removes what FoldAlert wrote, when the fingerprint still
+	// names that incident.
+	UnfoldAlert(fingerprint, incidentID string) error
 }
 
 var (
@@ -172,10 +178,32 @@ func (t boltTx) LatestIncident(fp string) (Incident, bool, error) {
 		return Incident{}, false, nil
 	}
 	inc, err := t.Incident(string(id))
+	if errors.Is(err, ErrNotFound) {
+		// A folded alert's storm incident was pruned.
+		return Incident{}, false, nil
+	}
 	if err != nil {
 		return Incident{}, false, err
 	}
 	return inc, true, nil
+}
+
+func (t boltTx) FoldAlert(fp, id string) error {
+	if err := t.tx.Bucket(bucketFingerprint).Put([]byte(fp), []byte(id)); err != nil {
+		return fmt.Errorf("fold alert %q into incident %q: %w", fp, id, err)
+	}
+	return nil
+}
+
+func (t boltTx) UnfoldAlert(fp, id string) error {
+	fps := t.tx.Bucket(bucketFingerprint)
+	if !bytes.Equal(fps.Get([]byte(fp)), []byte(id)) {
+		return nil
+	}
+	if err := fps.Delete([]byte(fp)); err != nil {
+		return fmt.Errorf("unfold alert %q from incident %q: %w", fp, id, err)
+	}
+	return nil
 }
 
 func (t boltTx) Incidents(state State) ([]Incident, error) {

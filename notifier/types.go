@@ -48,6 +48,9 @@ type Alert struct {
 	FiredAt      time.Time         `json:"firedAt"`
 	ResolvedAt   time.Time         `json:"resolvedAt,omitzero"`
 	GeneratorURL string            `json:"generatorURL,omitempty"`
+	// Source is where the alert came from: SourceRules for vigil's own
+	// rules (also when empty, as in incidents of older versions).
+	Source string `json:"source,omitempty"`
 }
 
 // Incident is one firing of one alert, from the first firing evaluation to
@@ -77,6 +80,9 @@ type Incident struct {
 	Notifications []Notification `json:"notifications"`
 	// Rollback is the rollback webhook call made for this incident, if any.
 	Rollback *RollbackRecord `json:"rollback,omitempty"`
+	// Storm is set on the incident that folds an alert storm: how many
+	// alerts it holds and the first of them.
+	Storm *Storm `json:"storm,omitempty"`
 }
 
 // Comment is a note left with an acknowledgement or a resolution.

@@ -203,6 +203,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Receivers:   receivers(rollbacks, store, logger.With("component", "notifier"), reg),
 		Rollback:    rollbacks,
 		ExternalURL: externalURL.String(),
+		// The reconcile actor below runs Reconcile.
+		Reconcile: true,
 	}, logger.With("component", "notifier"), reg)
 	if err != nil {
 		return err
@@ -376,6 +378,21 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return notifications.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		// After a restart the rules only know the alerts firing now: an
+		// incident whose alert ended while vigil was down is resolved once
+		// the rules have evaluated samples scraped since this start. The
+		// actor then waits for the end, as run.Group stops all when one
+		// returns.
+		fresh := newFreshRules(scrapes.ScrapeManager(), ruleManager, time.Now(), queryLookback,
+			len(cfg.Alerts.Rules)+len(cfg.RuleFiles) > 0)
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			_ = notifications.Reconcile(ctx, fresh, interval)
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
 	}
 	{
 		// A change of the app's *_build_info version is a deploy too.

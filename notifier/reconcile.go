@@ -1,0 +1,191 @@
+package notifier
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/rules"
+)
+
+// SourceRules is Alert.Source of the alerts of vigil's own rules. Incidents
+// written before Source existed have it empty and count as from the rules:
+// those were the only alerts there were.
+const SourceRules = "rules"
+
+// fromRules reports whether an incident's alert comes from vigil's own
+// rules, so that the reconcile may judge it: an alert that came in from
+// outside (a gateway's Alertmanager API) is not the rules' to end.
+func fromRules(inc *Incident) bool {
+	return inc.Alert.Source == "" || inc.Alert.Source == SourceRules
+}
+
+// reconcileBatch bounds how many incidents one reconcile transaction
+// resolves.
+const reconcileBatch = 256
+
+// LocalRules is vigil's rule engine as the restart reconcile sees it.
+type LocalRules interface {
+	// Fresh reports whether every group of alerting rules has finished an
+	// evaluation on samples scraped after vigil started (so that nothing
+	// it says rests on data from before the restart, or on data missing
+	// because nothing was scraped yet).
+	Fresh() bool
+	// ForEachActiveAlert calls f with the labels and state of every
+	// pending and firing alert of the rules.
+	ForEachActiveAlert(f func(ls labels.Labels, state rules.AlertState))
+}
+
+// Reconcile ends what the rules engine cannot: after a restart it knows
+// only the alerts it sees firing now, so an alert that cleared while vigil
+// was down is never sent as resolved and its incident would stay open and
+// escalate for ever. Reconcile waits until the rules are fresh (checking
+// every second), then resolves every open incident from the rules whose
+// alert is neither pending nor firing, and tells the levels that were told.
+// A pending alert may yet be dropped without a word (Prometheus does not
+// resolve what never fired), so while an open incident rests on a pending
+// alert only, Reconcile checks again every interval. It returns when no
+// incident is left to judge, or when ctx is done.
+func (m *Manager) Reconcile(ctx context.Context, src LocalRules, interval time.Duration) error {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	tick := make(chan struct{}, 1)
+	for {
+		wait := time.Second
+		if src.Fresh() {
+			wait = interval
+			waiting, err := m.reconcile(ctx, src)
+			if err == nil {
+				m.release()
+			}
+			switch {
+			case err != nil:
+				m.logger.Error("reconcile with the rules failed; retrying", "err", err)
+			case waiting == 0:
+				m.logger.Info("incidents reconciled with the rules")
+				return nil
+			}
+		}
+		t := m.clock.AfterFunc(wait, func() { tick <- struct{}{} })
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-tick:
+		}
+	}
+}
+
+// reconcile resolves the open incidents from the rules whose alert is not
+// active and returns how many rest on a pending alert only.
+func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
+	cfg := m.config()
+	if cfg == nil {
+		return 0, fmt.Errorf("notifier: no config applied")
+	}
+	// An incident opened after this instant may be for an alert that was
+	// not active yet when the rules were read below.
+	seen := m.clock.Now()
+	active := map[string]rules.AlertState{}
+	src.ForEachActiveAlert(func(ls labels.Labels, state rules.AlertState) {
+		// A storm incident is judged by the alerts of its name.
+		for _, fp := range []string{fingerprint(ls), stormFingerprint(ls.Get(labels.AlertName))} {
+			if state > active[fp] {
+				active[fp] = state
+			}
+		}
+	})
+	var gone, waiting []string
+	err := m.store.View(func(tx Tx) error {
+		gone, waiting = nil, nil
+		all, err := tx.Incidents("")
+		if err != nil {
+			return err
+		}
+		for _, inc := range all {
+			if inc.State == StateResolved || !fromRules(&inc) || !inc.CreatedAt.Before(seen) {
+				continue
+			}
+			switch state, ok := active[inc.Fingerprint]; {
+			case !ok:
+				gone = append(gone, inc.ID)
+			case state == rules.StatePending:
+				waiting = append(waiting, inc.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("notifier: read open incidents: %w", err)
+	}
+	for len(gone) > 0 {
+		batch := gone[:min(len(gone), reconcileBatch)]
+		gone = gone[len(batch):]
+		if err := m.resolveGone(ctx, cfg, batch, seen); err != nil {
+			return 0, err
+		}
+	}
+	return len(waiting), nil
+}
+
+// resolveGone resolves the incidents of ids that are still open: their
+// alerts were gone when the rules were read.
+func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, seen time.Time) error {
+	now := m.clock.Now()
+	var eff *effects
+	err := m.store.Update(func(tx Tx) error {
+		eff = newEffects()
+		for _, id := range ids {
+			inc, err := tx.Incident(id)
+			if err != nil {
+				return err
+			}
+			if inc.State == StateResolved {
+				continue
+			}
+			if inc.Alert.ResolvedAt.IsZero() {
+				inc.Alert.ResolvedAt = seen
+			}
+			if err := m.resolve(tx, cfg, &inc, ResolvedByAlert, "", now, eff); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("notifier: resolve incidents whose alerts are gone: %w", err)
+	}
+	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", len(ids))
+	m.apply(ctx, eff)
+	return nil
+}
+
+// hold keeps a due deadline back until the first reconcile after the
+// start, reporting whether it did.
+func (m *Manager) hold(id string) bool {
+	m.heldMtx.Lock()
+	defer m.heldMtx.Unlock()
+	if m.held == nil {
+		return false
+	}
+	m.held[id] = true
+	return true
+}
+
+// release takes the deadlines held back until the first reconcile, now:
+// the incidents it resolved have none left.
+func (m *Manager) release() {
+	m.heldMtx.Lock()
+	held := m.held
+	m.held = nil
+	m.heldMtx.Unlock()
+	if len(held) > 0 {
+		m.logger.Info("escalation deadlines held until the reconcile are due now", "incidents", len(held))
+	}
+	now := m.clock.Now()
+	for id := range held {
+		m.arm(id, now)
+	}
+}
