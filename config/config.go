@@ -37,6 +37,9 @@ type Config struct {
 	Roles       RolesConfig       `yaml:"roles"`
 	Permissions PermissionsConfig `yaml:"permissions"`
 
+	// Query bounds the Prometheus HTTP API's queries (config/query.go).
+	Query QueryConfig `yaml:"query"`
+
 	// File is the path the config was loaded from; empty for the built-in default.
 	File string `yaml:"-"`
 	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.
