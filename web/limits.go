@@ -238,3 +238,9 @@ func writePromError(w http.ResponseWriter, code int, errType, msg string) {
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }
+
+// engineBoundsChanged reports whether the query block's bounds that the
+// engine takes at start differ between a and b.
+func engineBoundsChanged(a, b config.QueryConfig) bool {
+	return a.MaxSamples != b.MaxSamples || a.Timeout != b.Timeout || a.LookbackDelta != b.LookbackDelta
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -133,4 +134,20 @@ func TestQueryConcurrency(t *testing.T) {
 	rec = httptest.NewRecorder()
 	env.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/query?query=up", nil))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
+// TestQueryEngineBoundsNeedRestart: a reload that changes the bounds the
+// query engine took at start says that they wait for a restart.
+func TestQueryEngineBoundsNeedRestart(t *testing.T) {
+	var logs bytes.Buffer
+	h := New(&Options{}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	cfg := testConfig()
+	cfg.Query.MaxSamples = config.DefaultQueryMaxSamples
+	require.NoError(t, h.ApplyConfig(cfg))
+	require.NoError(t, h.ApplyConfig(cfg))
+	require.NotContains(t, logs.String(), "restarts")
+	next := testConfig()
+	next.Query.MaxSamples = 2 * config.DefaultQueryMaxSamples
+	require.NoError(t, h.ApplyConfig(next))
+	require.Contains(t, logs.String(), "query.max_samples, query.timeout and query.lookback_delta take effect when vigil restarts")
 }

@@ -217,6 +217,11 @@ func (h *Handler) ApplyConfig(cfg *config.Config) error {
 		h.listenerTLS.mtx.Unlock()
 		return err
 	}
+	if old := h.cfg.Load(); old != nil && engineBoundsChanged(old.Query, cfg.Query) {
+		h.logger.Warn("query.max_samples, query.timeout and query.lookback_delta take effect when vigil restarts; "+
+			"the query engine keeps the old values until then", "max_samples", old.Query.MaxSamples,
+			"timeout", old.Query.Timeout, "lookback_delta", old.Query.LookbackDelta)
+	}
 	h.cfg.Store(cfg)
 	h.listenerTLS.mtx.Unlock()
 	h.reloadMtx.Lock()
