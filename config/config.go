@@ -54,6 +54,9 @@ type Config struct {
 	// manager runs them as the group "vigil-own-rules".
 	OwnRules []RuleConfig `yaml:"-"`
 
+	// Query bounds the Prometheus HTTP API's queries (config/query.go).
+	Query QueryConfig `yaml:"query"`
+
 	// File is the path the config was loaded from; empty for the built-in default.
 	File string `yaml:"-"`
 	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.

@@ -80,6 +80,17 @@ func TestBadConfigs(t *testing.T) {
 			`wrong_scalar.bad.yml:5: collectors.self.enabled: "sometimes" is not true or false`,
 		}},
 		{"missing_secret_file.bad.yml", []string{`missing_secret_file.bad.yml:4: receivers[0] "slack-support": slack.token_file: cannot read the secret: open `}},
+		{"bad_query.bad.yml", []string{
+			`bad_query.bad.yml:2: query.max_samples: 0 must be more than 0`,
+			`bad_query.bad.yml:3: query.timeout: "0s" must be more than 0`,
+			`bad_query.bad.yml:4: query.max_concurrency: -1 must be more than 0`,
+			`bad_query.bad.yml:6: query.max_form_size: "32KiB" must be at least query.max_length (64KiB)`,
+		}},
+		{"dev_zero_secret.bad.yml", []string{
+			`dev_zero_secret.bad.yml:2: collectors.database.dsn_file: cannot read the secret: /dev/zero is not a regular file (it is a character device)`,
+			`dev_zero_secret.bad.yml:5: receivers[0] "ops": webhook.secret_file: cannot read the secret: /dev/zero is not a regular file (it is a character device)`,
+			`dev_zero_secret.bad.yml:8: receivers[1] "slack-support": slack.token_file: cannot read the secret: /dev/zero is not a regular file (it is a character device)`,
+		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
 			`many.bad.yml:4: logging.level: "loud" is not one of debug, info, warn, error`,

@@ -54,6 +54,7 @@ func newConfig() *Config {
 			Retention:         Duration(DefaultRetention),
 			IncidentRetention: Duration(DefaultIncidentRetention),
 		},
+		Query: defaultQuery(),
 		Escalation: EscalationConfig{
 			ResponseTimes: map[string]Duration{
 				"critical": Duration(time.Hour),

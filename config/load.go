@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -14,9 +13,10 @@ import (
 )
 
 // Load reads, decodes and validates the configuration file at path. On failure
-// the error is Errors, with every problem found.
+// the error is Errors, with every problem found. The file must be a regular
+// file of at most MaxConfigFileSize bytes.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, MaxConfigFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -128,7 +128,8 @@ func (c *Config) resolvePaths(dir string) {
 }
 
 // readSecret fills secret from the file named by *file (made absolute against
-// dir). Giving both the value and the file is an error.
+// dir): a regular file of at most MaxSecretFileSize bytes. Giving both the
+// value and the file is an error.
 func readSecret(r *reporter, dir, path, key string, secret *Secret, file *string) {
 	if *file == "" {
 		return
@@ -139,7 +140,7 @@ func readSecret(r *reporter, dir, path, key string, secret *Secret, file *string
 		return
 	}
 	*file = resolvePath(dir, *file)
-	data, err := os.ReadFile(*file)
+	data, err := readLimited(*file, MaxSecretFileSize)
 	if err != nil {
 		e := r.makeError(0, filePath, ": ", fmt.Sprintf("cannot read the secret: %v", err))
 		e.Err = err

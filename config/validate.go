@@ -61,6 +61,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateRollback(r)
 	c.validateAccess(r)
 	c.validateSeedBlocks(r)
+	c.validateQuery(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {

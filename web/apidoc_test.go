@@ -88,6 +88,19 @@ something are refused (403) when a browser says they come from another site.
 The operator page's routes also take its session cookie, with a CSRF token on
 every form post. See the README's Access section for users, roles and tokens.
 
+Only failures are limited: after ten failed tokens in a minute from one
+address, its further failures get 429 with Retry-After while valid tokens
+still pass. Slack's buttons need the permission of the ack and resolve rows
+below. The Prometheus API's expression and selector routes are bounded by the
+config's ` + "`query`" + ` block: an expression or ` + "`match[]`" + ` over
+` + "`query.max_length`" + ` or nesting over 100 levels gets 400, a form over
+` + "`query.max_form_size`" + ` 413 and one that finds no turn among
+` + "`query.max_concurrency`" + ` within ` + "`query.timeout`" + ` 503, each
+naming the key; a query over ` + "`query.max_samples`" + ` gets Prometheus's
+422 and one over ` + "`query.timeout`" + ` its 503. Headers must arrive within 10s and a whole request within
+20s; one address holds at most 128 connections. The README's Access section
+lists every bound with its default and test.
+
 ## vigil
 
 | route | permission | |

@@ -17,8 +17,9 @@ import (
 )
 
 // Failed authentication is limited per client address: after
-// maxAuthFailures failures within failureWindow of the first, the client gets
-// 429 on every guarded route until that window ends. Successes do not count.
+// maxAuthFailures failures within failureWindow of the first, every further
+// failure of the client gets 429 until that window ends. Successes do not
+// count, and a valid credential always passes: only failures are refused.
 const (
 	maxAuthFailures = 10
 	failureWindow   = time.Minute
@@ -86,16 +87,11 @@ func (h *Handler) authenticate(c *gin.Context, permission string, page bool) boo
 		c.Abort()
 		return false
 	}
+	// The failure limit is checked only once credentials have failed: a
+	// valid token passes even while its address is over the limit, so that
+	// whoever shares an address with Grafana (an ingress, a NAT) cannot
+	// lock it out by sending bad tokens.
 	client := c.ClientIP()
-	limiter := h.access.limiter
-	if wait, blocked := limiter.blocked(client); blocked {
-		secs := int(wait.Round(time.Second) / time.Second)
-		c.Header("Retry-After", strconv.Itoa(max(secs, 1)))
-		apiError(c, http.StatusTooManyRequests, "too_many_requests",
-			fmt.Sprintf("too many failed authentications from this client; retry in %ds", max(secs, 1)))
-		c.Abort()
-		return false
-	}
 	q := c.Request.URL.Query()
 	if q.Has("token") || q.Has("access_token") {
 		h.refuse(c, client, "token in the query string",
@@ -158,10 +154,20 @@ func (h *Handler) letInOpen(c *gin.Context, page bool) bool {
 	return true
 }
 
-// refuse answers 401 to credentials that failed and counts the failure.
+// refuse answers credentials that failed and counts the failure: 401, or
+// 429 with Retry-After once the client has failed too often in its window.
 // reason goes to the log, msg to the client; neither holds the credentials.
 func (h *Handler) refuse(c *gin.Context, client, reason, msg string) {
+	wait, blocked := h.access.limiter.blocked(client)
 	h.countFailure(client, reason, c)
+	if blocked {
+		secs := max(int(wait.Round(time.Second)/time.Second), 1)
+		c.Header("Retry-After", strconv.Itoa(secs))
+		apiError(c, http.StatusTooManyRequests, "too_many_requests",
+			fmt.Sprintf("too many failed authentications from this client; retry in %ds", secs))
+		c.Abort()
+		return
+	}
 	c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
 	apiError(c, http.StatusUnauthorized, "unauthorized", msg)
 	c.Abort()

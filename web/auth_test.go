@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -296,6 +297,10 @@ func (c *testClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// TestFailedAuthRateLimit: failures are limited per address, never a valid
+// credential. After maxAuthFailures bad tokens from one address (say a
+// shared ingress), further bad tokens get 429 while the valid token of
+// Grafana behind the same address still passes (issue 9 item 7).
 func TestFailedAuthRateLimit(t *testing.T) {
 	f := newAuthFixture(t)
 	env := newTestEnv(t, f.withAuth)
@@ -306,18 +311,30 @@ func TestFailedAuthRateLimit(t *testing.T) {
 		return serve(env.h, client, http.MethodGet, "/api/v1/incidents", authz, nil)
 	}
 
-	const attacker, neighbour, forgetful, mixed = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
+	const ingress, neighbour, forgetful, mixed = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 	for i := range maxAuthFailures {
-		requireAPIError(t, get(attacker, bearer(fmt.Sprintf("vgl_guess%d", i))), 401, "unauthorized")
+		requireAPIError(t, get(ingress, bearer(fmt.Sprintf("vgl_guess%d", i))), 401, "unauthorized")
 		clock.Add(time.Second)
 	}
-	// Blocked now, even with a good token, for the rest of the minute.
-	rec := get(attacker, good)
+	// Further failures are refused for the rest of the minute...
+	rec := get(ingress, bearer("vgl_guess_more"))
 	requireAPIError(t, rec, http.StatusTooManyRequests, "too_many_requests")
 	require.Equal(t, "50", rec.Header().Get("Retry-After"))
-	requireAPIError(t, get(attacker, ""), http.StatusTooManyRequests, "too_many_requests")
-	// Others are not.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(f.users["viewer"]+":vgl_wrong"))
+	requireAPIError(t, get(ingress, basic), http.StatusTooManyRequests, "too_many_requests")
+	requireAPIError(t, serve(env.h, ingress, http.MethodGet, "/api/v1/incidents?token=x", "", nil),
+		http.StatusTooManyRequests, "too_many_requests")
+	// ...but the valid token, as bearer or basic auth, still passes.
+	for range 3 {
+		require.Equal(t, 200, get(ingress, good).Code, "a valid token is locked out by others' failures")
+	}
+	goodBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte(f.users["viewer"]+":"+f.tokens["viewer"]))
+	require.Equal(t, 200, get(ingress, goodBasic).Code)
+	// No credentials at all is no failure: 401 as ever.
+	requireAPIError(t, get(ingress, ""), 401, "unauthorized")
+	// Others are not limited.
 	require.Equal(t, 200, get(neighbour, good).Code)
+	requireAPIError(t, get(neighbour, bearer("vgl_wrong")), 401, "unauthorized")
 
 	// Missing tokens are no guesses, and successes do not count.
 	for range 2 * maxAuthFailures {
@@ -330,12 +347,13 @@ func TestFailedAuthRateLimit(t *testing.T) {
 	}
 	requireAPIError(t, get(mixed, ""), 401, "unauthorized")
 	requireAPIError(t, serve(env.h, mixed, http.MethodGet, "/api/v1/incidents?token=x", "", nil), 401, "unauthorized")
-	requireAPIError(t, get(mixed, good), http.StatusTooManyRequests, "too_many_requests")
+	requireAPIError(t, get(mixed, bearer("vgl_wrong")), http.StatusTooManyRequests, "too_many_requests")
+	require.Equal(t, 200, get(mixed, good).Code)
 
 	// The window ends a minute after the first failure.
 	clock.Add(failureWindow)
-	require.Equal(t, 200, get(attacker, good).Code)
-	require.Equal(t, 200, get(mixed, good).Code)
+	requireAPIError(t, get(ingress, bearer("vgl_wrong")), 401, "unauthorized")
+	requireAPIError(t, get(mixed, bearer("vgl_wrong")), 401, "unauthorized")
 }
 
 func TestLimiterBounded(t *testing.T) {
@@ -521,4 +539,24 @@ func TestPageCSRFWithoutAuth(t *testing.T) {
 	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/ui/incidents/a/ack", "", strings.NewReader(""))
 	requireAPIError(t, rec, http.StatusForbidden, "forbidden")
 	require.Equal(t, notifier.StateTriggered, incs.m["a"].State)
+}
+
+// TestSignInWhileAddressBlocked: the page's sign-in form limits failures
+// the same way: wrong tokens get 429 once the address is over the limit,
+// the right token still signs in.
+func TestSignInWhileAddressBlocked(t *testing.T) {
+	f := newAuthFixture(t)
+	env := newTestEnv(t, f.withAuth)
+	srv := httptest.NewServer(env.h)
+	t.Cleanup(srv.Close)
+	b := newBrowser(t, srv.URL)
+	_, page := b.get("/")
+	csrf := csrfOf(t, page)
+	for range maxAuthFailures {
+		resp, body := b.post("/ui/login", url.Values{"token": {"vgl_wrong"}, "csrf": {csrf}})
+		requireStatus(t, resp, body, http.StatusUnauthorized)
+	}
+	resp, body := b.post("/ui/login", url.Values{"token": {"vgl_wrong"}, "csrf": {csrf}})
+	requireStatus(t, resp, body, http.StatusTooManyRequests)
+	b.signIn(f.tokens["viewer"])
 }

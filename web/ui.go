@@ -283,11 +283,6 @@ func (h *Handler) signIn(c *gin.Context) {
 		return
 	}
 	client := c.ClientIP()
-	if wait, blocked := h.access.limiter.blocked(client); blocked {
-		h.renderSignIn(c, http.StatusTooManyRequests,
-			fmt.Sprintf("too many failed sign-ins from this address; try again in %s", wait.Round(time.Second)))
-		return
-	}
 	token := strings.TrimSpace(c.Request.PostForm.Get("token"))
 	sum := auth.SumOf(token)
 	user, err := a.Check(sum)
@@ -296,8 +291,16 @@ func (h *Handler) signIn(c *gin.Context) {
 		if errors.Is(err, auth.ErrExpired) {
 			msg = "That token has expired; ask for a new one."
 		}
+		// Only failures are limited: a valid token signs in even from a
+		// blocked address (see authenticate).
+		wait, blocked := h.access.limiter.blocked(client)
 		if token != "" && !a.Open() {
 			h.countFailure(client, "sign-in form: "+err.Error(), c)
+		}
+		if blocked {
+			h.renderSignIn(c, http.StatusTooManyRequests,
+				fmt.Sprintf("too many failed sign-ins from this address; try again in %s", wait.Round(time.Second)))
+			return
 		}
 		h.renderSignIn(c, http.StatusUnauthorized, msg)
 		return

@@ -35,7 +35,6 @@ const (
 	defaultMetricsPath = "/metrics"
 	defaultListen      = ":9090"
 	shutdownTimeout    = 10 * time.Second
-	readHeaderTimeout  = 10 * time.Second
 	apiPrefix          = "/api/v1"
 )
 
@@ -136,6 +135,12 @@ type Handler struct {
 	access  *access
 	storage *localStorage
 	promAPI http.Handler
+	// queryGate bounds how many API queries run at once (query block).
+	queryGate *queryGate
+	// server are the listener's timeouts and per-client bound.
+	server serverLimits
+	// connsRefused counts connections closed by the per-client bound.
+	connsRefused prometheus.Counter
 
 	cfg   atomic.Pointer[config.Config]
 	ready atomic.Bool
@@ -180,7 +185,16 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) *Handler
 	if h.opts.DB != nil {
 		h.storage.set(h.opts.DB)
 	}
-	h.promAPI = h.newPrometheusAPI()
+	h.queryGate = newQueryGate(reg)
+	h.server = defaultServerLimits()
+	h.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_http_connections_refused_total",
+		Help: "Connections closed at once because their address already held the most connections one client may hold.",
+	})
+	if reg != nil {
+		reg.MustRegister(h.connsRefused)
+	}
+	h.promAPI = h.limitQueries(h.newPrometheusAPI())
 	h.engine = h.newEngine()
 	if h.opts.AuditStore != nil {
 		if err := h.access.audit.useStore(h.opts.AuditStore); err != nil {
@@ -206,6 +220,11 @@ func (h *Handler) ApplyConfig(cfg *config.Config) error {
 	if err := h.applyTLS(cfg); err != nil {
 		h.listenerTLS.mtx.Unlock()
 		return err
+	}
+	if old := h.cfg.Load(); old != nil && engineBoundsChanged(old.Query, cfg.Query) {
+		h.logger.Warn("query.max_samples, query.timeout and query.lookback_delta take effect when vigil restarts; "+
+			"the query engine keeps the old values until then", "max_samples", old.Query.MaxSamples,
+			"timeout", old.Query.Timeout, "lookback_delta", old.Query.LookbackDelta)
 	}
 	h.cfg.Store(cfg)
 	h.listenerTLS.mtx.Unlock()
@@ -276,12 +295,23 @@ func (h *Handler) Run(ctx context.Context) error {
 // closes ln.
 func (h *Handler) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
 	addr := ln.Addr().String()
+	// Counted below TLS, so a client cannot hold connections in handshakes.
+	ln = newClientLimitListener(ln, h.server.maxConnsPerClient, h.connsRefused)
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
+	writeTimeout := h.server.writeTimeout
+	if writeTimeout == 0 {
+		writeTimeout = h.queryLimits().timeout + writeMargin
+	}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
+		Handler: h,
+		// Headers and bodies arrive in time or the connection closes; the
+		// answer may take as long as a query may run.
+		ReadHeaderTimeout: h.server.readHeaderTimeout,
+		ReadTimeout:       h.server.readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       h.server.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelError),
 	}
 	h.logger.Info("Listening", "address", addr, "tls", tlsCfg != nil)

@@ -54,9 +54,20 @@ func receivers(rb *rollback.Manager, store notifier.Store, logger *slog.Logger, 
 // slackInteractions answers Slack's button presses with the current
 // config's signing secret and user mapping; nil-safe before the first config.
 type slackInteractions struct {
-	incidents *notifier.Manager
+	incidents incidentActor
+	// authorize says whether a vigil user may acknowledge or resolve an
+	// incident, as the API would for that user's token
+	// (web.Handler.AuthorizeIncidentAction); every action is refused while
+	// it is nil.
+	authorize func(user, id string, resolve bool) error
 	logger    *slog.Logger
 	handler   atomic.Pointer[http.Handler]
+}
+
+// incidentActor is what Slack's buttons do to incidents.
+type incidentActor interface {
+	Acknowledge(id, by, comment string) (notifier.Incident, error)
+	Resolve(id, by, comment string) (notifier.Incident, error)
 }
 
 // ApplyConfig rebuilds the handler from the Slack receivers' signing secret
@@ -83,7 +94,18 @@ func (s *slackInteractions) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
+// act takes a button's action as the vigil user mapped from the Slack user,
+// once that user has the permission the API would ask of it.
 func (s *slackInteractions) act(action, id, user string) error {
+	if action != slack.Ack && action != slack.Resolve {
+		return fmt.Errorf("unknown action %q", action)
+	}
+	if s.authorize == nil {
+		return fmt.Errorf("%w: permissions are not known yet", slack.ErrNotAllowed)
+	}
+	if err := s.authorize(user, id, action == slack.Resolve); err != nil {
+		return fmt.Errorf("%w: %w", slack.ErrNotAllowed, err)
+	}
 	var err error
 	switch action {
 	case slack.Ack:

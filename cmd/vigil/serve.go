@@ -23,6 +23,7 @@ import (
 
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector"
+	"github.com/vigil-sh/vigil/collector/host"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
@@ -94,6 +95,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(sidecarGCPercent)
 	}
+	// A container's memory limit is where the kernel kills vigil: Go's
+	// collector should try hard to stay under it first.
+	setMemoryLimit(logger, host.MemoryLimit)
 	logger.Info("starting vigil", "version", versionString(), "config", orDefault(configFile, "built-in default"),
 		"environment", cfg.Environment, "service", cfg.Service)
 	if configFile == "" {
@@ -136,15 +140,30 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}()
 
 	interval := cfg.Interval()
+	// Rules and the HTTP API get an engine each, told apart by an engine
+	// label on their metrics: the API's is bounded by the query block (its
+	// concurrency by the web handler), so no caller of the API can hold
+	// what rule evaluation needs. Rules are the operator's own and keep
+	// Prometheus's bounds.
 	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:               logger.With("component", "query engine"),
-		Reg:                  reg,
+		Logger:               logger.With("component", "query engine", "engine", "rules"),
+		Reg:                  prometheus.WrapRegistererWith(prometheus.Labels{"engine": "rules"}, reg),
 		MaxSamples:           50_000_000,
 		Timeout:              2 * time.Minute,
 		LookbackDelta:        5 * time.Minute,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 		// Subqueries without a step use the evaluation interval, as in Prometheus.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return interval.Milliseconds() },
+	})
+	queryEngine := promql.NewEngine(promql.EngineOpts{
+		Logger:                   logger.With("component", "query engine", "engine", "api"),
+		Reg:                      prometheus.WrapRegistererWith(prometheus.Labels{"engine": "api"}, reg),
+		MaxSamples:               cfg.Query.MaxSamples,
+		Timeout:                  time.Duration(cfg.Query.Timeout),
+		LookbackDelta:            time.Duration(cfg.Query.LookbackDelta),
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
 		NoStepSubqueryIntervalFn: func(int64) int64 { return interval.Milliseconds() },
 	})
 
@@ -228,7 +247,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		ListenAddress:     cfg.ListenAddress(),
 		ExternalURL:       externalURL,
 		DB:                db,
-		QueryEngine:       engine,
+		QueryEngine:       queryEngine,
 		Rules:             ruleManager,
 		DeadRules:         ruleManager.DeadRules,
 		Targets:           scrapes.ScrapeManager(),
@@ -253,6 +272,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 			return <-done
 		},
 	}, logger.With("component", "web"), reg)
+	// Slack's buttons ask the route table's permissions, as the API does.
+	slackButtons.authorize = webHandler.AuthorizeIncidentAction
 
 	reloaders := []reloader{
 		// Who may call what comes first: a config whose users are bad is

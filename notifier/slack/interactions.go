@@ -22,6 +22,11 @@ const maxInteractionBody = 64 << 10
 // wants the interaction answered within three seconds.
 const replyTimeout = 2 * time.Second
 
+// ErrNotAllowed is what an act function returns (wrapped) when the vigil
+// user may not take the action: the user is told so, nothing changes, and it
+// is logged as a refusal rather than a failure.
+var ErrNotAllowed = errors.New("not allowed")
+
 // Actions passed to the act function of NewInteractionHandler.
 const (
 	Ack     = "ack"
@@ -42,7 +47,9 @@ type interactionHandler struct {
 // user through users, and calls act with "ack" or "resolve" and the
 // incident id for the Acknowledge and Resolve buttons. Requests that fail
 // the check get 401 and act is not called; unknown users and failed actions
-// get an ephemeral reply in Slack and no action.
+// get an ephemeral reply in Slack and no action. act must check the user's
+// permission itself and return an error wrapping ErrNotAllowed when the user
+// may not act.
 func NewInteractionHandler(signingSecret string, users map[string]string, act func(action, incidentID, user string) error, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -116,7 +123,11 @@ func (h *interactionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.reply(w, cb.ResponseURL, fmt.Sprintf("Your Slack account (%s) is not linked to a vigil user, so vigil did not %s incident %s. Ask an admin to set slack_user for you.", cb.User.ID, action, a.Value))
 			return
 		}
-		if err := h.act(action, a.Value, user); err != nil {
+		if err := h.act(action, a.Value, user); errors.Is(err, ErrNotAllowed) {
+			h.logger.Warn("Slack action refused", "user", user, "slack_user", cb.User.ID, "action", action, "incident", a.Value, "err", err)
+			h.reply(w, cb.ResponseURL, fmt.Sprintf("You are not allowed to %s incident %s (%v); nothing changed.", action, a.Value, err))
+			return
+		} else if err != nil {
 			h.logger.Error("Slack action failed", "user", user, "action", action, "incident", a.Value, "err", err)
 			h.reply(w, cb.ResponseURL, fmt.Sprintf("vigil could not %s incident %s: %v", action, a.Value, err))
 			return

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/web"
+)
+
+// actedIncidents records what Slack's buttons did.
+type actedIncidents struct {
+	mtx  sync.Mutex
+	acts []string
+}
+
+func (a *actedIncidents) Acknowledge(id, by, _ string) (notifier.Incident, error) {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	a.acts = append(a.acts, "ack "+id+" by "+by)
+	return notifier.Incident{}, nil
+}
+
+func (a *actedIncidents) Resolve(id, by, _ string) (notifier.Incident, error) {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	a.acts = append(a.acts, "resolve "+id+" by "+by)
+	return notifier.Incident{}, nil
+}
+
+func (a *actedIncidents) done() []string {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	return append([]string(nil), a.acts...)
+}
+
+// TestSlackButtonsNeedTheAPIsPermission: a viewer linked to Slack by
+// slack_user may not acknowledge or resolve through Slack's buttons what the
+// API refuses with 403; the viewer is told so in an ephemeral message and
+// nothing changes, while an operator with the permission acts (issue 13
+// item 4).
+func TestSlackButtonsNeedTheAPIsPermission(t *testing.T) {
+	const secret = "slack-signing-secret"
+	viewerToken, viewerHash, err := auth.NewToken()
+	require.NoError(t, err)
+	cfg, err := config.Parse(fmt.Appendf(nil, `environment: production
+receivers:
+  - {name: chat, slack: {token: xoxb-test, channel: "#ops", signing_secret: %s}}
+roles:
+  viewer: {permissions: [monitor, view_logs, view_metrics]}
+  operator: {permissions: [monitor, acknowledge]}
+users:
+  - {name: viewer, role: viewer, slack_user: UVIEWER, tokens: [%q]}
+  - {name: oncall, role: operator, slack_user: UONCALL}
+`, secret, viewerHash), "vigil.yml")
+	require.NoError(t, err)
+	authn, err := auth.New(cfg)
+	require.NoError(t, err)
+	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }}, nil, nil)
+	require.NoError(t, h.ApplyConfig(cfg))
+	h.SetReady(true)
+
+	incidents := &actedIncidents{}
+	buttons := &slackInteractions{incidents: incidents, authorize: h.AuthorizeIncidentAction}
+	require.NoError(t, buttons.ApplyConfig(cfg))
+
+	var (
+		mtx     sync.Mutex
+		replies []string
+	)
+	responses := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg struct {
+			Text string `json:"text"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&msg)
+		mtx.Lock()
+		replies = append(replies, msg.Text)
+		mtx.Unlock()
+	}))
+	t.Cleanup(responses.Close)
+
+	click := func(slackUser, action string) {
+		t.Helper()
+		payload, err := json.Marshal(map[string]any{
+			"type":         "block_actions",
+			"user":         map[string]any{"id": slackUser},
+			"response_url": responses.URL,
+			"actions":      []map[string]any{{"action_id": action, "block_id": "vigil_actions", "type": "button", "value": "inc-1"}},
+		})
+		require.NoError(t, err)
+		body := url.Values{"payload": {string(payload)}}.Encode()
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte("v0:" + ts + ":" + body))
+		req := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Slack-Request-Timestamp", ts)
+		req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+		rec := httptest.NewRecorder()
+		buttons.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	}
+
+	// The API refuses the viewer...
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/incidents/inc-1/ack", nil)
+	req.Header.Set("Authorization", "Bearer "+viewerToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusForbidden, rec.Code, rec.Body.String())
+
+	// ...and so do Slack's buttons.
+	click("UVIEWER", "vigil_ack")
+	click("UVIEWER", "vigil_resolve")
+	require.Empty(t, incidents.done(), "a viewer changed an incident through Slack")
+	mtx.Lock()
+	require.Len(t, replies, 2)
+	for _, r := range replies {
+		require.Contains(t, r, "You are not allowed to")
+		require.Contains(t, r, `user "viewer" lacks the permission "acknowledge"`)
+	}
+	mtx.Unlock()
+
+	// An operator with the permission acts.
+	click("UONCALL", "vigil_ack")
+	click("UONCALL", "vigil_resolve")
+	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+}
