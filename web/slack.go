@@ -15,7 +15,8 @@ var ErrForbidden = errors.New("not allowed")
 // the permission comes from the route table's row of POST
 // /api/v1/incidents/:id/ack (resolve), never from a copy, so Slack's
 // buttons and the API cannot disagree. Without authentication (a nil
-// Options.Auth) every user may act, as on the API.
+// Options.Auth) every user may act, as on the API. A permission limited to
+// some apps (its resources) covers only incidents of those apps.
 func (h *Handler) AuthorizeIncidentAction(user, id string, resolve bool) error {
 	path := apiPrefix + "/incidents/:id/ack"
 	if resolve {
@@ -36,8 +37,20 @@ func (h *Handler) AuthorizeIncidentAction(user, id string, resolve bool) error {
 	if !ok {
 		return fmt.Errorf("%w: %q is not a vigil user", ErrForbidden, user)
 	}
-	if !u.Can(permission) {
+	if !u.CanSome(permission) {
 		return fmt.Errorf("%w: user %q lacks the permission %q", ErrForbidden, u.Name, permission)
+	}
+	// The API's handlers also hold the permission to the incident's app
+	// (its resources); so does Slack.
+	if h.opts.Incidents == nil {
+		return fmt.Errorf("%w: incidents are not served", ErrForbidden)
+	}
+	inc, err := h.opts.Incidents.Incident(id)
+	if err != nil {
+		return fmt.Errorf("%w: incident %q: %w", ErrForbidden, id, err)
+	}
+	if app := incidentApp(inc); !u.CanOn(permission, app) {
+		return fmt.Errorf("%w: user %q's permission %q does not cover app %q", ErrForbidden, u.Name, permission, app)
 	}
 	return nil
 }

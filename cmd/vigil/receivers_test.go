@@ -23,10 +23,27 @@ import (
 	"github.com/vigil-sh/vigil/web"
 )
 
-// actedIncidents records what Slack's buttons did.
+// actedIncidents records what Slack's buttons did; its incidents are inc-1
+// of app "app" and inc-2 of app "database".
 type actedIncidents struct {
 	mtx  sync.Mutex
 	acts []string
+}
+
+func (a *actedIncidents) Incidents(notifier.State) ([]notifier.Incident, error) {
+	one, _ := a.Incident("inc-1")
+	two, _ := a.Incident("inc-2")
+	return []notifier.Incident{one, two}, nil
+}
+
+func (a *actedIncidents) Incident(id string) (notifier.Incident, error) {
+	app := map[string]string{"inc-1": "app", "inc-2": "database"}[id]
+	if app == "" {
+		return notifier.Incident{}, notifier.ErrNotFound
+	}
+	inc := notifier.Incident{ID: id}
+	inc.Alert.Labels = map[string]string{"alertname": "high_error_rate", "app": app}
+	return inc, nil
 }
 
 func (a *actedIncidents) Acknowledge(id, by, _ string) (notifier.Incident, error) {
@@ -71,11 +88,11 @@ users:
 	require.NoError(t, err)
 	authn, err := auth.New(cfg)
 	require.NoError(t, err)
-	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }}, nil, nil)
+	incidents := &actedIncidents{}
+	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
 	require.NoError(t, h.ApplyConfig(cfg))
 	h.SetReady(true)
 
-	incidents := &actedIncidents{}
 	buttons := &slackInteractions{incidents: incidents, authorize: h.AuthorizeIncidentAction}
 	require.NoError(t, buttons.ApplyConfig(cfg))
 
@@ -94,13 +111,13 @@ users:
 	}))
 	t.Cleanup(responses.Close)
 
-	click := func(slackUser, action string) {
+	click := func(slackUser, action string, incident ...string) {
 		t.Helper()
 		payload, err := json.Marshal(map[string]any{
 			"type":         "block_actions",
 			"user":         map[string]any{"id": slackUser},
 			"response_url": responses.URL,
-			"actions":      []map[string]any{{"action_id": action, "block_id": "vigil_actions", "type": "button", "value": "inc-1"}},
+			"actions":      []map[string]any{{"action_id": action, "block_id": "vigil_actions", "type": "button", "value": append(incident, "inc-1")[0]}},
 		})
 		require.NoError(t, err)
 		body := url.Values{"payload": {string(payload)}}.Encode()
@@ -139,4 +156,34 @@ users:
 	click("UONCALL", "vigil_ack")
 	click("UONCALL", "vigil_resolve")
 	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+}
+
+// TestSlackButtonsKeepToResources: a user whose acknowledge covers only
+// some apps (the permission's resources) may act through Slack on incidents
+// of those apps only, as on the API.
+func TestSlackButtonsKeepToResources(t *testing.T) {
+	cfg, err := config.Parse([]byte(`environment: production
+receivers:
+  - {name: chat, slack: {token: xoxb-test, channel: "#ops", signing_secret: s}}
+roles:
+  viewer: {permissions: [monitor, view_logs, view_metrics]}
+  admin: {permissions: [monitor, acknowledge, manage_users]}
+permissions:
+  monitor: {resources: [app, database]}
+  acknowledge: {resources: [app]}
+users:
+  - {name: appdev, role: viewer, permissions: [acknowledge], slack_user: UAPPDEV}
+`), "vigil.yml")
+	require.NoError(t, err)
+	authn, err := auth.New(cfg)
+	require.NoError(t, err)
+	incidents := &actedIncidents{}
+	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
+	require.NoError(t, h.ApplyConfig(cfg))
+
+	require.NoError(t, h.AuthorizeIncidentAction("appdev", "inc-1", false), "the app's incident")
+	err = h.AuthorizeIncidentAction("appdev", "inc-2", false)
+	require.ErrorIs(t, err, web.ErrForbidden, "the database's incident")
+	require.Contains(t, err.Error(), `does not cover app "database"`)
+	require.ErrorIs(t, h.AuthorizeIncidentAction("appdev", "inc-9", true), web.ErrForbidden, "an unknown incident")
 }
