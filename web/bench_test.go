@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/notifier"
@@ -44,7 +47,9 @@ func BenchmarkRoutes(b *testing.B) {
 
 // BenchmarkOperatorPage renders / for a signed-in browser with 200 open
 // incidents (three notifications each), 10 resolved ones and a deploy: the
-// page a busy on-call engineer keeps open, which refreshes every 15 s.
+// page a busy on-call engineer keeps open, which refreshes every 15 s. The
+// incidents are the test rule HighCPU's, each with an hour of its own series
+// in the TSDB, so the first graphIncidents cards draw real graphs.
 func BenchmarkOperatorPage(b *testing.B) {
 	f := newAuthFixture(b)
 	now := time.Now()
@@ -52,7 +57,9 @@ func BenchmarkOperatorPage(b *testing.B) {
 	for i := range 210 {
 		inc := notifier.Incident{
 			ID: fmt.Sprintf("inc-%03d", i), State: notifier.StateTriggered, Priority: notifier.PriorityHigh, Level: 1,
-			Alert:        notifier.Alert{Name: "HighErrorRate", Labels: map[string]string{"app": "app", "instance": fmt.Sprint("pod-", i)}, Annotations: map[string]string{"summary": "5xx above 5%"}},
+			Alert: notifier.Alert{Name: "HighCPU", Value: 95.00000000000001,
+				Labels:      map[string]string{"alertname": "HighCPU", "app": "app", "instance": fmt.Sprint("pod-", i), "severity": "critical"},
+				Annotations: map[string]string{"summary": "CPU above 80%"}},
 			CreatedAt:    now.Add(-time.Duration(i) * time.Minute),
 			NextDeadline: now.Add(time.Hour),
 		}
@@ -69,6 +76,19 @@ func BenchmarkOperatorPage(b *testing.B) {
 		o.Deploys = &fakeDeploys{list: []rollback.Deploy{{Service: "checkout", Version: "2.0.1", At: now}}}
 	})
 	env.h.SetReady(true)
+	app := env.db.Appender(context.Background())
+	for i := range 210 {
+		lset := labels.FromStrings("__name__", "cpu_usage", "app", "app", "instance", fmt.Sprint("pod-", i))
+		// The TSDB's head takes no sample an hour older than its newest.
+		for m := 1; m <= 60; m++ {
+			if _, err := app.Append(0, lset, now.Add(time.Duration(m-60)*time.Minute).UnixMilli(), float64(60+(m+i)%40)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		b.Fatal(err)
+	}
 	id, _, err := env.h.access.sessions.create(auth.SumOf(f.tokens["developer"]))
 	if err != nil {
 		b.Fatal(err)
@@ -82,7 +102,8 @@ func BenchmarkOperatorPage(b *testing.B) {
 		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: id})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "inc-199") {
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "inc-199") ||
+			strings.Count(rec.Body.String(), `<path class="series"`) != graphIncidents {
 			b.Fatalf("GET /: %d", rec.Code)
 		}
 		size = rec.Body.Len()

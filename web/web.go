@@ -133,6 +133,9 @@ type Handler struct {
 	storage *localStorage
 	promAPI http.Handler
 
+	// queryEngine is the API's PromQL engine, which the page's graphs use too.
+	queryEngine promql.QueryEngine
+
 	cfg   atomic.Pointer[config.Config]
 	ready atomic.Bool
 	// listenerTLS is the served certificate, swapped on every reload.
