@@ -96,6 +96,9 @@ type pageData struct {
 
 	// units are the units of the alerting rules' values, by alert name.
 	units map[string]unit
+	// canGraph lets the incidents show graphs: they are metrics, which the
+	// Prometheus API serves only with view_metrics.
+	canGraph bool
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -459,12 +462,13 @@ func (h *Handler) uiRollback(c *gin.Context) {
 // page answers GET /: what is firing, the open incidents, deploys, rollbacks
 // and collector health.
 func (h *Handler) page(c *gin.Context) {
-	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true}
+	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true, canGraph: true}
 	if v, ok := c.Get(authUserKey); ok {
 		u := v.(auth.User)
 		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
 		d.CanAct = u.Can(permAcknowledge)
 		d.CanRollback = u.Can(permRollback)
+		d.canGraph = u.Can(permViewMetrics)
 	}
 	if h.open() {
 		d.Open = true

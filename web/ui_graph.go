@@ -109,9 +109,10 @@ type graphSeries struct {
 }
 
 // pageGraphs draws the graphs of the first graphIncidents open incidents,
-// evaluating each rule's expression once, within graphTimeout.
+// evaluating each rule's expression once, within graphTimeout; none for a
+// user without view_metrics.
 func (h *Handler) pageGraphs(ctx context.Context, d *pageData, byName map[string][]*rules.AlertingRule) {
-	if h.queryEngine == nil || len(d.Incidents) == 0 {
+	if h.queryEngine == nil || len(d.Incidents) == 0 || !d.canGraph {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, graphTimeout)

@@ -209,8 +209,8 @@ func TestPageGraphs(t *testing.T) {
 	require.Contains(t, a, `<line class="threshold"`)
 	require.Contains(t, a, "Threshold 80%.")
 	require.Contains(t, a, `Lowest 51%, highest 109%`, "from the TSDB: the hour's samples")
-	d := regexp.MustCompile(`<path class="series" d="([^"]*)"`).FindStringSubmatch(a)
-	require.GreaterOrEqual(t, len(pathPoint.FindAllString(d[1], -1)), 58, "a point a minute")
+	path := regexp.MustCompile(`<path class="series" d="([^"]*)"`).FindStringSubmatch(a)
+	require.GreaterOrEqual(t, len(pathPoint.FindAllString(path[1], -1)), 58, "a point a minute")
 
 	b := card("cpu-b")
 	require.Contains(t, b, "Lowest 60%, highest 60%", "d's own series")
@@ -219,6 +219,17 @@ func TestPageGraphs(t *testing.T) {
 
 	require.Equal(t, graphIncidents, strings.Count(page, `<svg class="graph"`))
 	require.Contains(t, page, fmt.Sprintf("Only the first %d incidents have a graph.", graphIncidents))
+
+	// A user who may not query metrics sees no graph.
+	d := &pageData{Now: time.Now()}
+	env.h.pageIncidents(d)
+	env.h.pageGraphs(context.Background(), d, env.h.alertingRules())
+	for _, inc := range d.Incidents {
+		require.Nil(t, inc.Graph, "no view_metrics, no graph")
+	}
+	d.canGraph = true
+	env.h.pageGraphs(context.Background(), d, env.h.alertingRules())
+	require.NotNil(t, d.Incidents[0].Graph)
 
 	// The alerts table rounds the same way.
 	require.Contains(t, page, `class="value">95%</td>`)
