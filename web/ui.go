@@ -94,6 +94,9 @@ type pageData struct {
 	// Failures are parts of the page that could not be loaded.
 	Failures []string
 
+	// GraphsFor is how many incidents have graphs when not all do.
+	GraphsFor int
+
 	// units are the units of the alerting rules' values, by alert name.
 	units map[string]unit
 	// canGraph lets the incidents show graphs: they are metrics, which the

@@ -24,7 +24,7 @@ import (
 // refresh of the page expensive.
 const (
 	// graphIncidents is how many open incidents (the first, most urgent,
-	// ones) get a graph; the others say where to look.
+	// ones) get a graph; the page says so once when there are more.
 	graphIncidents = 20
 	// graphRange and graphStep give 61 points, one a minute.
 	graphRange = time.Hour
@@ -123,8 +123,8 @@ func (h *Handler) pageGraphs(ctx context.Context, d *pageData, byName map[string
 	for i := range d.Incidents {
 		inc := &d.Incidents[i]
 		if i >= graphIncidents {
-			inc.GraphNote = fmt.Sprintf("Only the first %d incidents have a graph.", graphIncidents)
-			continue
+			d.GraphsFor = graphIncidents
+			break
 		}
 		rule := ruleOf(byName, inc.Alert)
 		if rule == nil {
