@@ -231,6 +231,15 @@ func TestPageGraphs(t *testing.T) {
 	env.h.pageGraphs(context.Background(), d, env.h.alertingRules())
 	require.NotNil(t, d.Incidents[0].Graph)
 
+	// Past the page's time for graphs, the cards say so instead.
+	d = &pageData{Now: time.Now(), canGraph: true}
+	env.h.pageIncidents(d)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	env.h.pageGraphs(done, d, env.h.alertingRules())
+	require.Nil(t, d.Incidents[0].Graph)
+	require.Equal(t, "No graph: the page's time for graphs ran out", d.Incidents[0].GraphNote)
+
 	// The alerts table rounds the same way.
 	require.Contains(t, page, `class="value">95%</td>`)
 }
