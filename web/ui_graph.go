@@ -45,6 +45,7 @@ const (
 	plotRight   = graphWidth - 8
 	plotTop     = 8
 	plotBottom  = graphHeight - 18
+	plotInset   = 4
 )
 
 // graphView is one incident's graph as the template draws it.
@@ -55,14 +56,19 @@ type graphView struct {
 	Width, Height int
 	// Left, Right, Top and Bottom bound the plot.
 	Left, Right, Top, Bottom int
-	// Paths are the series' lines, an SVG path each.
+	// Paths are the series' lines, an SVG path each; Dots are the points
+	// with no neighbour to join.
 	Paths []string
+	Dots  []graphDot
 	// Threshold is the y of the condition's number, when it has one.
 	Threshold    string
 	HasThreshold bool
 	// YMax and YMin label the top and the bottom of the plot.
 	YMax, YMin string
 }
+
+// graphDot is a lone point of a graph.
+type graphDot struct{ X, Y string }
 
 // graphExpr splits a condition of the form `expr > number` (or <, >=, <=,
 // ==, !=) into what to draw and the threshold; any other expression is
@@ -258,35 +264,43 @@ func drawGraph(id, alert string, src *graphSource, series []graphSeries, start, 
 	x := func(t int64) float64 {
 		return plotLeft + float64(t-start.UnixMilli())/float64(end.Sub(start).Milliseconds())*(plotRight-plotLeft)
 	}
-	y := func(v float64) float64 { return plotBottom - (v-lo)/(hi-lo)*(plotBottom-plotTop) }
+	// The lowest and highest values sit plotInset inside the plot's box,
+	// level with their labels, so that a line along them stays visible.
+	y := func(v float64) float64 {
+		return plotBottom - plotInset - (v-lo)/(hi-lo)*(plotBottom-plotTop-2*plotInset)
+	}
 	for _, s := range series {
-		var b strings.Builder
-		prev, run := int64(math.MinInt64), 0
+		// Runs of consecutive steps: a missing step breaks the line rather
+		// than bridging the gap, and a run of one point is a dot.
+		var runs [][]promql.FPoint
+		prev := int64(math.MinInt64)
 		for _, p := range s.points {
 			if math.IsNaN(p.F) || math.IsInf(p.F, 0) {
 				prev = math.MinInt64
 				continue
 			}
-			// A missing step breaks the line rather than bridging the gap.
 			if prev == math.MinInt64 || p.T-prev > graphStep.Milliseconds()*3/2 {
-				if run == 1 {
-					// A lone point: a zero-length line that the round cap
-					// draws as a dot.
-					b.WriteString(" l0,0")
-				}
+				runs = append(runs, nil)
+			}
+			runs[len(runs)-1] = append(runs[len(runs)-1], p)
+			prev = p.T
+		}
+		var b strings.Builder
+		for _, run := range runs {
+			if len(run) == 1 {
+				g.Dots = append(g.Dots, graphDot{X: fmt.Sprintf("%.1f", x(run[0].T)), Y: fmt.Sprintf("%.1f", y(run[0].F))})
+				continue
+			}
+			for i, p := range run {
 				if b.Len() > 0 {
 					b.WriteByte(' ')
 				}
-				fmt.Fprintf(&b, "M%.1f,%.1f", x(p.T), y(p.F))
-				run = 1
-			} else {
-				fmt.Fprintf(&b, " L%.1f,%.1f", x(p.T), y(p.F))
-				run++
+				cmd := "L"
+				if i == 0 {
+					cmd = "M"
+				}
+				fmt.Fprintf(&b, "%s%.1f,%.1f", cmd, x(p.T), y(p.F))
 			}
-			prev = p.T
-		}
-		if run == 1 {
-			b.WriteString(" l0,0")
 		}
 		if b.Len() > 0 {
 			g.Paths = append(g.Paths, b.String())
@@ -307,6 +321,12 @@ func (g *graphView) PlotHeight() int { return g.Bottom - g.Top }
 
 // LabelX is where the y axis labels end, left of the plot.
 func (g *graphView) LabelX() int { return g.Left - 4 }
+
+// MaxY is the y of the highest value.
+func (g *graphView) MaxY() int { return g.Top + plotInset }
+
+// MinY is the y of the lowest value.
+func (g *graphView) MinY() int { return g.Bottom - plotInset }
 
 // MidX is the plot's centre, across.
 func (g *graphView) MidX() int { return (g.Left + g.Right) / 2 }

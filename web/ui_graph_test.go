@@ -65,7 +65,10 @@ type svgDoc struct {
 		Y1    string `xml:"y1,attr"`
 		Y2    string `xml:"y2,attr"`
 	} `xml:"line"`
-	Texts []string `xml:"text"`
+	Texts   []string `xml:"text"`
+	Circles []struct {
+		CX string `xml:"cx,attr"`
+	} `xml:"circle"`
 }
 
 // renderGraph renders a graph with the page's template and parses it.
@@ -105,8 +108,8 @@ func TestDrawGraph(t *testing.T) {
 		require.True(t, strings.HasPrefix(doc.Paths[0].D, "M"))
 		require.Equal(t, 1, strings.Count(doc.Paths[0].D, "M"), "no gaps")
 		// The ramp runs from the bottom left to the top right of the plot.
-		require.Equal(t, []string{"52.0", "78.0"}, pts[0][1:])
-		require.Equal(t, []string{"312.0", "8.0"}, pts[60][1:])
+		require.Equal(t, []string{"52.0", "74.0"}, pts[0][1:])
+		require.Equal(t, []string{"312.0", "12.0"}, pts[60][1:])
 		// 80 is half way between 60 and 100: half way down the plot.
 		require.Len(t, doc.Lines, 1)
 		require.Equal(t, "threshold", doc.Lines[0].Class)
@@ -121,7 +124,7 @@ func TestDrawGraph(t *testing.T) {
 		g := drawGraph("x", "high_cpu", src, []graphSeries{{points: low}}, start, end)
 		require.Equal(t, "80%", g.YMax)
 		require.Equal(t, "40%", g.YMin)
-		require.Equal(t, "8.0", g.Threshold, "the threshold is the top of the plot")
+		require.Equal(t, "12.0", g.Threshold, "the threshold is the top of the plot, level with its label")
 	})
 
 	t.Run("a gap breaks the line and a lone point is a dot", func(t *testing.T) {
@@ -129,8 +132,11 @@ func TestDrawGraph(t *testing.T) {
 		pts = append(pts, ramp[60])
 		g := drawGraph("x", "high_cpu", src, []graphSeries{{points: pts}}, start, end)
 		require.Len(t, g.Paths, 1)
-		require.Equal(t, 3, strings.Count(g.Paths[0], "M"), "three runs")
-		require.True(t, strings.HasSuffix(g.Paths[0], "M312.0,8.0 l0,0"), g.Paths[0])
+		require.Equal(t, 2, strings.Count(g.Paths[0], "M"), "two lines")
+		require.Len(t, pathPoint.FindAllString(g.Paths[0], -1), 49)
+		require.Equal(t, []graphDot{{X: "312.0", Y: "12.0"}}, g.Dots, "and a dot")
+		doc := renderGraph(t, g)
+		require.Len(t, doc.Circles, 1)
 	})
 
 	t.Run("flat line, no threshold, seconds", func(t *testing.T) {

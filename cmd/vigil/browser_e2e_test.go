@@ -245,7 +245,8 @@ users:
 	require.Contains(t, text, "95%", "the value is rounded and has its unit")
 	// The card draws the expression over the last hour, threshold included.
 	require.Equal(t, 1, count(t, viewer, card+" svg.graph"), "the incident has a graph")
-	require.Equal(t, 1, count(t, viewer, card+" svg.graph path.series"), "the graph has the incident's series")
+	// A fresh vigil has seconds of data: a dot at "now", or a short line.
+	require.Positive(t, count(t, viewer, card+" svg.graph path.series, "+card+" svg.graph circle.dot"), "the graph has the incident's series")
 	require.Equal(t, 1, count(t, viewer, card+" svg.graph line.threshold"), "the graph has the threshold")
 	// The description is for screen readers: not rendered, so read its text.
 	desc, err := chromedp.Run(viewer, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).textContent", card+" svg.graph desc")))
