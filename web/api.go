@@ -65,6 +65,7 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 			LookbackDelta: defaultLookbackDelta,
 		})
 	}
+	h.queryEngine = qe
 	var rr apiv1.RulesRetriever = noRules{}
 	if h.opts.Rules != nil {
 		rr = h.opts.Rules

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 
 	"github.com/vigil-sh/vigil/auth"
@@ -40,8 +41,8 @@ var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMa
 	"until":   until,
 	"stamp":   stamp,
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"dur":     scrapeDuration,
-}).ParseFS(uiFiles, "ui/page.html"))
+	"dur":     func(d time.Duration) string { return formatSeconds(d.Seconds()) },
+}).ParseFS(uiFiles, "ui/page.html", "ui/graph.html"))
 
 // authUserKey is the gin context key of the authenticated auth.User.
 const authUserKey = "vigil.auth_user"
@@ -95,6 +96,21 @@ type pageData struct {
 	Failures []string
 	// DeadRules are rule inputs that match no series: rules that cannot fire.
 	DeadRules []vigilrules.DeadRule
+
+	// GraphsFor is how many incidents have graphs when not all do.
+	GraphsFor int
+
+	// units are the units of the alerting rules' values, by alert name.
+	units map[string]unit
+	// canGraph lets the incidents show graphs: they are metrics, which the
+	// Prometheus API serves only with view_metrics.
+	canGraph bool
+}
+
+// Value writes an alert's sample value as Grafana would, in the unit its
+// rule's metric gives.
+func (d *pageData) Value(alertName string, v alertValue) string {
+	return formatValue(float64(v), d.units[alertName])
 }
 
 // incidentView is an incident with what the page shows about it.
@@ -105,6 +121,12 @@ type incidentView struct {
 	// Notes are the comments left with acknowledgements and resolutions
 	// that say something.
 	Notes []notifier.Comment
+	// Value is the alert's value when it last fired, rounded.
+	Value string
+	// Graph is the alert's expression over the last hour; GraphNote says
+	// why there is none.
+	Graph     *graphView
+	GraphNote string
 }
 
 // notifiedView is who was told about an incident at one level, and how that
@@ -455,12 +477,13 @@ func (h *Handler) uiRollback(c *gin.Context) {
 // page answers GET /: what is firing, the open incidents, deploys, rollbacks
 // and collector health.
 func (h *Handler) page(c *gin.Context) {
-	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true}
+	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true, canGraph: true}
 	if v, ok := c.Get(authUserKey); ok {
 		u := v.(auth.User)
 		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
 		d.CanAct = u.CanSome(permAcknowledge)
 		d.CanRollback = u.CanOn(permRollback, h.watchedApp())
+		d.canGraph = u.Can(permViewMetrics)
 	}
 	if h.open() {
 		d.Open = true
@@ -469,7 +492,13 @@ func (h *Handler) page(c *gin.Context) {
 		d.CSRF = c.GetString(csrfKey)
 	}
 	d.Alerts = visibleAlerts(c, h.activeAlerts(""))
+	byName := h.alertingRules()
+	d.units = make(map[string]unit, len(byName))
+	for name, rs := range byName {
+		d.units[name] = unitOfExpr(rs[0].Query())
+	}
 	all := h.pageIncidents(c, d)
+	h.pageGraphs(c.Request.Context(), d, byName)
 	h.pageDeploys(d)
 	d.Deploys = h.visibleDeploys(c, d.Deploys)
 	rollbacks, err := h.rollbackHistory(all, pageDeploys)
@@ -548,11 +577,11 @@ func (h *Handler) pageIncidents(c *gin.Context, d *pageData) (all []notifier.Inc
 	for _, inc := range all {
 		if inc.State == notifier.StateResolved {
 			if len(d.Resolved) < pageResolved {
-				d.Resolved = append(d.Resolved, newIncidentView(inc, levels))
+				d.Resolved = append(d.Resolved, newIncidentView(inc, levels, d.units))
 			}
 			continue
 		}
-		d.Incidents = append(d.Incidents, newIncidentView(inc, levels))
+		d.Incidents = append(d.Incidents, newIncidentView(inc, levels, d.units))
 	}
 	// Unacknowledged first, then by priority, then newest first.
 	slices.SortStableFunc(d.Incidents, func(a, b incidentView) int {
@@ -601,8 +630,8 @@ func levelName(levels []string, i int) string {
 	return fmt.Sprintf("L%d", i+1)
 }
 
-func newIncidentView(inc notifier.Incident, levels []string) incidentView {
-	v := incidentView{Incident: inc, LevelName: levelName(levels, inc.Level)}
+func newIncidentView(inc notifier.Incident, levels []string, units map[string]unit) incidentView {
+	v := incidentView{Incident: inc, LevelName: levelName(levels, inc.Level), Value: formatValue(inc.Alert.Value, units[inc.Alert.Name])}
 	for _, cm := range inc.Comments {
 		if strings.TrimSpace(cm.Text) != "" {
 			v.Notes = append(v.Notes, cm)
@@ -629,6 +658,19 @@ func newIncidentView(inc notifier.Incident, levels []string) incidentView {
 		v.Notified[i].Count++
 	}
 	return v
+}
+
+// alertingRules lists the alerting rules in force by name; a name may
+// belong to more than one rule, told apart by their labels.
+func (h *Handler) alertingRules() map[string][]*rules.AlertingRule {
+	out := map[string][]*rules.AlertingRule{}
+	if h.opts.Rules == nil {
+		return out
+	}
+	for _, r := range h.opts.Rules.AlertingRules() {
+		out[r.Name()] = append(out[r.Name()], r)
+	}
+	return out
 }
 
 // pageDeploys fills the recent deploys.
@@ -724,17 +766,6 @@ func until(t time.Time) string {
 		return "overdue by " + roughly(-d)
 	}
 	return "in " + roughly(d)
-}
-
-// scrapeDuration rounds a scrape's duration for reading: 549µs, 8.7ms, 1.2s.
-func scrapeDuration(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(100 * time.Microsecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
 }
 
 // stamp is t in UTC, to the second.

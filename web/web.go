@@ -142,6 +142,9 @@ type Handler struct {
 	// connsRefused counts connections closed by the per-client bound.
 	connsRefused prometheus.Counter
 
+	// queryEngine is the API's PromQL engine, which the page's graphs use too.
+	queryEngine promql.QueryEngine
+
 	cfg   atomic.Pointer[config.Config]
 	ready atomic.Bool
 	// listenerTLS is the served certificate, swapped on every reload.

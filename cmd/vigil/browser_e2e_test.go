@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,43 @@ func (p *vigilProc) incidentState(id string) (state, by string) {
 	return body.Data.State, body.Data.AcknowledgedBy
 }
 
+// Long content for the browser test: what operators' configs and deploy
+// tools really send, which must not push the page sideways on a phone.
+var (
+	longAlert  = "checkout_payment_gateway_upstream_latency_budget_exhausted_for_european_customers"
+	longURL    = "https://runbooks.example.com/checkout/payment-gateway/upstream-latency-budget-exhausted?region=eu-west-1&team=payments"
+	longPath   = "/metrics/checkout-payment-gateway-upstream-exporter-with-a-path-that-goes-on-and-on"
+	manyLabels = []string{
+		"runbook: " + strconv.Quote(longURL), `team: "payments-and-checkout-platform"`, `region: "eu-west-1"`,
+		`zone: "eu-west-1a"`, `cluster: "production-blue"`, `namespace: "checkout-payment-gateway"`,
+		`pod: "checkout-payment-gateway-7f9c6d5b8-x2x9q"`, `owner: "someone.with.a.long.name@example.com"`,
+		`tier: "frontend"`, `shard: "0042"`,
+	}
+)
+
+// incidentOf is the id of an open or resolved incident of an alert, or "".
+func (p *vigilProc) incidentOf(alert string) string {
+	p.t.Helper()
+	resp, err := http.Get(p.url("/api/v1/incidents"))
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Data []struct {
+			ID    string `json:"id"`
+			Alert struct {
+				Name string `json:"name"`
+			} `json:"alert"`
+		} `json:"data"`
+	}
+	require.NoError(p.t, json.NewDecoder(resp.Body).Decode(&body))
+	for _, inc := range body.Data {
+		if inc.Alert.Name == alert {
+			return inc.ID
+		}
+	}
+	return ""
+}
+
 // TestOperatorPageInBrowser is the issue's browser test: in headless
 // Chromium, a viewer sees the firing alert's incident without an Acknowledge
 // button and a forged acknowledgement from its session is refused; a
@@ -139,7 +177,10 @@ server: {listen: "%[2]s"}
 logging: {level: debug, format: text}
 metrics: {interval: 1s}
 collectors:
-  app: {targets: ["%[3]s"], labels: {app: app}}
+  app:
+    targets: ["%[3]s", "127.0.0.1:1"]
+    path: %[9]s
+    labels: {app: app, %[10]s}
   logs:
     - {name: app, paths: ["%[8]s/*.log"], labels: {app: app}}
 alerts:
@@ -150,6 +191,12 @@ alerts:
       severity: critical
       labels: {app: app}
       annotations: {summary: "CPU above 80%% on the checkout app"}
+    - name: %[11]s
+      condition: cpu_usage > 80
+      duration: 1s
+      severity: low
+      labels: {app: app}
+      annotations: {summary: "See %[12]s"}
 escalation:
   levels:
     - {name: support, notify: [l1]}
@@ -161,19 +208,27 @@ users:
   - {name: e2e, role: admin, tokens: [%[7]q]}
   - {name: dev, role: developer, tokens: [%[5]q]}
   - {name: vic, role: viewer, tokens: [%[6]q]}
-`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, auth.Hash(devToken), auth.Hash(viewerToken), auth.Hash(e2eToken), appLogs)), 0o644))
+`, filepath.Join(dir, "data"), addr, app.hostPort(), hooks.URL, auth.Hash(devToken), auth.Hash(viewerToken), auth.Hash(e2eToken), appLogs,
+		longPath, strings.Join(manyLabels, ", "), longAlert, longURL)), 0o644))
 	v := startVigil(t, cfg, addr)
 	v.postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.4.2","environment":"production"}`)
+	// Long content in every table, to see that none of it pushes the page
+	// sideways on a phone.
+	v.postJSON("/api/v1/deploys", fmt.Sprintf(`{"service":"checkout","version":"1.4.3-rc.1+build.20261202.sha.%s","environment":"production","by":%q}`,
+		strings.Repeat("0123456789abcdef", 3), longURL))
+	resp, err := http.Post(v.url("/api/v1/silences"), "application/json", strings.NewReader(fmt.Sprintf(`{"matchers":"{alertname=\"%s\", runbook=\"%s\"}","duration":"2h","comment":%q}`,
+		longAlert, longURL, "muted while "+longURL+" is rebuilt")))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "adding the silence")
 
-	var id string
+	var id, longID string
 	require.Eventually(t, func() bool {
-		list := v.incidents()
-		if len(list) == 0 || len(hooks.accepted("/l1")) == 0 {
-			return false
-		}
-		id = list[0].ID
-		return true
-	}, 30*time.Second, 100*time.Millisecond, "the alert opened no incident")
+		id, longID = v.incidentOf("high_cpu"), v.incidentOf(longAlert)
+		return id != "" && longID != "" && len(hooks.accepted("/l1")) > 0
+	}, 30*time.Second, 100*time.Millisecond, "the alerts opened no incidents")
+	// The long-named incident, resolved, fills the Recently resolved table.
+	v.postJSON("/api/v1/incidents/"+longID+"/resolve", `{"comment":"done"}`)
 	base := "http://" + addr
 	card := "#incident-" + id
 
@@ -187,6 +242,16 @@ users:
 	require.Contains(t, text, "high_cpu")
 	require.Contains(t, text, "triggered")
 	require.Contains(t, text, "L1 support")
+	require.Contains(t, text, "95%", "the value is rounded and has its unit")
+	// The card draws the expression over the last hour, threshold included.
+	require.Equal(t, 1, count(t, viewer, card+" svg.graph"), "the incident has a graph")
+	// A fresh vigil has seconds of data: a dot at "now", or a short line.
+	require.Positive(t, count(t, viewer, card+" svg.graph path.series, "+card+" svg.graph circle.dot"), "the graph has the incident's series")
+	require.Equal(t, 1, count(t, viewer, card+" svg.graph line.threshold"), "the graph has the threshold")
+	// The description is for screen readers: not rendered, so read its text.
+	desc, err := chromedp.Run(viewer, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).textContent", card+" svg.graph desc")))
+	require.NoError(t, err)
+	require.Contains(t, desc, "Threshold 80%")
 	require.Equal(t, 0, count(t, viewer, "button.ack"), "a viewer's page has no Acknowledge button")
 	require.Equal(t, 0, count(t, viewer, "button.resolve"), "a viewer's page has no Resolve button")
 	status, err := chromedp.Run(viewer, chromedp.Evaluate[int](fmt.Sprintf(`(async () => {
@@ -249,6 +314,21 @@ users:
 	width, err := chromedp.Run(dev, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 	require.NoError(t, err)
 	require.LessOrEqual(t, width, 390, "the page scrolls sideways on a phone")
+	// Nor does any box on it: each section, table and scrolling box shows
+	// all of its content within the phone's width.
+	for _, sel := range []string{"#incidents", "#silences", "#alerts", "#deploys", "#collectors", "#logs", "#resolved"} {
+		require.Equal(t, 1, count(t, dev, sel), "the phone's page has %s, with content", sel)
+	}
+	wide, err := chromedp.Run(dev, chromedp.Evaluate[[]string](`[...document.querySelectorAll(
+		'main section, main table, main .scroll, main article, main svg')].flatMap(e => {
+		const r = e.getBoundingClientRect();
+		const name = e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.closest('section') ? ' in #' + e.closest('section').id : '');
+		return (e.scrollWidth > e.clientWidth + 1 || r.right > 390 || r.left < 0) ?
+			[name + ': ' + Math.round(r.left) + '..' + Math.round(r.right) + ', content ' + e.scrollWidth + ' in ' + e.clientWidth] : [];
+	})`))
+	require.NoError(t, err)
+	require.Empty(t, wide, "boxes wider than a 390 px phone")
+	require.Greater(t, count(t, dev, "#alerts td.labels span"), 10, "the seeded labels are on the page")
 	png, err = chromedp.Run(dev, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(shots, "operator-page-phone.png"), png, 0o644))
