@@ -55,9 +55,8 @@ func (c *Config) Summary() string {
 	}
 	line("rollback", "%s", rollback)
 	line("access", "%d users, %d roles, %d permissions", len(c.Users), len(c.RoleNames()), len(c.Permissions))
-	for _, w := range c.Warnings {
-		line("warning", "%s", w)
-	}
+	// Warnings are not repeated here: `vigil check config` prints them above
+	// the summary, and serve logs them, each once.
 	return b.String()
 }
 
