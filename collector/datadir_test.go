@@ -46,3 +46,9 @@ func TestCheckDataDir(t *testing.T) {
 	_, err := checkDataDir(blockPaths{MountInfo: "testdata/blockdev/missing"}, "/x")
 	require.ErrorContains(t, err, "read mounts")
 }
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/tab\011x`: "/tab\tx", `/end\04`: `/end\04`, `/back\\x`: `/back\\x`} {
+		require.Equal(t, want, unescapeMount(in), in)
+	}
+}

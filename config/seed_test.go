@@ -278,11 +278,25 @@ func TestSeedSecurityBlocksLoad(t *testing.T) {
 	}
 	require.Contains(t, cfg.Warnings, "firewall.inbound (line 3): no rule opens vigil's port 9090 (:9090): Grafana and users off this host cannot reach vigil")
 	// at_rest asks for vigil's own data_dir rule.
-	var names []string
-	for _, r := range cfg.OwnRules {
-		names = append(names, r.Name)
+	var dataDir *RuleConfig
+	for i, r := range cfg.OwnRules {
+		if r.Name == "data_dir_not_encrypted" {
+			dataDir = &cfg.OwnRules[i]
+		}
 	}
-	require.Contains(t, names, "data_dir_not_encrypted")
+	require.NotNil(t, dataDir)
+	require.Equal(t, "vigil_data_dir_encrypted == 0", dataDir.Condition)
+	require.Equal(t, "warning", dataDir.Severity)
+
+	// Without the blocks: no rule, no warning.
+	cfg, err = Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	for _, r := range cfg.OwnRules {
+		require.NotEqual(t, "data_dir_not_encrypted", r.Name)
+	}
+	for _, w := range cfg.Warnings {
+		require.NotContains(t, w, "recorded, not enforced")
+	}
 }
 
 // TestSecurityWarnings: the checks vigil makes of the security blocks
