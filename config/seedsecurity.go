@@ -82,8 +82,7 @@ func (p PortRange) String() string {
 func (p PortRange) Contains(port int) bool { return p.From <= port && port <= p.To }
 
 // firewallProtocols are the accepted protocols of firewall and security
-// group rules, compared without case ("all" is the seed's every protocol;
-// "-1" is how AWS writes it).
+// group rules, compared without case ("all" is the seed's every protocol).
 var firewallProtocols = []string{"tcp", "udp", "icmp", "all"}
 
 // NetworkConfig is the seed's network block: Kubernetes NetworkPolicies
