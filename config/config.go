@@ -39,13 +39,14 @@ type Config struct {
 
 	// The seed's data-security blocks (seedblocks.go): backup and disaster
 	// recovery are validated and exported; encryption.in_transit drives
-	// vigil's certificate rules; what other tools own is refused with a
-	// pointer to where it goes.
+	// vigil's certificate rules; firewall, network, security.groups and
+	// encryption.at_rest are validated, checked where vigil can and
+	// exported (seedsecurity.go).
 	Backup           *BackupConfig           `yaml:"backup"`
 	DisasterRecovery *DisasterRecoveryConfig `yaml:"disaster_recovery"`
 	Encryption       *EncryptionConfig       `yaml:"encryption"`
-	Firewall         Unmanaged               `yaml:"firewall"`
-	Network          Unmanaged               `yaml:"network"`
+	Firewall         *FirewallConfig         `yaml:"firewall"`
+	Network          *NetworkConfig          `yaml:"network"`
 	Security         SecurityConfig          `yaml:"security"`
 
 	// OwnRules are vigil's own alert rules, kept apart from the seed's

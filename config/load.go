@@ -57,6 +57,8 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 	// After validation, so that errors quote the globs as written.
 	cfg.resolvePaths(dir)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)
+	cfg.OwnRules = append(cfg.OwnRules, cfg.dataDirRules()...)
+	cfg.Warnings = append(cfg.Warnings, cfg.securityWarnings()...)
 	return cfg, nil
 }
 

@@ -212,3 +212,184 @@ func TestTLSProbeRules(t *testing.T) {
 		"vigil_certificate_rotation_due", "vigil_certificate_expiring"}, names)
 	require.Equal(t, "probe_tls_certificate_expiry_days < 7", cfg.OwnRules[2].Condition)
 }
+
+// seedBlockByHeading returns the seed's yaml block that opens with the
+// comment heading (e.g. "# Firewall rules configuration").
+func seedBlockByHeading(t *testing.T, heading string) string {
+	t.Helper()
+	var out []string
+	for _, m := range yamlBlockRE.FindAllStringSubmatch(string(seedDocument(t)), -1) {
+		if strings.HasPrefix(m[1], heading+"\n") {
+			out = append(out, m[1])
+		}
+	}
+	require.Len(t, out, 1, "the seed has one block headed %q", heading)
+	return out[0]
+}
+
+// TestSeedSecurityBlocksLoad: the seed's Deployment Security blocks, cut
+// straight from the seed document, load as they are, one by one and
+// together; the committed fixture is the same text.
+func TestSeedSecurityBlocksLoad(t *testing.T) {
+	var all []string
+	for _, h := range []string{"# Firewall rules configuration", "# Network policies configuration",
+		"# Security groups configuration", "# Encryption configuration"} {
+		b := seedBlockByHeading(t, h)
+		_, err := Parse([]byte(b), "seed-block.yml")
+		require.NoError(t, err, h)
+		all = append(all, b)
+	}
+	cfg, err := Parse([]byte(strings.Join(all, "\n")), "seed-security.yml")
+	require.NoError(t, err)
+
+	fixture, err := os.ReadFile("testdata/seed_security.good.yml")
+	require.NoError(t, err)
+	for _, b := range all {
+		require.Contains(t, string(fixture), b, "the fixture holds the seed's block verbatim")
+	}
+
+	f := cfg.Firewall
+	require.Len(t, f.Inbound, 3)
+	require.Equal(t, FirewallRule{Port: PortRange{22, 22}, Protocol: "tcp", Source: "10.0.0.0/8", Description: "SSH"}, f.Inbound[2])
+	require.Equal(t, FirewallRule{Port: PortRange{0, 65535}, Protocol: "all", Destination: "0.0.0.0/0", Description: "All traffic"}, f.Outbound[0])
+	require.Len(t, cfg.Network.Policies, 2)
+	db := cfg.Network.Policies[1]
+	require.Equal(t, "database-policy", db.Name)
+	require.Equal(t, map[string]string{"app": "database"}, db.PodSelector.MatchLabels)
+	require.Equal(t, map[string]string{"app": "app"}, db.Ingress[0].From[0].PodSelector.MatchLabels)
+	require.Equal(t, []NetworkPolicyPort{{Protocol: "TCP", Port: 5432}}, db.Ingress[0].Ports)
+	require.Len(t, cfg.Security.Groups, 1)
+	require.Equal(t, "app-sg", cfg.Security.Groups[0].Name)
+	require.Len(t, cfg.Security.Groups[0].Ingress, 2)
+	require.Equal(t, PortRange{0, 65535}, cfg.Security.Groups[0].Egress[0].Port)
+	require.Equal(t, &AtRestConfig{Algorithm: "AES-256", KeyRotation: Duration(30 * 24 * time.Hour), KeyStorage: "KMS"}, cfg.Encryption.AtRest)
+	require.Equal(t, "ACM", cfg.Encryption.InTransit.CertificateStorage)
+
+	// What vigil cannot verify is said once; what it can check is checked.
+	var recorded []string
+	for _, w := range cfg.Warnings {
+		if strings.HasPrefix(w, "recorded, not enforced: ") {
+			recorded = append(recorded, w)
+		}
+	}
+	require.Len(t, recorded, 1)
+	for _, name := range []string{"firewall", "network.policies", "security.groups", "encryption.at_rest algorithm AES-256, key_rotation 30d, key_storage KMS", "certificate_storage ACM"} {
+		require.Contains(t, recorded[0], name)
+	}
+	require.Contains(t, cfg.Warnings, "firewall.inbound (line 3): no rule opens vigil's port 9090 (:9090): Grafana and users off this host cannot reach vigil")
+	// at_rest asks for vigil's own data_dir rule.
+	var dataDir *RuleConfig
+	for i, r := range cfg.OwnRules {
+		if r.Name == "data_dir_not_encrypted" {
+			dataDir = &cfg.OwnRules[i]
+		}
+	}
+	require.NotNil(t, dataDir)
+	require.Equal(t, "vigil_data_dir_encrypted == 0", dataDir.Condition)
+	require.Equal(t, "warning", dataDir.Severity)
+
+	// Without the blocks: no rule, no warning.
+	cfg, err = Load("testdata/seed_data_security.good.yml")
+	require.NoError(t, err)
+	for _, r := range cfg.OwnRules {
+		require.NotEqual(t, "data_dir_not_encrypted", r.Name)
+	}
+	for _, w := range cfg.Warnings {
+		require.NotContains(t, w, "recorded, not enforced")
+	}
+}
+
+// TestSecurityWarnings: the checks vigil makes of the security blocks
+// against its own config.
+func TestSecurityWarnings(t *testing.T) {
+	cases := []struct {
+		name, yml string
+		want      []string
+	}{
+		{"vigil's port open, ssh closed: no warning", `
+server: {listen: ":9090"}
+firewall:
+  inbound:
+    - {port: 9000-9100, protocol: tcp, source: 10.0.0.0/8}
+    - {port: 22, protocol: tcp, source: 10.0.0.0/8}
+`, nil},
+		{"ssh to the world", `
+firewall:
+  inbound:
+    - {port: 0-65535, protocol: all, source: 0.0.0.0/0}
+`, []string{"firewall.inbound[0] (line 4): SSH (port 22) is open to 0.0.0.0/0, the whole internet; limit it to your own network"}},
+		{"udp does not open vigil's port", `
+server: {listen: ":9191"}
+security:
+  groups:
+    - name: vigil-sg
+      ingress:
+        - {port: 9191, protocol: udp, source: 10.0.0.0/8}
+`, []string{"security.groups (line 4): no group's ingress opens vigil's port 9191 (:9191): Grafana and users outside the cloud network cannot reach vigil"}},
+		{"vigil on loopback only: the firewall does not matter to it", `
+server: {listen: "127.0.0.1:9090"}
+firewall:
+  inbound:
+    - {port: 443, protocol: tcp, source: 0.0.0.0/0}
+`, nil},
+		{"database policy without the dsn's port", `
+collectors:
+  database:
+    dsn: postgres://vigil@db.internal:6432/app
+network:
+  policies:
+    - name: database-policy
+      podSelector: {matchLabels: {app: database}}
+      ingress:
+        - ports: [{protocol: TCP, port: 5432}]
+`, []string{`network.policies[0] "database-policy" (line 7): its ingress ports (5432) do not include 6432, the port of collectors.database's dsn: vigil could not reach the database`}},
+		{"database policy with the dsn's port", `
+collectors:
+  database:
+    dsn: host=db.internal port=5432 dbname=app
+network:
+  policies:
+    - name: database-policy
+      podSelector: {matchLabels: {app: database}}
+      ingress:
+        - ports: [{protocol: TCP, port: 5432}]
+`, nil},
+		{"app policy without the target's port", `
+collectors:
+  app:
+    targets: ["app.default.svc:8080", "127.0.0.1:9000"]
+    labels: {app: app}
+network:
+  policies:
+    - name: app-policy
+      podSelector: {matchLabels: {app: app}}
+      ingress:
+        - ports: [{protocol: TCP, port: 80}]
+`, []string{`network.policies[0] "app-policy" (line 8): its ingress ports (80) do not include 8080, the port of the app target app.default.svc:8080: vigil could not scrape the app`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yml), "w.yml")
+			require.NoError(t, err)
+			var got []string
+			for _, w := range cfg.Warnings {
+				if !strings.HasPrefix(w, "recorded, not enforced: ") {
+					got = append(got, w)
+				}
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParsePortRange(t *testing.T) {
+	for s, want := range map[string]PortRange{"80": {80, 80}, "0-65535": {0, 65535}, " 8000 - 8080 ": {8000, 8080}, "65535": {65535, 65535}} {
+		got, err := ParsePortRange(s)
+		require.NoError(t, err, s)
+		require.Equal(t, want, got, s)
+	}
+	for _, bad := range []string{"", "0", "65536", "99999", "-1", "10-5", "0-65536", "http", "80-", "1-2-3"} {
+		_, err := ParsePortRange(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // BackupConfig is the seed's backup block: what the backups promise. vigil
@@ -39,11 +37,11 @@ type ReplicationConfig struct {
 }
 
 // EncryptionConfig is the seed's encryption block. vigil acts on in_transit
-// (its own certificate and the app's TLS); at_rest belongs to the storage
-// under vigil and is refused with a pointer to where it goes.
+// (its own certificate and the app's TLS); at_rest is checked against the
+// device under data_dir and otherwise recorded (seedsecurity.go).
 type EncryptionConfig struct {
 	InTransit *InTransitConfig `yaml:"in_transit"`
-	AtRest    Unmanaged        `yaml:"at_rest"`
+	AtRest    *AtRestConfig    `yaml:"at_rest"`
 }
 
 // InTransitConfig is encryption.in_transit.
@@ -52,42 +50,16 @@ type InTransitConfig struct {
 	Algorithm string `yaml:"algorithm"`
 	// CertificateRotation is how old a certificate may grow before it must
 	// be replaced; vigil's own rules alert before it is.
-	CertificateRotation Duration  `yaml:"certificate_rotation"`
-	CertificateStorage  Unmanaged `yaml:"certificate_storage"`
+	CertificateRotation Duration `yaml:"certificate_rotation"`
+	// CertificateStorage is where the certificates are kept (ACM, Vault);
+	// recorded and exported, not read.
+	CertificateStorage string `yaml:"certificate_storage"`
 }
 
-// SecurityConfig is the seed's security block; its groups belong to the
-// cloud, not to vigil.
+// SecurityConfig is the seed's security block: cloud security groups,
+// recorded and checked against vigil's port (seedsecurity.go).
 type SecurityConfig struct {
-	Groups Unmanaged `yaml:"groups"`
-}
-
-// Unmanaged is a seed key that another tool owns. Any value is an error that
-// says vigil does not manage it and where it belongs (unmanagedReasons), so
-// that a pasted seed block is not silently ignored.
-type Unmanaged struct{}
-
-// unmanagedReasons maps a key path to why vigil refuses it.
-var unmanagedReasons = map[string]string{
-	"firewall": "vigil does not manage firewall rules; they belong to the host firewall or your cloud's " +
-		"security groups, in your infrastructure code (Terraform aws_security_group, as the seed's AWS example has). Remove the block",
-	"network": "vigil does not manage network policies; apply them to the cluster as Kubernetes NetworkPolicy objects " +
-		"(deploy/kubernetes/networkpolicy.yaml is vigil's own). Remove the block",
-	"security.groups": "vigil does not manage security groups; they belong in your infrastructure code " +
-		"(Terraform aws_security_group). Remove the key",
-	"encryption.at_rest": "vigil does not encrypt data at rest and cannot see KMS keys; encrypt the volume that holds " +
-		"data_dir (an encrypted disk with your KMS key) in your infrastructure code. Remove the key",
-	"encryption.in_transit.certificate_storage": "vigil does not read certificates from ACM or any other store: it serves " +
-		"server.tls.cert_file and key_file, and watches certificates by their dates wherever they are stored. " +
-		"Keep the store in your infrastructure code and remove the key",
-}
-
-func (u *Unmanaged) decodeNode(d *decoder, n *yaml.Node, path string) {
-	reason, ok := unmanagedReasons[path]
-	if !ok {
-		reason = "vigil does not manage this"
-	}
-	d.keyErr(0, path, "%s", reason)
+	Groups []SecurityGroupConfig `yaml:"groups"`
 }
 
 // TLSVersions are the accepted values of encryption.in_transit.algorithm.
@@ -106,6 +78,7 @@ func (c *Config) TLSVersion() string {
 }
 
 func (c *Config) validateSeedBlocks(r *reporter) {
+	c.validateSecurityBlocks(r)
 	if b := c.Backup; b != nil {
 		validateBackup(r, "backup", b)
 	}

@@ -62,9 +62,8 @@ func (c *Config) Summary() string {
 		}
 		line("user", "%s (%s; %s) may: %s", u.Name, strings.Join(u.AllRoles(), ", "), tokens, c.UserGrants(u).Describe())
 	}
-	for _, w := range c.Warnings {
-		line("warning", "%s", w)
-	}
+	// Warnings are not repeated here: `vigil check config` prints them above
+	// the summary, and serve logs them, each once.
 	return b.String()
 }
 

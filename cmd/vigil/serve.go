@@ -309,8 +309,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"logging", func(c *config.Config) error {
 			return level.UnmarshalText([]byte(orDefault(c.Logging.Level, "info")))
 		}},
-		// The seed's backup and disaster_recovery blocks, as gauges.
-		{"seed-info", collector.NewSeedInfo(reg).ApplyConfig},
+		// The seed's backup, disaster_recovery and security blocks, as
+		// gauges, and whether data_dir is on an encrypted device.
+		{"seed-info", collector.NewSeedInfo(reg, logger).ApplyConfig},
 	}
 	current := cfg
 	// Nothing runs before the first config is applied.
