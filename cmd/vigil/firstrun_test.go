@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/config"
 )
 
@@ -32,9 +33,14 @@ func TestOpenListenWarning(t *testing.T) {
 		require.Contains(t, got, tc.want)
 	}
 
-	// With users, authentication is on: nothing is open.
+	// With a user who has a token, authentication is on: nothing is open.
+	// (Users without tokens leave a development vigil open.)
 	cfg := config.Default()
 	cfg.Server.Listen = ":9090"
 	cfg.Users = []config.UserConfig{{Name: "alice", Role: "admin"}}
+	require.NotEmpty(t, openListenWarning(cfg), "no user has a token")
+	_, hash, err := auth.NewToken()
+	require.NoError(t, err)
+	cfg.Users[0].Tokens = []string{hash}
 	require.Empty(t, openListenWarning(cfg))
 }
