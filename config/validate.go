@@ -54,6 +54,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateEscalation(r)
 	c.validateRollback(r)
 	c.validateAccess(r)
+	c.validateRemoteWrite(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {
