@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,13 +97,15 @@ func PromConfig(cfg *config.Config) *promconfig.Config {
 type QueueStatus struct {
 	// Name is the queue's name: remote_write's name, or a hash of its config.
 	Name string `json:"name"`
-	// URL is the endpoint, without a password.
+	// URL is the endpoint's scheme and host.
 	URL string `json:"url"`
 	// Shards is how many shards send in parallel now.
 	Shards float64 `json:"shards"`
 	// PendingSamples are read from the WAL but not yet sent.
 	PendingSamples float64 `json:"pending_samples"`
-	// SamplesSent, SamplesFailed and SamplesRetried count samples since start.
+	// SamplesSent, SamplesFailed and SamplesRetried count samples since the
+	// queue started; like Prometheus's samples_total, sent counts every
+	// attempt, retries included.
 	SamplesSent    float64 `json:"samples_sent"`
 	SamplesFailed  float64 `json:"samples_failed"`
 	SamplesRetried float64 `json:"samples_retried"`
@@ -120,13 +124,13 @@ func (r *Remote) Status() []QueueStatus {
 	byName := map[string]*QueueStatus{}
 	for _, mf := range r.collectors.gather() {
 		for _, m := range mf.GetMetric() {
-			var name, url string
+			var name, endpoint string
 			for _, lp := range m.GetLabel() {
 				switch lp.GetName() {
 				case "remote_name":
 					name = lp.GetValue()
 				case "url":
-					url = lp.GetValue()
+					endpoint = lp.GetValue()
 				}
 			}
 			if name == "" {
@@ -134,7 +138,7 @@ func (r *Remote) Status() []QueueStatus {
 			}
 			q := byName[name]
 			if q == nil {
-				q = &QueueStatus{Name: name, URL: url}
+				q = &QueueStatus{Name: name, URL: endpoint}
 				byName[name] = q
 			}
 			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
@@ -158,8 +162,15 @@ func (r *Remote) Status() []QueueStatus {
 	}
 	out := make([]QueueStatus, 0, len(byName))
 	for name, q := range byName {
+		// /ready is open to all: only the endpoint's scheme and host are
+		// shown, as a path or query may carry a token.
+		full := q.URL
+		q.URL = endpointHost(full)
 		if e, ok := r.errs.get(name); ok {
 			q.LastError, q.LastErrorTime = e.msg, e.at
+			if full != "" {
+				q.LastError = strings.ReplaceAll(q.LastError, full, q.URL)
+			}
 		}
 		out = append(out, *q)
 	}
@@ -173,6 +184,15 @@ func (r *Remote) Status() []QueueStatus {
 		return 0
 	})
 	return out
+}
+
+// endpointHost returns scheme://host of a URL.
+func endpointHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // collectorSet registers on the real registry and remembers what remote
