@@ -84,7 +84,15 @@ func (r *Remote) ApplyConfig(cfg *config.Config) error {
 // PromConfig is the part of cfg that Prometheus's remote storage reads.
 func PromConfig(cfg *config.Config) *promconfig.Config {
 	pc := &promconfig.Config{GlobalConfig: promconfig.DefaultGlobalConfig}
-	pc.GlobalConfig.ExternalLabels = labels.FromMap(cfg.Global.ExternalLabels)
+	// An empty value means no label, as in Prometheus: `pod: ${POD_NAME}`
+	// outside Kubernetes adds nothing.
+	external := map[string]string{}
+	for k, v := range cfg.Global.ExternalLabels {
+		if v != "" {
+			external[k] = v
+		}
+	}
+	pc.GlobalConfig.ExternalLabels = labels.FromMap(external)
 	for i := range cfg.RemoteWrite {
 		rw := cfg.RemoteWrite[i].RemoteWriteConfig
 		pc.RemoteWriteConfigs = append(pc.RemoteWriteConfigs, &rw)

@@ -191,6 +191,8 @@ func TestPromConfigCarriesExternalLabels(t *testing.T) {
 	require.Len(t, pc.RemoteWriteConfigs, 1)
 	require.Equal(t, "backend", pc.RemoteWriteConfigs[0].Name)
 	require.Empty(t, PromConfig(&config.Config{}).RemoteWriteConfigs)
+	cfg.Global.ExternalLabels["node"] = ""
+	require.Equal(t, labels.FromStrings("pod", "checkout-0", "replica", "a"), PromConfig(cfg).GlobalConfig.ExternalLabels, "empty means unset")
 }
 
 func TestEndpointHost(t *testing.T) {
