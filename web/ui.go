@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
+	"github.com/vigil-sh/vigil/storage"
 )
 
 // The operator page: one server-rendered page at /, a sign-in form, and
@@ -87,6 +88,8 @@ type pageData struct {
 	Rollbacks     []rollbackView
 	Targets       []targetView
 	Logs          []logs.LogStatus
+	// RemoteWrite is each remote_write queue's state.
+	RemoteWrite []storage.QueueStatus
 	Silences      []notifier.Silence
 	// SilenceDurations are the Silence form's choices.
 	SilenceDurations []string
@@ -467,6 +470,9 @@ func (h *Handler) page(c *gin.Context) {
 	d.Targets = h.pageTargets()
 	if h.opts.LogStatus != nil {
 		d.Logs = h.opts.LogStatus()
+	}
+	if h.opts.RemoteWrite != nil {
+		d.RemoteWrite = h.opts.RemoteWrite()
 	}
 	if h.opts.Silences != nil {
 		d.SilenceDurations = pageSilenceDurations
