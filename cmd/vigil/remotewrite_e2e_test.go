@@ -251,6 +251,9 @@ func requireSameSamples(t *testing.T, v *vigilProc, promAddr string, window time
 		return fmt.Sprint(got) == fmt.Sprint(want)
 	}, 60*time.Second, 500*time.Millisecond, "the backend's samples differ from vigil's")
 	require.Equal(t, want, got)
+	for k, v := range got {
+		t.Logf("same %d samples of %s in vigil and the backend", len(v), k)
+	}
 	return got
 }
 
@@ -286,6 +289,17 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	// vigil's own series go too, with the same external labels.
 	self := rangeSamples(t, "http://"+promAddr, `up{app="vigil", pod="checkout-0", replica="a"}[1m]`, time.Now(), nil)
 	require.Len(t, self, 1, "vigil's self-scrape reaches the backend")
+
+	// A reload applies new external labels: the queue restarts with them.
+	writeConfig(t, dir, strings.Replace(remoteWriteConfig(filepath.Join(dir, "data"), addr, app.hostPort(), promAddr),
+		"replica: a", "replica: b", 1))
+	resp, err := http.Post(v.url("/-/reload"), "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		return len(rangeSamples(t, "http://"+promAddr, `cpu_usage{pod="checkout-0", replica="b"}[1m]`, time.Now(), nil)) > 0
+	}, 60*time.Second, 500*time.Millisecond, "the reloaded external labels never reached the backend")
 }
 
 // TestRemoteWriteOutage stops the backend for a while (30s, or
