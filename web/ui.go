@@ -90,7 +90,7 @@ type pageData struct {
 	Logs          []logs.LogStatus
 	// RemoteWrite is each remote_write queue's state.
 	RemoteWrite []storage.QueueStatus
-	Silences      []notifier.Silence
+	Silences    []notifier.Silence
 	// SilenceDurations are the Silence form's choices.
 	SilenceDurations []string
 	// Failures are parts of the page that could not be loaded.
