@@ -88,13 +88,13 @@ type pageData struct {
 	Rollbacks     []rollbackView
 	Targets       []targetView
 	Logs          []logs.LogStatus
-	// RemoteWrite is each remote_write queue's state.
-	RemoteWrite []storage.QueueStatus
-	Silences    []notifier.Silence
+	Silences      []notifier.Silence
 	// SilenceDurations are the Silence form's choices.
 	SilenceDurations []string
 	// Failures are parts of the page that could not be loaded.
 	Failures []string
+	// RemoteWrite is each remote_write queue's state.
+	RemoteWrite []storage.QueueStatus
 }
 
 // incidentView is an incident with what the page shows about it.
