@@ -764,6 +764,17 @@ remote_write:
 	require.Contains(t, cfg.Summary(), "remote_write: mimir (mimir.example), 127.0.0.1:9090")
 }
 
+func TestRemoteWriteTwiceTheSame(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+  - url: http://127.0.0.1:9090/api/v1/write
+  - url: http://127.0.0.1:9090/api/v1/write
+    name: second
+`), "vigil.yml")
+	require.EqualError(t, err, `vigil.yml:4: remote_write[1]: is the same as remote_write[0]; give one`)
+}
+
 func mustRead(t *testing.T, file string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(file)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -140,12 +141,21 @@ func (c *Config) validateRemoteWrite(r *reporter) {
 		}
 	}
 	names := map[string]int{}
+	// Prometheus refuses two entries with the same config (it names a
+	// queue by the hash of its entry's JSON); say so here, with the line.
+	same := map[string]int{}
 	for i := range c.RemoteWrite {
 		rw := &c.RemoteWrite[i]
 		p := indexPath("remote_write", i)
 		if rw.URL == nil {
 			// Reported when it was decoded.
 			continue
+		}
+		if b, err := json.Marshal(rw.RemoteWriteConfig); err == nil {
+			if first, dup := same[string(b)]; dup {
+				r.valueErr(0, p, "is the same as remote_write[%d]; give one", first)
+			}
+			same[string(b)] = i
 		}
 		if rw.Name != "" {
 			if first, dup := names[rw.Name]; dup {
