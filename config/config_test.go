@@ -56,7 +56,7 @@ func TestBadConfigs(t *testing.T) {
 			`remote_write.bad.yml:11: remote_write[1] "backend": at most one of basic_auth, oauth2 & authorization must be configured`,
 			`remote_write.bad.yml:18: remote_write[2]: url for remote_write is empty`,
 			`remote_write.bad.yml:19: remote_write[3] "backend": invalid protobuf_message value: unknown type for remote write protobuf message io.prometheus.write.v3.Request, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request`,
-			`remote_write.bad.yml:19: remote_write[3] "backend": name "backend" is already the name of remote_write[1]`,
+			`remote_write.bad.yml:20: remote_write[3] "backend": name "backend" is already the name of remote_write[1]`,
 		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
@@ -740,6 +740,9 @@ remote_write:
     protobuf_message: io.prometheus.write.v2.Request
   - url: http://127.0.0.1:9090/api/v1/write
 `), 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secrets/mimir"), []byte("pw\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not checked here"), 0o600))
 	env := map[string]string{"TEST_POD": "checkout-7d9f", "TEST_TENANT": "team-a"}
 	cfg, err := parse(mustRead(t, file), file, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	require.NoError(t, err)
@@ -762,6 +765,16 @@ remote_write:
 	require.Equal(t, "prometheus.WriteRequest", string(def.ProtobufMessage))
 	require.True(t, def.MetadataConfig.Send)
 	require.Contains(t, cfg.Summary(), "remote_write: mimir (mimir.example), 127.0.0.1:9090")
+}
+
+func TestRemoteWriteMissingSecretFile(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    authorization:
+      credentials_file: /nonexistent/token
+`), "vigil.yml")
+	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: cannot read the file: stat /nonexistent/token: no such file or directory`)
 }
 
 func TestRemoteWriteTwiceTheSame(t *testing.T) {

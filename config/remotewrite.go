@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -47,6 +49,7 @@ func (c *RemoteWriteConfig) decodeNode(d *decoder, n *yaml.Node, path string) {
 		return
 	}
 	tree := d.copyExpanded(n, path)
+	d.recordPositions(tree, path)
 	data, err := yaml.Marshal(tree)
 	if err != nil {
 		d.valueErr(n.Line, path, "%s", err.Error())
@@ -92,6 +95,25 @@ func (d *decoder) copyExpanded(n *yaml.Node, path string) *yaml.Node {
 		c.Content[i] = d.copyExpanded(child, path)
 	}
 	return &c
+}
+
+// recordPositions notes the line of every key under n, so that later
+// checks can name it.
+func (d *decoder) recordPositions(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kp := joinPath(path, n.Content[i].Value)
+			d.positions[kp] = n.Content[i].Line
+			d.recordPositions(n.Content[i+1], kp)
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			ep := indexPath(path, i)
+			d.positions[ep] = e.Line
+			d.recordPositions(e, ep)
+		}
+	}
 }
 
 // mapLine finds the node that starts on line of data (tree written out) and
@@ -163,6 +185,7 @@ func (c *Config) validateRemoteWrite(r *reporter) {
 			}
 			names[rw.Name] = i
 		}
+		c.checkRemoteWriteFiles(r, p, rw)
 		if err := rw.Validate(model.UTF8Validation); err != nil {
 			r.valueErr(0, joinPath(p, "write_relabel_configs"), "%s", err.Error())
 		}
@@ -179,4 +202,35 @@ func (c RemoteWriteConfig) String() string {
 		return fmt.Sprintf("%s (%s)", c.Name, c.URL.Host)
 	}
 	return c.URL.Host
+}
+
+// checkRemoteWriteFiles reports secret and TLS files that cannot be read
+// now. Prometheus reads them at each send, so a rotated secret needs no
+// reload; a missing one is better told at load, with its line.
+func (c *Config) checkRemoteWriteFiles(r *reporter, path string, rw *RemoteWriteConfig) {
+	hc := rw.HTTPClientConfig
+	files := map[string]string{}
+	if hc.BasicAuth != nil {
+		files["basic_auth.password_file"] = hc.BasicAuth.PasswordFile
+		files["basic_auth.username_file"] = hc.BasicAuth.UsernameFile
+	}
+	if hc.Authorization != nil {
+		files["authorization.credentials_file"] = hc.Authorization.CredentialsFile
+	}
+	if hc.OAuth2 != nil {
+		files["oauth2.client_secret_file"] = hc.OAuth2.ClientSecretFile
+	}
+	files["tls_config.ca_file"] = hc.TLSConfig.CAFile
+	files["tls_config.cert_file"] = hc.TLSConfig.CertFile
+	files["tls_config.key_file"] = hc.TLSConfig.KeyFile
+	dir := filepath.Dir(c.File)
+	for _, key := range sortedKeys(files) {
+		f := files[key]
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(resolvePath(dir, f)); err != nil {
+			r.valueErr(0, joinPath(path, key), "cannot read the file: %v", err)
+		}
+	}
 }
