@@ -205,13 +205,19 @@ func (p *vigilProc) readyQueues() []readyQueue {
 // remoteWriteConfig is e2eConfig with remote_write to promAddr and the
 // sidecar's external labels.
 func remoteWriteConfig(dataDir, addr, app, promAddr string) string {
+	return remoteWriteConfigProto(dataDir, addr, app, promAddr, "prometheus.WriteRequest")
+}
+
+// remoteWriteConfigProto is remoteWriteConfig with the given protobuf_message.
+func remoteWriteConfigProto(dataDir, addr, app, promAddr, proto string) string {
 	return e2eConfig(dataDir, addr, app, "5m") + fmt.Sprintf(`global:
   external_labels: {pod: checkout-0, replica: a}
 remote_write:
   - name: backend
     url: http://%s/api/v1/write
     queue_config: {batch_send_deadline: 1s, max_backoff: 1s}
-`, promAddr)
+    protobuf_message: %s
+`, promAddr, proto)
 }
 
 // risingApp is a gauge app whose cpu_usage changes every 300ms, so that the
@@ -262,6 +268,13 @@ func requireSameSamples(t *testing.T, v *vigilProc, promAddr string, window time
 // vigil's own API for the same series and range, with global.external_labels
 // added, and /ready shows the queue.
 func TestRemoteWriteToPrometheus(t *testing.T) {
+	// Remote-Write 1.0 and 2.0; Prometheus accepts both by default.
+	for _, proto := range []string{"prometheus.WriteRequest", "io.prometheus.write.v2.Request"} {
+		t.Run(proto, func(t *testing.T) { testRemoteWriteToPrometheus(t, proto) })
+	}
+}
+
+func testRemoteWriteToPrometheus(t *testing.T, proto string) {
 	bin := prometheusBinary(t)
 	promAddr := freePort(t)
 	startPrometheus(t, bin, t.TempDir(), promAddr)
@@ -269,7 +282,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	app := risingApp(t)
 	dir := t.TempDir()
 	addr := freePort(t)
-	v := startVigil(t, writeConfig(t, dir, remoteWriteConfig(filepath.Join(dir, "data"), addr, app.hostPort(), promAddr)), addr)
+	v := startVigil(t, writeConfig(t, dir, remoteWriteConfigProto(filepath.Join(dir, "data"), addr, app.hostPort(), promAddr, proto)), addr)
 
 	time.Sleep(6 * time.Second)
 	got := requireSameSamples(t, v, promAddr, time.Minute, time.Now().Add(-2*time.Second))
@@ -291,7 +304,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	require.Len(t, self, 1, "vigil's self-scrape reaches the backend")
 
 	// A reload applies new external labels: the queue restarts with them.
-	writeConfig(t, dir, strings.Replace(remoteWriteConfig(filepath.Join(dir, "data"), addr, app.hostPort(), promAddr),
+	writeConfig(t, dir, strings.Replace(remoteWriteConfigProto(filepath.Join(dir, "data"), addr, app.hostPort(), promAddr, proto),
 		"replica: a", "replica: b", 1))
 	resp, err := http.Post(v.url("/-/reload"), "", nil)
 	require.NoError(t, err)
