@@ -32,6 +32,7 @@ func main() {
 		duration = flag.Duration("duration", 2*time.Minute, "how long to run before the reading")
 		every    = flag.Duration("every", 15*time.Second, "how often to print a reading")
 		remote   = flag.Bool("remote-write", false, "also send every sample by remote_write to a receiver on 127.0.0.1 that discards them")
+		queue    = flag.String("queue-config", "", "remote_write queue_config as YAML flow, e.g. '{capacity: 2500}'")
 	)
 	flag.Parse()
 
@@ -66,7 +67,7 @@ collectors:
 rule_files: ["%s"]
 `, filepath.Join(dir, "data"), addr, interval, target.Addr(), filepath.Join(dir, "seed-rules.yml"))
 	if *remote {
-		cfg += remoteWrite()
+		cfg += remoteWrite(*queue)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "seed-rules.yml"), []byte(seedRules), 0o644); err != nil {
 		log.Fatal(err)
@@ -101,7 +102,7 @@ rule_files: ["%s"]
 
 // remoteWrite starts a remote-write receiver that reads and discards each
 // request, and returns the config that sends to it.
-func remoteWrite() string {
+func remoteWrite(queue string) string {
 	rw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -112,11 +113,15 @@ func remoteWrite() string {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 	}()
-	return fmt.Sprintf(`global:
+	cfg := fmt.Sprintf(`global:
   external_labels: {pod: bench-0}
 remote_write:
   - url: http://%s/api/v1/write
 `, rw.Addr())
+	if queue != "" {
+		cfg += "    queue_config: " + queue + "\n"
+	}
+	return cfg
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
