@@ -58,6 +58,12 @@ type Config struct {
 	// Query bounds the Prometheus HTTP API's queries (config/query.go).
 	Query QueryConfig `yaml:"query"`
 
+	// Global holds Prometheus's global.external_labels.
+	Global GlobalConfig `yaml:"global"`
+	// RemoteWrite are Prometheus remote_write endpoints that receive every
+	// sample vigil stores.
+	RemoteWrite []RemoteWriteConfig `yaml:"remote_write"`
+
 	// File is the path the config was loaded from; empty for the built-in default.
 	File string `yaml:"-"`
 	// Warnings are problems that do not stop vigil, such as an unset ${VAR}.

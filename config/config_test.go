@@ -104,6 +104,15 @@ func TestBadConfigs(t *testing.T) {
 			`dev_zero_secret.bad.yml:5: receivers[0] "ops": webhook.secret_file: cannot read the secret: /dev/zero is not a regular file (it is a character device)`,
 			`dev_zero_secret.bad.yml:8: receivers[1] "slack-support": slack.token_file: cannot read the secret: /dev/zero is not a regular file (it is a character device)`,
 		}},
+		{"remote_write.bad.yml", []string{
+			`remote_write.bad.yml:5: global.external_labels.9replica: "9replica" is not a valid label name`,
+			`remote_write.bad.yml:8: remote_write[0].remote_timeot: unknown key "remote_timeot" (see Prometheus's remote_write keys)`,
+			"remote_write.bad.yml:10: remote_write[0].queue_config.max_shards: cannot unmarshal !!str `many` into int",
+			`remote_write.bad.yml:11: remote_write[1] "backend": at most one of basic_auth, oauth2 & authorization must be configured`,
+			`remote_write.bad.yml:18: remote_write[2]: url for remote_write is empty`,
+			`remote_write.bad.yml:19: remote_write[3] "backend": invalid protobuf_message value: unknown type for remote write protobuf message io.prometheus.write.v3.Request, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request`,
+			`remote_write.bad.yml:20: remote_write[3] "backend": name "backend" is already the name of remote_write[1]`,
+		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
 			`many.bad.yml:4: logging.level: "loud" is not one of debug, info, warn, error`,
@@ -838,4 +847,86 @@ permissions:
 	g := cfg.UserGrants(cfg.Users[0])
 	require.Equal(t, []string{"app"}, g.Apps[PermRollback])
 	require.True(t, g.Whole[PermMonitor])
+}
+
+func TestRemoteWriteDecodesPrometheusKeys(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vigil.yml")
+	require.NoError(t, os.WriteFile(file, []byte(`service: checkout
+global:
+  external_labels:
+    pod: ${TEST_POD:-unset}
+    replica: "1"
+remote_write:
+  - url: https://mimir.example/api/v1/push
+    name: mimir
+    headers:
+      X-Scope-OrgID: ${TEST_TENANT}
+    basic_auth:
+      username: vigil
+      password_file: secrets/mimir
+    tls_config:
+      ca_file: ca.pem
+    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: go_.*
+        action: drop
+    queue_config:
+      max_shards: 4
+    protobuf_message: io.prometheus.write.v2.Request
+  - url: http://127.0.0.1:9090/api/v1/write
+`), 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secrets/mimir"), []byte("pw\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not checked here"), 0o600))
+	env := map[string]string{"TEST_POD": "checkout-7d9f", "TEST_TENANT": "team-a"}
+	cfg, err := parse(mustRead(t, file), file, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"pod": "checkout-7d9f", "replica": "1"}, cfg.Global.ExternalLabels)
+	require.Len(t, cfg.RemoteWrite, 2)
+
+	rw := cfg.RemoteWrite[0]
+	require.Equal(t, "mimir", rw.Name)
+	require.Equal(t, "https://mimir.example/api/v1/push", rw.URL.String())
+	require.Equal(t, map[string]string{"X-Scope-OrgID": "team-a"}, rw.Headers)
+	require.Equal(t, filepath.Join(dir, "secrets/mimir"), rw.HTTPClientConfig.BasicAuth.PasswordFile, "relative to the config file")
+	require.Equal(t, filepath.Join(dir, "ca.pem"), rw.HTTPClientConfig.TLSConfig.CAFile)
+	require.Len(t, rw.WriteRelabelConfigs, 1)
+	require.Equal(t, 4, rw.QueueConfig.MaxShards)
+	require.Equal(t, 2000, rw.QueueConfig.MaxSamplesPerSend, "Prometheus's default")
+	require.Equal(t, "io.prometheus.write.v2.Request", string(rw.ProtobufMessage))
+
+	def := cfg.RemoteWrite[1]
+	require.Equal(t, 30*time.Second, time.Duration(def.RemoteTimeout), "Prometheus's default")
+	require.Equal(t, "prometheus.WriteRequest", string(def.ProtobufMessage))
+	require.True(t, def.MetadataConfig.Send)
+	require.Contains(t, cfg.Summary(), "remote_write: mimir (mimir.example), 127.0.0.1:9090")
+}
+
+func TestRemoteWriteMissingSecretFile(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    authorization:
+      credentials_file: /nonexistent/token
+`), "vigil.yml")
+	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: cannot read the file: stat /nonexistent/token: no such file or directory`)
+}
+
+func TestRemoteWriteTwiceTheSame(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+  - url: http://127.0.0.1:9090/api/v1/write
+  - url: http://127.0.0.1:9090/api/v1/write
+    name: second
+`), "vigil.yml")
+	require.EqualError(t, err, `vigil.yml:4: remote_write[1]: is the same as remote_write[0]; give one`)
+}
+
+func mustRead(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	return data
 }

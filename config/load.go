@@ -127,6 +127,10 @@ func (c *Config) resolvePaths(dir string) {
 			tp.CAFile = resolvePath(dir, tp.CAFile)
 		}
 	}
+	// remote_write's password_file, credentials_file and tls_config files.
+	for i := range c.RemoteWrite {
+		c.RemoteWrite[i].SetDirectory(dir)
+	}
 }
 
 // readSecret fills secret from the file named by *file (made absolute against

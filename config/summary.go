@@ -54,6 +54,13 @@ func (c *Config) Summary() string {
 		rollback = fmt.Sprintf("webhook to %s, window %s, cooldown %s", urlHost(c.Rollback.Webhook.URL), c.Rollback.Window, c.Rollback.Cooldown)
 	}
 	line("rollback", "%s", rollback)
+	if len(c.RemoteWrite) > 0 {
+		endpoints := make([]string, 0, len(c.RemoteWrite))
+		for _, rw := range c.RemoteWrite {
+			endpoints = append(endpoints, rw.String())
+		}
+		line("remote_write", "%s", strings.Join(endpoints, ", "))
+	}
 	line("access", "%d users, %d roles, %d permissions", len(c.Users), len(c.RoleNames()), len(c.Permissions))
 	for _, u := range c.Users {
 		tokens := fmt.Sprintf("%d tokens", len(u.Tokens))

@@ -62,6 +62,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateAccess(r)
 	c.validateSeedBlocks(r)
 	c.validateQuery(r)
+	c.validateRemoteWrite(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {

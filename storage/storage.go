@@ -1,5 +1,6 @@
 // Package storage opens vigil's embedded Prometheus TSDB with settings for a
-// small sidecar: short retention, compressed WAL, small in-memory footprint.
+// small sidecar: short retention, compressed WAL, small in-memory footprint;
+// and runs Prometheus's remote write on it (remote.go).
 package storage
 
 import (

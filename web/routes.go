@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/vigil-sh/vigil/storage"
 )
 
 // Permissions from DESIGN.md's HTTP table; "" is an open route.
@@ -215,6 +217,8 @@ func writeNotFound(w http.ResponseWriter) {
 type statusBody struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// RemoteWrite is each remote_write queue's state (on /ready only).
+	RemoteWrite []storage.QueueStatus `json:"remote_write,omitempty"`
 }
 
 func errorBody(msg string) statusBody { return statusBody{Status: "error", Error: msg} }
@@ -227,7 +231,13 @@ func (h *Handler) health(c *gin.Context) {
 // readiness is 200 once SetReady(true), 503 before.
 func (h *Handler) readiness(c *gin.Context) {
 	if h.ready.Load() {
-		c.JSON(http.StatusOK, statusBody{Status: "ready"})
+		// A backend that is down does not make vigil unready: the queues
+		// catch up from the WAL, and the pod keeps its traffic.
+		body := statusBody{Status: "ready"}
+		if h.opts.RemoteWrite != nil {
+			body.RemoteWrite = h.opts.RemoteWrite()
+		}
+		c.JSON(http.StatusOK, body)
 		return
 	}
 	c.JSON(http.StatusServiceUnavailable, statusBody{Status: "not ready"})

@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
 	vigilrules "github.com/vigil-sh/vigil/rules"
+	"github.com/vigil-sh/vigil/storage"
 )
 
 // The operator page: one server-rendered page at /, a sign-in form, and
@@ -105,6 +106,8 @@ type pageData struct {
 	// canGraph lets the incidents show graphs: they are metrics, which the
 	// Prometheus API serves only with view_metrics.
 	canGraph bool
+	// RemoteWrite is each remote_write queue's state.
+	RemoteWrite []storage.QueueStatus
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -512,6 +515,9 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	if h.opts.LogStatus != nil {
 		d.Logs = h.opts.LogStatus()
+	}
+	if h.opts.RemoteWrite != nil {
+		d.RemoteWrite = h.opts.RemoteWrite()
 	}
 	if h.opts.Silences != nil {
 		d.SilenceDurations = pageSilenceDurations

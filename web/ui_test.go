@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/rollback"
+	"github.com/vigil-sh/vigil/storage"
 )
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -496,6 +497,29 @@ func TestPageLogs(t *testing.T) {
 	require.Contains(t, page, "server returned HTTP status 500")
 	require.Contains(t, page, "no file matches", "a log whose glob matches nothing says so")
 	require.Contains(t, page, "not shipped")
+}
+
+func TestPageRemoteWrite(t *testing.T) {
+	now := time.Now()
+	env := newTestEnv(t, func(o *Options) {
+		o.RemoteWrite = func() []storage.QueueStatus {
+			return []storage.QueueStatus{{Name: "mimir", URL: "https://mimir.example", Shards: 3, PendingSamples: 4711,
+				LastSend: now.Add(-time.Minute), LastError: "server returned HTTP status 503", LastErrorTime: now}}
+		}
+	})
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	page := rec.Body.String()
+	require.Contains(t, page, `<section id="remote-write">`)
+	require.Contains(t, page, "<code>https://mimir.example</code>")
+	require.Contains(t, page, "<td>4711</td>")
+	require.Contains(t, page, "server returned HTTP status 503")
+	require.Contains(t, page, `class="health-down"><td>mimir</td>`, "an error after the last send marks the queue down")
+
+	env.h.SetReady(true)
+	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/ready", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code, "a failing backend does not make vigil unready")
+	require.Contains(t, rec.Body.String(), `"remote_write":[{"name":"mimir","url":"https://mimir.example","shards":3,"pending_samples":4711`)
 }
 
 // TestPageRollback: the Roll back button is there for users with rollback,

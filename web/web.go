@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	vigilrules "github.com/vigil-sh/vigil/rules"
+	"github.com/vigil-sh/vigil/storage"
 )
 
 const (
@@ -113,6 +114,9 @@ type Options struct {
 	// AuditStore keeps the audit log across restarts; nil keeps it in
 	// memory only.
 	AuditStore AuditStore
+	// RemoteWrite returns the state of each remote_write queue, shown on
+	// /ready; nil shows none.
+	RemoteWrite func() []storage.QueueStatus
 }
 
 // Collectors is what the web layer needs of the collector set.

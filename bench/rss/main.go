@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -32,6 +33,8 @@ func main() {
 		interval = flag.Duration("interval", 5*time.Second, "scrape and evaluation interval")
 		duration = flag.Duration("duration", 2*time.Minute, "how long to run before the reading")
 		every    = flag.Duration("every", 15*time.Second, "how often to print a reading")
+		remote   = flag.Bool("remote-write", false, "also send every sample by remote_write to a receiver on 127.0.0.1 that discards them")
+		queue    = flag.String("queue-config", "", "remote_write queue_config as YAML flow, e.g. '{capacity: 2500}'")
 	)
 	flag.Parse()
 
@@ -65,6 +68,9 @@ collectors:
   app: {targets: ["%s"], labels: {app: app}}
 rule_files: ["%s"]
 `, filepath.Join(dir, "data"), addr, interval, target.Addr(), filepath.Join(dir, "seed-rules.yml"))
+	if *remote {
+		cfg += remoteWrite(*queue)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "seed-rules.yml"), []byte(seedRules), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -94,6 +100,30 @@ rule_files: ["%s"]
 	}
 	rss, hwm := status(cmd.Process.Pid)
 	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(max(peak, hwm)))
+}
+
+// remoteWrite starts a remote-write receiver that reads and discards each
+// request, and returns the config that sends to it.
+func remoteWrite(queue string) string {
+	rw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		_ = http.Serve(rw, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+	}()
+	cfg := fmt.Sprintf(`global:
+  external_labels: {pod: bench-0}
+remote_write:
+  - url: http://%s/api/v1/write
+`, rw.Addr())
+	if queue != "" {
+		cfg += "    queue_config: " + queue + "\n"
+	}
+	return cfg
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }

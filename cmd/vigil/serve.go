@@ -20,6 +20,8 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/scrape"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector"
@@ -186,8 +188,26 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// listen address, not the loopback port of the day.
 		selfInstance = cfg.ListenAddress()
 	}
-	scrapes, err := collector.New(&collector.Options{
-		Appendable:      db,
+	// Remote write tails the TSDB's WAL; the fanout only tells it the
+	// timestamps appended, so it knows how far behind its queues are.
+	var scrapes *collector.Manager
+	remoteWrite := storage.NewRemote(cfg.DataDir, func() *scrape.Manager {
+		if scrapes == nil {
+			return nil
+		}
+		return scrapes.ScrapeManager()
+	}, logger.With("component", "remote"), reg)
+	// After every appender has stopped, before the TSDB closes: queues get
+	// storage.RemoteFlushDeadline to send what they hold.
+	defer func() {
+		if err := remoteWrite.Close(); err != nil {
+			logger.Error("closing remote write", "err", err)
+		}
+	}()
+	db.SetWriteNotified(remoteWrite)
+	appendable := promstorage.NewFanout(logger.With("component", "fanout"), db, remoteWrite)
+	scrapes, err = collector.New(&collector.Options{
+		Appendable:      appendable,
 		SelfTarget:      self,
 		SelfMetricsPath: cfg.Metrics.Path,
 		SelfInstance:    selfInstance,
@@ -233,7 +253,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	slackButtons := &slackInteractions{incidents: notifications, logger: logger.With("component", "slack")}
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
-		Appendable:  db,
+		Appendable:  appendable,
 		Engine:      engine,
 		ExternalURL: externalURL,
 		NotifyFunc:  notifications.Notify,
@@ -262,6 +282,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Auth:              directory.Authenticator,
 		Directory:         directory,
 		AuditStore:        store.KV("audit"),
+		RemoteWrite:       remoteWrite.Status,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -300,6 +321,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"notifier", notifications.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
+		// remote_write and global.external_labels.
+		{"remote write", remoteWrite.ApplyConfig},
 		{"self-scrape", func(c *config.Config) error {
 			if loopback != nil {
 				loopback.setPath(c.Metrics.Path)
