@@ -123,9 +123,10 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
 				mark(stormFingerprint(a.name), a.state)
 			case latest.Storm != nil && latest.State != StateResolved:
 				mark(latest.Fingerprint, a.state)
-				if a.state == rules.StateFiring {
-					firing[latest.ID]++
-				}
+				// A folded alert may be pending again after a start,
+				// until its for state is restored: still one of those
+				// the storm counts as firing.
+				firing[latest.ID]++
 			}
 		}
 		all, err := tx.Incidents("")
