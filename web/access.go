@@ -139,10 +139,8 @@ func (h *Handler) visibleRollbacks(c *gin.Context, list []rollbackView) []rollba
 }
 
 // mayActOn answers 404 or 403 and returns false unless the caller may act
-// (acknowledge, resolve) on incident id: 404 when it may neither see it nor
-// act on it, so that the answer tells nothing of incidents of other apps.
-// Acknowledge for the app is enough, without monitor (a paging bot's role),
-// as on Slack's buttons (AuthorizeIncidentAction).
+// (acknowledge, resolve) on incident id: 404 when it may not even see it,
+// so that the answer tells nothing of incidents of other apps.
 func (h *Handler) mayActOn(c *gin.Context, id string) bool {
 	if _, ok := c.Get(authUserKey); !ok {
 		return true
@@ -153,7 +151,7 @@ func (h *Handler) mayActOn(c *gin.Context, id string) bool {
 		return false
 	}
 	app := incidentApp(inc)
-	if !mayOn(c, permMonitor, app) && !mayOn(c, permAcknowledge, app) {
+	if !mayOn(c, permMonitor, app) {
 		apiError(c, http.StatusNotFound, "not_found", fmt.Sprintf("incident %q not found", id))
 		return false
 	}

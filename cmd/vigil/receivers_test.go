@@ -187,35 +187,3 @@ users:
 	require.Contains(t, err.Error(), `does not cover app "database"`)
 	require.ErrorIs(t, h.AuthorizeIncidentAction("appdev", "inc-9", true), web.ErrForbidden, "an unknown incident")
 }
-
-// TestAckOnlyRoleActsOnAPIAsInSlack: a role with acknowledge and no monitor
-// (a paging bot's) passes the ack route's permission; the API must let it
-// act as Slack's buttons do, not answer 404 as if the incident did not
-// exist.
-func TestAckOnlyRoleActsOnAPIAsInSlack(t *testing.T) {
-	token, hash, err := auth.NewToken()
-	require.NoError(t, err)
-	cfg, err := config.Parse(fmt.Appendf(nil, `environment: production
-roles:
-  pager: {permissions: [acknowledge]}
-  admin: {permissions: [monitor, acknowledge, manage_users]}
-users:
-  - {name: bot, role: pager, slack_user: UBOT, tokens: [%q]}
-`, hash), "vigil.yml")
-	require.NoError(t, err)
-	authn, err := auth.New(cfg)
-	require.NoError(t, err)
-	incidents := &actedIncidents{}
-	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
-	require.NoError(t, h.ApplyConfig(cfg))
-	h.SetReady(true)
-
-	require.NoError(t, h.AuthorizeIncidentAction("bot", "inc-1", false), "Slack lets the bot act")
-	req := httptest.NewRequest(http.MethodPost, "/api/v1/incidents/inc-1/ack", strings.NewReader(`{}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-	require.Equal(t, []string{"ack inc-1 by bot"}, incidents.done())
-}
