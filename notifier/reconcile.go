@@ -88,18 +88,47 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
 	// An incident opened after this instant may be for an alert that was
 	// not active yet when the rules were read below.
 	seen := m.clock.Now()
-	active := map[string]rules.AlertState{}
+	type activeAlert struct {
+		fp, name string
+		state    rules.AlertState
+	}
+	var alerts []activeAlert
 	src.ForEachActiveAlert(func(ls labels.Labels, state rules.AlertState) {
-		// A storm incident is judged by the alerts of its name.
-		for _, fp := range []string{fingerprint(ls), stormFingerprint(ls.Get(labels.AlertName))} {
+		alerts = append(alerts, activeAlert{fingerprint(ls), ls.Get(labels.AlertName), state})
+	})
+	var gone, waiting []string
+	// recount holds the open storm incidents whose folded alerts fire
+	// fewer than they count: those that ended while vigil was down will
+	// never be sent as resolved.
+	var recount map[string]int
+	err := m.store.View(func(tx Tx) error {
+		gone, waiting, recount = nil, nil, map[string]int{}
+		active := map[string]rules.AlertState{}
+		mark := func(fp string, state rules.AlertState) {
 			if state > active[fp] {
 				active[fp] = state
 			}
 		}
-	})
-	var gone, waiting []string
-	err := m.store.View(func(tx Tx) error {
-		gone, waiting = nil, nil
+		// A storm incident is judged by the alerts it folds, and by the
+		// alerts of its name not recorded yet (they may fold into it);
+		// not by those with an incident of their own.
+		firing := map[string]int{}
+		for _, a := range alerts {
+			mark(a.fp, a.state)
+			latest, found, err := tx.LatestIncident(a.fp)
+			switch {
+			case err != nil:
+				return err
+			case !found:
+				mark(stormFingerprint(a.name), a.state)
+			case latest.Storm != nil && latest.State != StateResolved:
+				mark(latest.Fingerprint, a.state)
+				// A folded alert may be pending again after a start,
+				// until its for state is restored: still one of those
+				// the storm counts as firing.
+				firing[latest.ID]++
+			}
+		}
 		all, err := tx.Incidents("")
 		if err != nil {
 			return err
@@ -113,12 +142,35 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
 				gone = append(gone, inc.ID)
 			case state == rules.StatePending:
 				waiting = append(waiting, inc.ID)
+			case inc.Storm != nil && firing[inc.ID] < inc.Storm.Firing:
+				recount[inc.ID] = firing[inc.ID]
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("notifier: read open incidents: %w", err)
+	}
+	if len(recount) > 0 {
+		if err := m.store.Update(func(tx Tx) error {
+			for id, n := range recount {
+				inc, err := tx.Incident(id)
+				if err != nil {
+					return err
+				}
+				if inc.State == StateResolved || inc.Storm == nil || n >= inc.Storm.Firing {
+					continue
+				}
+				inc.Storm.Firing = n
+				describe(&inc)
+				if err := tx.PutIncident(&inc); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("notifier: recount storm incidents: %w", err)
+		}
 	}
 	for len(gone) > 0 {
 		batch := gone[:min(len(gone), reconcileBatch)]

@@ -216,14 +216,22 @@ func (h *health) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. The limit state is read from
 // the rules at scrape time; the absent state is the latest check's.
 func (h *health) Collect(ch chan<- prometheus.Metric) {
+	// Rules of one name in one group (a warning and a critical threshold)
+	// or in groups of one name in two files share a series: a duplicate
+	// would fail the whole gathering. 1 if any of them is over its limit.
+	limited := map[[2]string]float64{}
 	for _, g := range h.groups() {
 		for _, r := range g.Rules() {
-			v := 0.0
+			k := [2]string{g.Name(), r.Name()}
 			if isLimitErr(r.LastError()) {
-				v = 1
+				limited[k] = 1
+			} else if _, ok := limited[k]; !ok {
+				limited[k] = 0
 			}
-			ch <- prometheus.MustNewConstMetric(h.limitDesc, prometheus.GaugeValue, v, g.Name(), r.Name())
 		}
+	}
+	for k, v := range limited {
+		ch <- prometheus.MustNewConstMetric(h.limitDesc, prometheus.GaugeValue, v, k[0], k[1])
 	}
 	h.mtx.Lock()
 	defer h.mtx.Unlock()
