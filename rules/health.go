@@ -64,6 +64,9 @@ type health struct {
 	inputs      map[healthKey]*selectorState
 	limited     map[[3]string]bool // file, group, rule over the limit, logged
 	groups      func() []*promrules.Group
+	// onLimitCleared is called (without blocking) with the group and
+	// name of a rule the check found back under its limit.
+	onLimitCleared func(group, rule string)
 
 	absentDesc, limitDesc *prometheus.Desc
 }
@@ -184,7 +187,28 @@ func (h *health) checkLimits(groups []*promrules.Group) {
 			}
 		}
 	}
+	for k := range h.limited {
+		if !seen[k] {
+			h.logger.Info("rule is back under its limit", "rule_group", k[1], "rule", k[2])
+			if h.onLimitCleared != nil {
+				h.onLimitCleared(k[1], k[2])
+			}
+		}
+	}
 	h.limited = seen
+}
+
+// overLimit reports whether an alerting rule of this name failed its last
+// evaluation on its limit.
+func (h *health) overLimit(name string) bool {
+	for _, g := range h.groups() {
+		for _, r := range g.Rules() {
+			if _, ok := r.(*promrules.AlertingRule); ok && r.Name() == name && isLimitErr(r.LastError()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isLimitErr(err error) bool {

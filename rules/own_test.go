@@ -74,6 +74,8 @@ func TestRuleLimitPages(t *testing.T) {
 		Now: func() time.Time { return now }}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	require.NoError(t, m.ApplyConfig(cfg))
+	var cleared []string
+	m.OnLimitCleared(func(group, rule string) { cleared = append(cleared, group+"/"+rule) })
 	runManager(t, m)
 
 	// scrapeSelf appends vigil's gathered vigil_rule_limit_exceeded as the
@@ -140,4 +142,18 @@ func TestRuleLimitPages(t *testing.T) {
 	scrapeSelf(at)
 	evalAll(at.Add(time.Second))
 	require.Equal(t, []string{"x_storm/critical"}, firing())
+	require.True(t, m.OverLimit("x_storm"))
+	require.False(t, m.OverLimit(config.RuleLimitRuleName))
+	m.CheckHealth(context.Background())
+	require.Empty(t, cleared)
+
+	// Back under the limit: the check says so once, for the incidents'
+	// reconcile.
+	at = t0.Add(30 * time.Minute) // past the lookback of the storm's samples
+	appendSamples(t, db, at, 1, ls[:5]...)
+	evalAll(at)
+	require.False(t, m.OverLimit("x_storm"))
+	m.CheckHealth(context.Background())
+	m.CheckHealth(context.Background())
+	require.Equal(t, []string{SeedGroupName + "/x_storm"}, cleared)
 }
