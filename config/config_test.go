@@ -675,7 +675,7 @@ func TestSummary(t *testing.T) {
 		"environment: development",
 		"listen:      127.0.0.1:9090",
 		"data_dir:    ./data",
-		"rules:       9 rules, 0 rule files, 3 of vigil's own rules",
+		"rules:       9 rules, 0 rule files, 4 of vigil's own rules",
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",

@@ -45,3 +45,28 @@ func BuiltinOwnRules() []RuleConfig {
 // application, infrastructure and database rules, exactly as the seed writes
 // them.
 func DefaultRules() []RuleConfig { return Default().Alerts.Rules }
+
+// RuleLimitRuleName is the alert vigil raises for a rule over its limit.
+const RuleLimitRuleName = "rule_limit_exceeded"
+
+// ruleLimitRules is vigil's own rule that pages when a rule's evaluation
+// produced more series or alerts than alerts.limit. Over the limit,
+// Prometheus's rules drop the whole evaluation: the rule sends no alert,
+// firing or resolved, so without this rule an alert storm that crosses the
+// limit pages nobody. It reads vigil's own metrics, so it is added
+// whenever collectors.self scrapes them (the default), in every config.
+func (c *Config) ruleLimitRules() []RuleConfig {
+	if !c.SelfEnabled() {
+		return nil
+	}
+	return []RuleConfig{{
+		Name:      RuleLimitRuleName,
+		Condition: "vigil_rule_limit_exceeded == 1",
+		Severity:  "critical",
+		Labels:    map[string]string{"app": "vigil"},
+		Summary:   "Rule {{ $labels.rule }} is over its limit and sends no alerts",
+		Description: "The last evaluation of rule {{ $labels.rule }} (group {{ $labels.rule_group }}) produced more series or alerts " +
+			"than alerts.limit (or the group's own limit): its result was dropped, so the rule sends no alert, firing or resolved, " +
+			"until it is back under the limit. Its open incidents stay open until then; raise alerts.limit or narrow the rule.",
+	}}
+}

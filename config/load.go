@@ -58,6 +58,7 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 	cfg.resolvePaths(dir)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.dataDirRules()...)
+	cfg.OwnRules = append(cfg.OwnRules, cfg.ruleLimitRules()...)
 	cfg.Warnings = append(cfg.Warnings, cfg.securityWarnings()...)
 	return cfg, nil
 }

@@ -55,6 +55,14 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// ReadSecretFile reads a secret file with the bounds of the configuration's
+// *_file secrets: a regular file of at most MaxSecretFileSize, opened
+// without blocking. It is for secrets named outside the configuration,
+// such as a command's --token-file.
+func ReadSecretFile(path string) ([]byte, error) {
+	return readLimited(path, MaxSecretFileSize)
+}
+
 // fileKind names a file mode for errors.
 func fileKind(m fs.FileMode) string {
 	switch {

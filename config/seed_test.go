@@ -181,15 +181,16 @@ func TestCheckCron(t *testing.T) {
 func TestCertificateRotationRules(t *testing.T) {
 	cfg, err := Load("testdata/seed_data_security.good.yml")
 	require.NoError(t, err)
-	require.Len(t, cfg.OwnRules, 2)
+	require.Len(t, cfg.OwnRules, 3, "two certificate rules and rule_limit_exceeded")
 	require.Equal(t, "vigil_certificate_rotation_due", cfg.OwnRules[0].Name)
 	require.Equal(t, "time() - vigil_tls_certificate_not_before_timestamp_seconds > 7171200", cfg.OwnRules[0].Condition)
 	require.Equal(t, "vigil_tls_certificate_not_after_timestamp_seconds - time() < 604800", cfg.OwnRules[1].Condition)
 
-	// Without the block there are none.
+	// Without the block there are none: only the rule every config has.
 	cfg, err = Load("testdata/seed_metrics_blocks.good.yml")
 	require.NoError(t, err)
-	require.Empty(t, cfg.OwnRules)
+	require.Len(t, cfg.OwnRules, 1)
+	require.Equal(t, RuleLimitRuleName, cfg.OwnRules[0].Name)
 }
 
 // TestTLSProbeRules: with collectors.app.tls_probe, encryption.in_transit
@@ -209,7 +210,7 @@ func TestTLSProbeRules(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"app_tls_version_below_policy", "app_certificate_rotation_due", "app_certificate_expiring",
-		"vigil_certificate_rotation_due", "vigil_certificate_expiring"}, names)
+		"vigil_certificate_rotation_due", "vigil_certificate_expiring", RuleLimitRuleName}, names)
 	require.Equal(t, "probe_tls_certificate_expiry_days < 7", cfg.OwnRules[2].Condition)
 }
 
@@ -391,5 +392,54 @@ func TestParsePortRange(t *testing.T) {
 	for _, bad := range []string{"", "0", "65536", "99999", "-1", "10-5", "0-65536", "http", "80-", "1-2-3"} {
 		_, err := ParsePortRange(bad)
 		require.Error(t, err, bad)
+	}
+}
+
+// TestRuleLimitRuleInEveryConfig: a rule over alerts.limit sends nothing,
+// so vigil's own rule_limit_exceeded pages for it in every config that
+// scrapes vigil's own metrics (the default), not only the built-in one; it
+// cannot work without them, so a config that turns self off has none.
+func TestRuleLimitRuleInEveryConfig(t *testing.T) {
+	limitRule := func(cfg *Config) *RuleConfig {
+		for i, r := range cfg.OwnRules {
+			if r.Name == RuleLimitRuleName {
+				return &cfg.OwnRules[i]
+			}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  func() (*Config, error)
+		want bool
+	}{
+		{"built-in default", func() (*Config, error) { return Default(), nil }, true},
+		{"config file", func() (*Config, error) { return Load("testdata/seed_metrics_blocks.good.yml") }, true},
+		{"self scrape off", func() (*Config, error) {
+			return Parse([]byte("collectors:\n  self:\n    enabled: false\n"), "off.yml")
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := tc.cfg()
+			require.NoError(t, err)
+			r := limitRule(cfg)
+			if !tc.want {
+				require.Nil(t, r)
+				return
+			}
+			require.NotNil(t, r)
+			require.Equal(t, "vigil_rule_limit_exceeded == 1", r.Condition)
+			require.Equal(t, "critical", r.Severity)
+			require.Equal(t, "vigil", r.Labels["app"])
+			require.Contains(t, r.Description, "{{ $labels.rule }}")
+			require.Contains(t, r.Description, "alerts.limit")
+			n := 0
+			for _, o := range cfg.OwnRules {
+				if o.Name == RuleLimitRuleName {
+					n++
+				}
+			}
+			require.Equal(t, 1, n, "added once")
+		})
 	}
 }

@@ -289,6 +289,7 @@ func (m *Manager) deadline(id string) {
 	}
 	now := m.clock.Now()
 	var eff *effects
+	idle := false
 	err := m.store.Update(func(tx Tx) error {
 		eff = newEffects()
 		inc, err := tx.Incident(id)
@@ -296,6 +297,7 @@ func (m *Manager) deadline(id string) {
 			return err
 		}
 		if inc.State == StateResolved || inc.NextDeadline.IsZero() {
+			idle = true
 			return nil
 		}
 		if now.Before(inc.NextDeadline) {
@@ -346,11 +348,18 @@ func (m *Manager) deadline(id string) {
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
+			m.forgetRetry(id)
 			return // pruned meanwhile: nothing left to escalate
 		}
 		d := m.retryLater(id, func() { m.deadline(id) })
 		m.logger.Error("escalation step failed; retrying", "incident", id, "err", err, "retry_in", d)
 		return
+	}
+	if idle {
+		// A retried step found nothing left to do (resolved meanwhile, or
+		// no further deadline): nothing arms the incident again to clear
+		// its retry count and spent timer.
+		m.forgetRetry(id)
 	}
 	m.apply(context.Background(), eff)
 }
@@ -367,6 +376,7 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 	inc, err := m.Incident(id)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
+			m.retried(key) // nothing left to retry
 			m.logger.Error("rollback decision: incident gone", "incident", id, "err", err)
 			return err
 		}

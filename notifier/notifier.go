@@ -632,6 +632,22 @@ func (m *Manager) retried(key string) {
 	}
 }
 
+// forgetRetry forgets the failures of the escalation step of incident id
+// and its retry timer, if a retry is what last armed it: an arm since
+// (a new deadline written) has cleared them already and its timer is live.
+func (m *Manager) forgetRetry(id string) {
+	m.timerMtx.Lock()
+	defer m.timerMtx.Unlock()
+	if _, ok := m.retries[id]; !ok {
+		return
+	}
+	delete(m.retries, id)
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+		delete(m.timers, id)
+	}
+}
+
 func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
 
 func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {

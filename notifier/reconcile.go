@@ -35,6 +35,10 @@ type LocalRules interface {
 	// ForEachActiveAlert calls f with the labels and state of every
 	// pending and firing alert of the rules.
 	ForEachActiveAlert(f func(ls labels.Labels, state rules.AlertState))
+	// OverLimit reports whether an alerting rule of this name is over its
+	// limit: Prometheus dropped its alerts, so that they are not active
+	// says nothing about whether they ended.
+	OverLimit(alertname string) bool
 }
 
 // Reconcile ends what the rules engine cannot: after a restart it knows
@@ -47,7 +51,25 @@ type LocalRules interface {
 // resolve what never fired), so while an open incident rests on a pending
 // alert only, Reconcile checks again every interval. It returns when no
 // incident is left to judge, or when ctx is done.
+// The incidents of a rule over its limit are not judged (their alerts are
+// unknown); ReconcileRule judges them once the rule is back under it.
 func (m *Manager) Reconcile(ctx context.Context, src LocalRules, interval time.Duration) error {
+	return m.reconcileLoop(ctx, src, interval, "")
+}
+
+// ReconcileRule is Reconcile for the incidents of one alerting rule, run
+// when the rule comes back under its limit: over it, Prometheus dropped
+// the rule's alerts without resolving them, so an incident whose alert
+// ended meanwhile would stay open for ever. It does not release the
+// deadlines held until the restart's Reconcile.
+func (m *Manager) ReconcileRule(ctx context.Context, src LocalRules, interval time.Duration, alertname string) error {
+	m.logger.Info("reconciling the incidents of a rule back under its limit", "rule", alertname)
+	return m.reconcileLoop(ctx, src, interval, alertname)
+}
+
+// reconcileLoop is Reconcile for the incidents of the alertname only
+// when it is not empty.
+func (m *Manager) reconcileLoop(ctx context.Context, src LocalRules, interval time.Duration, alertname string) error {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -56,15 +78,15 @@ func (m *Manager) Reconcile(ctx context.Context, src LocalRules, interval time.D
 		wait := time.Second
 		if src.Fresh() {
 			wait = interval
-			waiting, err := m.reconcile(ctx, src)
-			if err == nil {
+			waiting, err := m.reconcile(ctx, src, alertname)
+			if err == nil && alertname == "" {
 				m.release()
 			}
 			switch {
 			case err != nil:
 				m.logger.Error("reconcile with the rules failed; retrying", "err", err)
 			case waiting == 0:
-				m.logger.Info("incidents reconciled with the rules")
+				m.logger.Info("incidents reconciled with the rules", "rule", alertname)
 				return nil
 			}
 		}
@@ -78,9 +100,10 @@ func (m *Manager) Reconcile(ctx context.Context, src LocalRules, interval time.D
 	}
 }
 
-// reconcile resolves the open incidents from the rules whose alert is not
-// active and returns how many rest on a pending alert only.
-func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
+// reconcile resolves the open incidents from the rules (of alertname
+// only, unless empty) whose alert is not active and returns how many rest
+// on a pending alert only. Those of a rule over its limit are left alone.
+func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname string) (int, error) {
 	cfg := m.config()
 	if cfg == nil {
 		return 0, fmt.Errorf("notifier: no config applied")
@@ -88,24 +111,54 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
 	// An incident opened after this instant may be for an alert that was
 	// not active yet when the rules were read below.
 	seen := m.clock.Now()
-	active := map[string]rules.AlertState{}
+	type activeAlert struct {
+		fp, name string
+		state    rules.AlertState
+	}
+	var alerts []activeAlert
 	src.ForEachActiveAlert(func(ls labels.Labels, state rules.AlertState) {
-		// A storm incident is judged by the alerts of its name.
-		for _, fp := range []string{fingerprint(ls), stormFingerprint(ls.Get(labels.AlertName))} {
+		alerts = append(alerts, activeAlert{fingerprint(ls), ls.Get(labels.AlertName), state})
+	})
+	var gone, waiting []string
+	// recount holds the open storm incidents whose folded alerts fire
+	// fewer than they count: those that ended while vigil was down will
+	// never be sent as resolved.
+	var recount map[string]int
+	err := m.store.View(func(tx Tx) error {
+		gone, waiting, recount = nil, nil, map[string]int{}
+		active := map[string]rules.AlertState{}
+		mark := func(fp string, state rules.AlertState) {
 			if state > active[fp] {
 				active[fp] = state
 			}
 		}
-	})
-	var gone, waiting []string
-	err := m.store.View(func(tx Tx) error {
-		gone, waiting = nil, nil
+		// A storm incident is judged by the alerts it folds, and by the
+		// alerts of its name not recorded yet (they may fold into it);
+		// not by those with an incident of their own.
+		firing := map[string]int{}
+		for _, a := range alerts {
+			mark(a.fp, a.state)
+			latest, found, err := tx.LatestIncident(a.fp)
+			switch {
+			case err != nil:
+				return err
+			case !found:
+				mark(stormFingerprint(a.name), a.state)
+			case latest.Storm != nil && latest.State != StateResolved:
+				mark(latest.Fingerprint, a.state)
+				// A folded alert may be pending again after a start,
+				// until its for state is restored: still one of those
+				// the storm counts as firing.
+				firing[latest.ID]++
+			}
+		}
 		all, err := tx.Incidents("")
 		if err != nil {
 			return err
 		}
 		for _, inc := range all {
-			if inc.State == StateResolved || !fromRules(&inc) || !inc.CreatedAt.Before(seen) {
+			if inc.State == StateResolved || !fromRules(&inc) || !inc.CreatedAt.Before(seen) ||
+				(alertname != "" && inc.Alert.Name != alertname) || src.OverLimit(inc.Alert.Name) {
 				continue
 			}
 			switch state, ok := active[inc.Fingerprint]; {
@@ -113,12 +166,35 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules) (int, error) {
 				gone = append(gone, inc.ID)
 			case state == rules.StatePending:
 				waiting = append(waiting, inc.ID)
+			case inc.Storm != nil && firing[inc.ID] < inc.Storm.Firing:
+				recount[inc.ID] = firing[inc.ID]
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("notifier: read open incidents: %w", err)
+	}
+	if len(recount) > 0 {
+		if err := m.store.Update(func(tx Tx) error {
+			for id, n := range recount {
+				inc, err := tx.Incident(id)
+				if err != nil {
+					return err
+				}
+				if inc.State == StateResolved || inc.Storm == nil || n >= inc.Storm.Firing {
+					continue
+				}
+				inc.Storm.Firing = n
+				describe(&inc)
+				if err := tx.PutIncident(&inc); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("notifier: recount storm incidents: %w", err)
+		}
 	}
 	for len(gone) > 0 {
 		batch := gone[:min(len(gone), reconcileBatch)]

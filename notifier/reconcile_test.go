@@ -20,6 +20,22 @@ type fakeRules struct {
 	fresh  bool
 	active []*rules.Alert
 	reads  int
+	over   map[string]bool
+}
+
+func (f *fakeRules) setOver(name string, over bool) {
+	f.mtx.Lock()
+	defer f.mtx.Unlock()
+	if f.over == nil {
+		f.over = map[string]bool{}
+	}
+	f.over[name] = over
+}
+
+func (f *fakeRules) OverLimit(name string) bool {
+	f.mtx.Lock()
+	defer f.mtx.Unlock()
+	return f.over[name]
 }
 
 func (f *fakeRules) set(fresh bool, active ...*rules.Alert) {
@@ -227,4 +243,58 @@ func levelTwo(rec *recorder) []call {
 		}
 	}
 	return out
+}
+
+// A rule over its limit has its alerts dropped unresolved: the reconcile
+// does not judge its incidents then (their alerts are unknown, not
+// ended), and ReconcileRule, run when the rule is back under its limit,
+// resolves those whose alert ended meanwhile and keeps the rest.
+func TestReconcileRuleOverLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, t.TempDir(), testConfig(config.EnvProduction), &recorder{}, nil)
+		t0 := time.Now()
+		ended := h.fire(alert("critical", t0))
+		kept := h.fire(alert("warning", t0))
+		other := h.fire(namedAlert("disk_full", t0))
+		time.Sleep(time.Second) // the reconcile judges incidents opened before it reads
+		state := func(id string) State {
+			inc, err := h.m.Incident(id)
+			require.NoError(t, err)
+			return inc.State
+		}
+
+		// high_cpu is over its limit: none of its alerts is active.
+		src := &fakeRules{}
+		src.setOver("high_cpu", true)
+		src.set(true)
+		done := reconcileStart(h, src)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.True(t, finished(done))
+		require.Equal(t, StateResolved, state(other.ID), "disk_full's alert ended")
+		require.Equal(t, StateTriggered, state(ended.ID), "not judged while over the limit")
+		require.Equal(t, StateTriggered, state(kept.ID), "not judged while over the limit")
+
+		// Back under the limit: the warning alert is pending again (its
+		// `for` restarted), the critical one is gone.
+		src.setOver("high_cpu", false)
+		src.set(true, pending(alert("warning", time.Now())))
+		ruleDone := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer func() { cancel(); <-ruleDone }()
+		go func() {
+			defer close(ruleDone)
+			require.NoError(t, h.m.ReconcileRule(ctx, src, time.Second, "high_cpu"))
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, StateResolved, state(ended.ID))
+		require.Equal(t, StateTriggered, state(kept.ID))
+		require.False(t, finished(ruleDone), "a pending alert is checked again")
+		src.set(true, alert("warning", t0))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, StateTriggered, state(kept.ID))
+		require.True(t, finished(ruleDone))
+	})
 }

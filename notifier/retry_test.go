@@ -20,11 +20,17 @@ type fullStore struct {
 	*BoltStore
 	full    atomic.Bool
 	refused atomic.Int64
+	// onRefuse, when set, runs once as a write is refused, before the
+	// refusal is returned.
+	onRefuse atomic.Pointer[func()]
 }
 
 func (s *fullStore) Update(fn func(Tx) error) error {
 	if s.full.Load() {
 		s.refused.Add(1)
+		if f := s.onRefuse.Swap(nil); f != nil {
+			(*f)()
+		}
 		return fmt.Errorf("write notifier.db: %w", syscall.ENOSPC)
 	}
 	return s.BoltStore.Update(fn)
@@ -136,5 +142,51 @@ func TestRollbackDecisionRetriedAfterStoreFailure(t *testing.T) {
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		require.Equal(t, calls, rb.calls)
+	})
+}
+
+// An escalation step that failed and is retried after its incident was
+// resolved (by a write that succeeded meanwhile) has nothing left to do:
+// its retry count and spent timer are forgotten, not kept for ever.
+func TestEscalationRetryForgottenAfterResolve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := openFullStore(t)
+		h := start(t, "", testConfig(config.EnvProduction), &recorder{}, nil, func(o *Options) { o.Store = store })
+		// Off the hourly prune, so that the deadline's is the write that
+		// fails first.
+		time.Sleep(time.Minute)
+		inc := h.fire(alert("critical", time.Now())) // Level 2 due after 1h
+		time.Sleep(time.Hour - time.Second)
+		synctest.Wait()
+		entries := func() (int, int) {
+			h.m.timerMtx.Lock()
+			defer h.m.timerMtx.Unlock()
+			return len(h.m.retries), len(h.m.timers)
+		}
+
+		// The deadline's write fails; as it fails, the incident is
+		// resolved by a write that succeeds.
+		resolve := func() {
+			store.full.Store(false)
+			_, err := h.m.Resolve(inc.ID, "alice", "")
+			require.NoError(t, err)
+			store.full.Store(true)
+		}
+		store.onRefuse.Store(&resolve)
+		store.full.Store(true)
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		require.Positive(t, store.refused.Load(), "the deadline's write failed")
+		require.Nil(t, store.onRefuse.Load(), "the incident was resolved as the deadline's write failed")
+
+		store.full.Store(false)
+		time.Sleep(time.Minute) // the retry runs and finds nothing to do
+		synctest.Wait()
+		got, err := h.m.Incident(inc.ID)
+		require.NoError(t, err)
+		require.Equal(t, StateResolved, got.State)
+		retries, timers := entries()
+		require.Zero(t, retries, "retry counts left")
+		require.Zero(t, timers, "timers left")
 	})
 }

@@ -21,7 +21,7 @@ import (
 //     change nothing, and its resolution is counted once: the pointer is
 //     removed then (Tx.UnfoldAlert).
 //   - The storm incident resolves when the last alert it folds resolves, or
-//     at the reconcile after a start when no alert of its name is active.
+//     at the reconcile after a start when no alert it folds is active.
 //   - While a storm incident is open, every new alert of its name joins it.
 //     After it resolved by hand, its alerts that keep firing stay muted,
 //     as with any incident resolved by hand; an alert that starts after

@@ -203,6 +203,45 @@ func TestReconcileJudgesStormsByAlertname(t *testing.T) {
 	})
 }
 
+// After a restart, a storm incident is judged by the alerts it folds, not
+// by its name: when every folded alert ended while vigil was down, it
+// resolves even though the alert of its name that has an incident of its
+// own still fires (else it would stay open, and page, for ever: no
+// resolution of its folded alerts is ever sent again). One whose folded
+// alerts partly still fire stays, counting only those.
+func TestReconcileJudgesStormsByTheirAlerts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(config.EnvProduction)
+		cfg.Escalation.StormThreshold = 1
+		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
+		t0 := time.Now()
+		cpu := seriesAlerts("high_cpu", 5, t0)
+		disk := seriesAlerts("disk_full", 5, t0)
+		h.m.Notify(context.Background(), "x", cpu...)
+		h.m.Notify(context.Background(), "y", disk...)
+		synctest.Wait()
+		time.Sleep(time.Second)
+
+		src := &fakeRules{}
+		// cpu[0] and disk[0] have incidents of their own; of the folded
+		// ones only disk[3] and disk[4] still fire (disk[4] pending again,
+		// as after a start until its for state is restored).
+		src.set(true, cpu[0], disk[0], disk[3], pending(disk[4]))
+		done := reconcileStart(h, src)
+		synctest.Wait()
+		require.True(t, finished(done))
+		require.Equal(t, StateResolved, h.storm("high_cpu").State)
+		diskStorm := h.storm("disk_full")
+		require.Equal(t, StateTriggered, diskStorm.State)
+		require.Equal(t, 2, diskStorm.Storm.Firing)
+
+		// Their resolutions now end the storm.
+		h.m.Notify(context.Background(), "y", resolvedAll(disk[3:], time.Now())...)
+		synctest.Wait()
+		require.Equal(t, StateResolved, h.storm("disk_full").State)
+	})
+}
+
 // BenchmarkStorm100k measures a 100k-series storm with the default
 // threshold: the time to record it, the store's size after it, and its
 // pages.

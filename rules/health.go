@@ -64,6 +64,9 @@ type health struct {
 	inputs      map[healthKey]*selectorState
 	limited     map[[3]string]bool // file, group, rule over the limit, logged
 	groups      func() []*promrules.Group
+	// onLimitCleared is called (without blocking) with the group and
+	// name of a rule the check found back under its limit.
+	onLimitCleared func(group, rule string)
 
 	absentDesc, limitDesc *prometheus.Desc
 }
@@ -184,7 +187,28 @@ func (h *health) checkLimits(groups []*promrules.Group) {
 			}
 		}
 	}
+	for k := range h.limited {
+		if !seen[k] {
+			h.logger.Info("rule is back under its limit", "rule_group", k[1], "rule", k[2])
+			if h.onLimitCleared != nil {
+				h.onLimitCleared(k[1], k[2])
+			}
+		}
+	}
 	h.limited = seen
+}
+
+// overLimit reports whether an alerting rule of this name failed its last
+// evaluation on its limit.
+func (h *health) overLimit(name string) bool {
+	for _, g := range h.groups() {
+		for _, r := range g.Rules() {
+			if _, ok := r.(*promrules.AlertingRule); ok && r.Name() == name && isLimitErr(r.LastError()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isLimitErr(err error) bool {
@@ -216,14 +240,22 @@ func (h *health) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. The limit state is read from
 // the rules at scrape time; the absent state is the latest check's.
 func (h *health) Collect(ch chan<- prometheus.Metric) {
+	// Rules of one name in one group (a warning and a critical threshold)
+	// or in groups of one name in two files share a series: a duplicate
+	// would fail the whole gathering. 1 if any of them is over its limit.
+	limited := map[[2]string]float64{}
 	for _, g := range h.groups() {
 		for _, r := range g.Rules() {
-			v := 0.0
+			k := [2]string{g.Name(), r.Name()}
 			if isLimitErr(r.LastError()) {
-				v = 1
+				limited[k] = 1
+			} else if _, ok := limited[k]; !ok {
+				limited[k] = 0
 			}
-			ch <- prometheus.MustNewConstMetric(h.limitDesc, prometheus.GaugeValue, v, g.Name(), r.Name())
 		}
+	}
+	for k, v := range limited {
+		ch <- prometheus.MustNewConstMetric(h.limitDesc, prometheus.GaugeValue, v, k[0], k[1])
 	}
 	h.mtx.Lock()
 	defer h.mtx.Unlock()

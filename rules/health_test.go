@@ -277,3 +277,34 @@ func countSeries(t *testing.T, db *tsdb.DB, name string) int {
 	require.NoError(t, ss.Err())
 	return n
 }
+
+// Two alerting rules of one name in one group (a warning and a critical
+// threshold, as Prometheus allows) share the health series: gathering the
+// registry must not fail on a duplicate series.
+func TestRuleHealthSameNameTwice(t *testing.T) {
+	db := openTestDB(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "twice.yml"), []byte(`groups:
+- name: cpu
+  rules:
+  - alert: high_cpu
+    expr: cpu_usage > 80
+    labels: {severity: warning}
+  - alert: high_cpu
+    expr: cpu_usage > 95
+    labels: {severity: critical}
+`), 0o644))
+	reg := prometheus.NewRegistry()
+	m, err := New(&Options{Queryable: db, Appendable: db, Engine: newTestEngine()}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	require.NoError(t, m.ApplyConfig(&config.Config{
+		Service: "checkout", Environment: "production", File: filepath.Join(dir, "vigil.yml"),
+		Metrics:   config.MetricsConfig{Interval: config.Duration(time.Hour)},
+		Alerts:    config.AlertsConfig{EvaluationInterval: config.Duration(time.Hour)},
+		RuleFiles: []string{"twice.yml"},
+	}))
+	runManager(t, m)
+	_, err = reg.Gather()
+	require.NoError(t, err)
+	require.Equal(t, 0.0, testutil.ToFloat64(onlySeries(t, reg, "vigil_rule_limit_exceeded", map[string]string{"rule_group": "cpu", "rule": "high_cpu"})))
+}

@@ -434,5 +434,20 @@ func (m *Manager) DeadRules() []DeadRule { return m.health.dead() }
 // every HealthInterval.
 func (m *Manager) CheckHealth(ctx context.Context) { m.health.check(ctx) }
 
+// OverLimit reports whether an alerting rule named name is over its
+// limit now: its last evaluation produced more alerts than the limit, and
+// Prometheus dropped them all without resolving them.
+func (m *Manager) OverLimit(name string) bool { return m.health.overLimit(name) }
+
+// OnLimitCleared sets f, called with a rule's group and name when the
+// health check finds the rule back under its limit (so that its incidents,
+// whose alerts were dropped unresolved, can be reconciled). f must not
+// block. Call it before Run.
+func (m *Manager) OnLimitCleared(f func(group, rule string)) {
+	m.health.mtx.Lock()
+	defer m.health.mtx.Unlock()
+	m.health.onLimitCleared = f
+}
+
 // AlertingRules returns the loaded alerting rules.
 func (m *Manager) AlertingRules() []*promrules.AlertingRule { return m.prom.AlertingRules() }

@@ -56,6 +56,16 @@ func mayOn(c *gin.Context, permission, app string) bool {
 	return v.(auth.User).CanOn(permission, app)
 }
 
+// mayAll reports whether the caller of c holds permission for every app
+// (and what has no app). Without authentication everyone does.
+func mayAll(c *gin.Context, permission string) bool {
+	v, ok := c.Get(authUserKey)
+	if !ok {
+		return true
+	}
+	return v.(auth.User).Can(permission)
+}
+
 // refuseApp answers 403 for an app the caller's permission does not cover.
 func refuseApp(c *gin.Context, permission, what, app string) {
 	apiError(c, http.StatusForbidden, "forbidden", fmt.Sprintf("user %q may not %s of app %q: its permission %q does not cover that app",

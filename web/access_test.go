@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -172,6 +173,42 @@ func TestResourceScope(t *testing.T) {
 	// Reading logs comes with monitor only for app here, and logs have
 	// no app: view_logs is the viewer's own, so it stays.
 	require.True(t, seed.cfg.GrantsOf(seed.cfg.PermissionsOf("viewer")).Whole[permViewLogs])
+}
+
+// TestResourceScopeSilences: silences have no app, so the API lists them
+// only to a user whose monitor reaches every app; the page keeps to the
+// same rule and does not show them to a viewer whose monitor reaches the
+// app only (their matchers and comments name other apps).
+func TestResourceScopeSilences(t *testing.T) {
+	seed := newSeedAccess(t, func(doc string) string {
+		i := strings.Index(doc, "  monitor:\n")
+		require.Positive(t, i)
+		return doc[:i] + strings.Replace(doc[i:], "      - app\n      - infrastructure\n      - database\n", "      - app\n", 1)
+	})
+	a, err := auth.New(seed.cfg)
+	require.NoError(t, err)
+	sil := &fakeSilences{}
+	_, err = sil.AddSilence(notifier.Silence{Matchers: `{app="database"}`, CreatedBy: "admin", Comment: "database failover drill", EndsAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	env := newTestEnv(t, func(o *Options) {
+		o.Auth = func() *auth.Authenticator { return a }
+		o.Silences = sil
+	})
+	viewer := bearer(seed.tokens["viewer"])
+	require.Equal(t, http.StatusForbidden, serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/silences", viewer, nil).Code)
+	page := serve(env.h, "127.0.0.1", http.MethodGet, "/", viewer, nil)
+	require.Equal(t, http.StatusOK, page.Code)
+	require.NotContains(t, page.Body.String(), "database failover drill")
+
+	// With the seed's blocks as written, monitor reaches every app.
+	seed = newSeedAccess(t, nil)
+	a2, err := auth.New(seed.cfg)
+	require.NoError(t, err)
+	a = a2
+	viewer = bearer(seed.tokens["viewer"])
+	require.Equal(t, http.StatusOK, serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/silences", viewer, nil).Code)
+	page = serve(env.h, "127.0.0.1", http.MethodGet, "/", viewer, nil)
+	require.Contains(t, page.Body.String(), "database failover drill")
 }
 
 // TestSeedRolesAlone is issue 9's second observation: with only the seed's

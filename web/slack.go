@@ -16,7 +16,9 @@ var ErrForbidden = errors.New("not allowed")
 // /api/v1/incidents/:id/ack (resolve), never from a copy, so Slack's
 // buttons and the API cannot disagree. Without authentication (a nil
 // Options.Auth) every user may act, as on the API. A permission limited to
-// some apps (its resources) covers only incidents of those apps.
+// some apps (its resources) covers only incidents of those apps, and, as on
+// the API, only a user who may see the incident (monitor for its app) may
+// act on it.
 func (h *Handler) AuthorizeIncidentAction(user, id string, resolve bool) error {
 	path := apiPrefix + "/incidents/:id/ack"
 	if resolve {
@@ -49,7 +51,13 @@ func (h *Handler) AuthorizeIncidentAction(user, id string, resolve bool) error {
 	if err != nil {
 		return fmt.Errorf("%w: incident %q: %w", ErrForbidden, id, err)
 	}
-	if app := incidentApp(inc); !u.CanOn(permission, app) {
+	app := incidentApp(inc)
+	if !u.CanOn(permMonitor, app) {
+		// The API answers 404 for an incident the user may not see
+		// (mayActOn), whatever else it holds.
+		return fmt.Errorf("%w: user %q may not see incidents of app %q (permission %q)", ErrForbidden, u.Name, app, permMonitor)
+	}
+	if !u.CanOn(permission, app) {
 		return fmt.Errorf("%w: user %q's permission %q does not cover app %q", ErrForbidden, u.Name, permission, app)
 	}
 	return nil

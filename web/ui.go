@@ -519,7 +519,9 @@ func (h *Handler) page(c *gin.Context) {
 	if h.opts.RemoteWrite != nil {
 		d.RemoteWrite = h.opts.RemoteWrite()
 	}
-	if h.opts.Silences != nil {
+	// Silences have no app: shown, as GET /api/v1/silences lists them, only
+	// to whoever may monitor every app.
+	if h.opts.Silences != nil && mayAll(c, permMonitor) {
 		d.SilenceDurations = pageSilenceDurations
 		if list, err := h.opts.Silences.Silences(false); err != nil {
 			d.Failures = append(d.Failures, "silences: "+err.Error())

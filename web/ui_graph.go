@@ -197,6 +197,19 @@ func (h *Handler) graphSource(ctx context.Context, rule *rules.AlertingRule, sta
 		src.err = errors.New("the page's time for graphs ran out")
 		return src
 	}
+	// A turn through the API's query gate: the graphs run on the API's
+	// engine, whose memory budget counts query.max_concurrency queries.
+	lim := h.queryLimits()
+	release, err := h.queryGate.acquire(ctx, lim.maxConcurrency, lim.timeout)
+	if err != nil {
+		h.queryGate.refused.WithLabelValues("busy").Inc()
+		src.err = errors.New("too many queries run now; reload the page")
+		if ctx.Err() == nil && !errors.Is(err, errBusy) {
+			src.err = fmt.Errorf("the query failed: %w", err)
+		}
+		return src
+	}
+	defer release()
 	q, err := h.queryEngine.NewRangeQuery(ctx, h.storage, nil, src.draw.String(), start, end, graphStep)
 	if err != nil {
 		src.err = fmt.Errorf("the query failed: %w", err)

@@ -253,3 +253,31 @@ func TestPageGraphs(t *testing.T) {
 	// The alerts table rounds the same way.
 	require.Contains(t, page, `class="value">95%</td>`)
 }
+
+// TestPageGraphsTakeTheirTurn: the page's graphs are queries of the API's
+// engine and take their turn through the query gate like any API query,
+// so that page loads cannot run more at once than query.max_concurrency
+// (the memory budget of the query block assumes no more).
+func TestPageGraphsTakeTheirTurn(t *testing.T) {
+	incs := &fakeIncidents{m: map[string]notifier.Incident{}}
+	incs.m["cpu-a"] = notifier.Incident{ID: "cpu-a", State: notifier.StateTriggered, Priority: notifier.PriorityCritical, CreatedAt: time.Now(),
+		Alert: notifier.Alert{Name: "HighCPU", Labels: map[string]string{"alertname": "HighCPU", "app": "app", "instance": "c", "severity": "critical"}}}
+	env := newTestEnv(t, func(o *Options) { o.Incidents = incs })
+	waitFiring(t, env)
+
+	lim := env.h.queryLimits()
+	for range lim.maxConcurrency {
+		release, err := env.h.queryGate.acquire(context.Background(), lim.maxConcurrency, time.Second)
+		require.NoError(t, err)
+		defer release()
+	}
+	anyone, _ := gin.CreateTestContext(httptest.NewRecorder())
+	d := &pageData{Now: time.Now(), canGraph: true}
+	env.h.pageIncidents(anyone, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	env.h.pageGraphs(ctx, d, env.h.alertingRules())
+	require.Len(t, d.Incidents, 1)
+	require.Nil(t, d.Incidents[0].Graph, "a graph drawn while every query turn was taken")
+	require.NotEmpty(t, d.Incidents[0].GraphNote)
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/rules"
 )
 
@@ -50,7 +51,9 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	if *live != "" {
 		token := os.Getenv("VIGIL_TOKEN")
 		if *tokenFile != "" {
-			b, err := os.ReadFile(*tokenFile)
+			// Bounded as the config's secret files: not /dev/zero or a
+			// pipe read whole into memory.
+			b, err := config.ReadSecretFile(*tokenFile)
 			if err != nil {
 				fmt.Fprintf(stderr, "vigil: --token-file: %v\n", err)
 				return 1

@@ -187,3 +187,35 @@ users:
 	require.Contains(t, err.Error(), `does not cover app "database"`)
 	require.ErrorIs(t, h.AuthorizeIncidentAction("appdev", "inc-9", true), web.ErrForbidden, "an unknown incident")
 }
+
+// TestAckWithoutMonitorRefusedAsOnAPI: a role with acknowledge and no
+// monitor passes the ack route's permission, but the API answers 404 for an
+// incident of an app the user may not see (docs/access.md); Slack's buttons
+// must refuse it too, not act on what the API hides.
+func TestAckWithoutMonitorRefusedAsOnAPI(t *testing.T) {
+	token, hash, err := auth.NewToken()
+	require.NoError(t, err)
+	cfg, err := config.Parse(fmt.Appendf(nil, `environment: production
+roles:
+  pager: {permissions: [acknowledge]}
+  admin: {permissions: [monitor, acknowledge, manage_users]}
+users:
+  - {name: bot, role: pager, slack_user: UBOT, tokens: [%q]}
+`, hash), "vigil.yml")
+	require.NoError(t, err)
+	authn, err := auth.New(cfg)
+	require.NoError(t, err)
+	incidents := &actedIncidents{}
+	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
+	require.NoError(t, h.ApplyConfig(cfg))
+	h.SetReady(true)
+
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/incidents/inc-1/ack", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
+	require.ErrorIs(t, h.AuthorizeIncidentAction("bot", "inc-1", false), web.ErrForbidden, "Slack lets act on what the API hides")
+	require.Empty(t, incidents.done())
+}

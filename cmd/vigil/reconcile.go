@@ -116,3 +116,6 @@ func (f *freshRules) ForEachActiveAlert(fn func(labels.Labels, promrules.AlertSt
 		})
 	}
 }
+
+// OverLimit implements notifier.LocalRules.
+func (f *freshRules) OverLimit(alertname string) bool { return f.rules.OverLimit(alertname) }

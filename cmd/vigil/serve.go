@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -433,9 +434,27 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		fresh := newFreshRules(scrapes.ScrapeManager(), ruleManager, time.Now(), queryLookback,
 			len(cfg.Alerts.Rules)+len(cfg.RuleFiles) > 0)
 		ctx, cancel := context.WithCancel(context.Background())
+		// A rule over its limit had its alerts dropped unresolved: once it
+		// is back under, its incidents are reconciled the same way.
+		var (
+			reconcileMtx sync.Mutex
+			stopped      bool
+			reconciles   sync.WaitGroup
+		)
+		ruleManager.OnLimitCleared(func(_, rule string) {
+			reconcileMtx.Lock()
+			defer reconcileMtx.Unlock()
+			if !stopped {
+				reconciles.Go(func() { _ = notifications.ReconcileRule(ctx, fresh, interval, rule) })
+			}
+		})
 		g.Add(func() error {
 			_ = notifications.Reconcile(ctx, fresh, interval)
 			<-ctx.Done()
+			reconcileMtx.Lock()
+			stopped = true
+			reconcileMtx.Unlock()
+			reconciles.Wait()
 			return nil
 		}, func(error) { cancel() })
 	}
