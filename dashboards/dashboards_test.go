@@ -397,6 +397,12 @@ func TestVariablesListValues(t *testing.T) {
 			require.JSONEqf(t, `["$__all"]`, string(v.Current.Value), "%s: All by default", where)
 			q, err := variableQuery(v.Query)
 			require.NoError(t, err, where)
+			if v.Name == "pod" {
+				// pod lists vigils, not apps: it reads a series every
+				// vigil has (TestPodVariable).
+				require.Equalf(t, podQuery, q, where)
+				continue
+			}
 			expr, err := variableExpr(q)
 			require.NoError(t, err, where)
 			node, err := parser.ParseExpr(expand(expr))
@@ -407,6 +413,53 @@ func TestVariablesListValues(t *testing.T) {
 				return m.Name == "job" && m.Type == labels.MatchNotEqual && m.Value == "vigil"
 			}), "%s: %q must leave out job=\"vigil\"", where, expr)
 		}
+	}
+}
+
+// podQuery lists the pods of a fleet of vigils writing to one backend,
+// each with global.external_labels.pod: vigil_ready is a series every vigil
+// has. On a single vigil without that label it lists nothing.
+const podQuery = "label_values(vigil_ready, pod)"
+
+// TestPodVariable checks issue 12's fleet support: every dashboard has the
+// pod variable, multi-value with All, and every selector of every query
+// (but the pod variable's own) filters by it with pod=~"$pod". On a single
+// vigil the variable lists nothing and All becomes "()" (formatAll, as
+// Grafana's Prometheus data source joins an empty list), a regex that
+// matches only the empty value: series without a pod label, which is every
+// series there. TestDashboards runs every query that way against a real
+// vigil and checks the figures.
+func TestPodVariable(t *testing.T) {
+	dashboards := loadDashboards(t)
+	for file, d := range dashboards {
+		i := slices.IndexFunc(d.Templating.List, func(v variable) bool { return v.Name == "pod" })
+		require.Positivef(t, i, "%s: no pod variable after datasource", file)
+		pod := d.Templating.List[i]
+		require.Equalf(t, "query", pod.Type, "%s: pod", file)
+		require.Truef(t, pod.Multi && pod.IncludeAll, "%s: pod is multi-value with All", file)
+		for _, v := range d.Templating.List[i+1:] {
+			require.NotEqualf(t, "datasource", v.Type, "%s: %s comes before pod", file, v.Name)
+		}
+	}
+	for _, q := range collectQueries(t, dashboards) {
+		if q.where == "variable pod" {
+			continue
+		}
+		node, err := parser.ParseExpr(expand(q.expr))
+		require.NoError(t, err, "%s: %s", q.file, q.where)
+		selectors := 0
+		parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
+			vs, ok := n.(*parser.VectorSelector)
+			if !ok {
+				return nil
+			}
+			selectors++
+			require.Truef(t, slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+				return m.Name == "pod" && m.Type == labels.MatchRegexp
+			}), "%s: %s: %s does not filter by pod", q.file, q.where, vs)
+			return nil
+		})
+		require.Equalf(t, selectors, strings.Count(q.expr, `pod=~"$pod"`), "%s: %s: every selector has pod=~\"$pod\": %s", q.file, q.where, q.expr)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/internal/testutil"
 	"github.com/vigil-sh/vigil/notifier"
+	vigilrules "github.com/vigil-sh/vigil/rules"
 )
 
 // seedAccess is the seed's users, roles and permissions blocks, read from
@@ -246,4 +247,88 @@ func TestSeedRolesAlone(t *testing.T) {
 	}
 	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/incidents/a/resolve", bearer(tokens["viewer"]), strings.NewReader(`{}`))
 	requireAPIError(t, rec, http.StatusForbidden, "forbidden")
+}
+
+// TestResourceScopePage: the page offers only what the server lets the
+// user do. An on-call user whose acknowledge reaches the app only (it comes
+// with rollback, limited to app) sees Acknowledge and Resolve on the app's
+// incident and not on the database's, and no Silence form or Expire
+// button, since silences have no app and their routes need acknowledge on
+// every app. A user whose view_metrics reaches the app only (it comes with
+// monitor, limited to app) does not see the dead rules, which name every
+// app's rules, as GET /api/v1/rules/dead does not list them to it.
+func TestResourceScopePage(t *testing.T) {
+	limit := func(permission string) func(string) string {
+		return func(doc string) string {
+			i := strings.Index(doc, "  "+permission+":\n")
+			require.Positive(t, i)
+			return doc[:i] + strings.Replace(doc[i:], "      - app\n      - infrastructure\n      - database\n", "      - app\n", 1)
+		}
+	}
+	seed := newSeedAccess(t, limit("rollback"), "  - name: oncall\n    role: viewer\n    permissions: [rollback]")
+	a, err := auth.New(seed.cfg)
+	require.NoError(t, err)
+	incs := &fakeIncidents{m: map[string]notifier.Incident{
+		"a": {ID: "a", State: notifier.StateTriggered, Alert: notifier.Alert{Name: "high_cpu", Labels: map[string]string{"app": "app"}}},
+		"d": {ID: "d", State: notifier.StateTriggered, Alert: notifier.Alert{Name: "slow_queries", Labels: map[string]string{"app": "database"}}},
+	}}
+	sil := &fakeSilences{}
+	_, err = sil.AddSilence(notifier.Silence{Matchers: `{app="database"}`, CreatedBy: "admin", Comment: "database failover drill", EndsAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	dead := []vigilrules.DeadRule{{File: "vigil.yml#alerts", Group: "vigil", Rule: "high_network_usage",
+		Selector: `network_usage{app="infrastructure"}`, Since: time.Now()}}
+	env := newTestEnv(t, func(o *Options) {
+		o.Auth = func() *auth.Authenticator { return a }
+		o.Incidents = incs
+		o.Silences = sil
+		o.DeadRules = func() []vigilrules.DeadRule { return dead }
+	})
+	// article returns the page's block of incident id.
+	article := func(page, id string) string {
+		i := strings.Index(page, `id="incident-`+id+`"`)
+		require.Positive(t, i, "incident %s on the page", id)
+		j := strings.Index(page[i:], "</article>")
+		require.Positive(t, j)
+		return page[i : i+j]
+	}
+	get := func(user string) string {
+		rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", bearer(seed.tokens[user]), nil)
+		require.Equal(t, http.StatusOK, rec.Code, user)
+		return rec.Body.String()
+	}
+
+	page := get("oncall")
+	require.Contains(t, page, "database failover drill", "oncall monitors every app: it sees the silences")
+	require.Contains(t, article(page, "a"), `class="ack"`)
+	require.Contains(t, article(page, "a"), `class="resolve"`)
+	require.NotContains(t, article(page, "d"), `class="ack"`, "oncall may not acknowledge the database's incident")
+	require.NotContains(t, article(page, "d"), `class="resolve"`)
+	require.NotContains(t, page, `action="/ui/silences"`, "oncall may not silence: its acknowledge reaches app only")
+	require.NotContains(t, page, `class="expire"`)
+	// What the page hides, the server refuses.
+	form := func(path string) int {
+		return serve(env.h, "127.0.0.1", http.MethodPost, path, bearer(seed.tokens["oncall"]), strings.NewReader(`{}`)).Code
+	}
+	require.Equal(t, http.StatusForbidden, form("/ui/incidents/d/ack"))
+	require.Equal(t, http.StatusForbidden, form("/api/v1/silences"))
+
+	// developer's deploy, and the acknowledge it implies, reach every app.
+	page = get("developer")
+	require.Contains(t, article(page, "d"), `class="ack"`)
+	require.Contains(t, article(page, "d"), `class="resolve"`)
+	require.Contains(t, page, `action="/ui/silences"`)
+	require.Contains(t, page, `class="expire"`)
+	require.Contains(t, page, `id="dead-rules"`)
+
+	// monitor, and the view_metrics it implies, reach the app only: admin
+	// (whose role lists no view_metrics of its own) sees no dead rules,
+	// and the API refuses them; viewer's own view_metrics is whole.
+	seed = newSeedAccess(t, limit("monitor"))
+	a2, err := auth.New(seed.cfg)
+	require.NoError(t, err)
+	a = a2
+	require.NotContains(t, get("admin"), "high_network_usage")
+	requireAPIError(t, serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/rules/dead", bearer(seed.tokens["admin"]), nil), http.StatusForbidden, "forbidden")
+	require.Contains(t, get("viewer"), `<b>high_network_usage</b>`)
+	require.Equal(t, http.StatusOK, serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/rules/dead", bearer(seed.tokens["viewer"]), nil).Code)
 }

@@ -73,10 +73,12 @@ type pageData struct {
 	Warning string
 	CSRF    string
 
-	User   string
-	Roles  string
-	Open   bool
-	CanAct bool
+	User  string
+	Roles string
+	Open  bool
+	// CanSilence shows the Silence form and the Expire buttons: silences
+	// have no app, so their routes need acknowledge on every app.
+	CanSilence bool
 	// CanRollback shows the Roll back button.
 	CanRollback bool
 	Now         time.Time
@@ -130,6 +132,9 @@ type incidentView struct {
 	// why there is none.
 	Graph     *graphView
 	GraphNote string
+	// CanAct shows the Acknowledge and Resolve buttons: the caller's
+	// acknowledge covers the incident's app.
+	CanAct bool
 }
 
 // notifiedView is who was told about an incident at one level, and how that
@@ -480,11 +485,11 @@ func (h *Handler) uiRollback(c *gin.Context) {
 // page answers GET /: what is firing, the open incidents, deploys, rollbacks
 // and collector health.
 func (h *Handler) page(c *gin.Context) {
-	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanAct: true, CanRollback: true, canGraph: true}
+	d := &pageData{Now: time.Now(), User: auth.Anonymous, CanSilence: true, CanRollback: true, canGraph: true}
 	if v, ok := c.Get(authUserKey); ok {
 		u := v.(auth.User)
 		d.User, d.Roles = u.Name, strings.Join(u.Roles, ", ")
-		d.CanAct = u.CanSome(permAcknowledge)
+		d.CanSilence = u.Can(permAcknowledge)
 		d.CanRollback = u.CanOn(permRollback, h.watchedApp())
 		d.canGraph = u.Can(permViewMetrics)
 	}
@@ -510,7 +515,9 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	d.Rollbacks = h.visibleRollbacks(c, rollbacks)
 	d.Targets = h.pageTargets()
-	if h.opts.DeadRules != nil {
+	// Dead rules name the rules and selectors of every app: shown, as
+	// GET /api/v1/rules/dead lists them, only with view_metrics on every app.
+	if h.opts.DeadRules != nil && mayAll(c, permViewMetrics) {
 		d.DeadRules = h.opts.DeadRules()
 	}
 	if h.opts.LogStatus != nil {
@@ -589,7 +596,9 @@ func (h *Handler) pageIncidents(c *gin.Context, d *pageData) (all []notifier.Inc
 			}
 			continue
 		}
-		d.Incidents = append(d.Incidents, newIncidentView(inc, levels, d.units))
+		v := newIncidentView(inc, levels, d.units)
+		v.CanAct = mayOn(c, permAcknowledge, incidentApp(inc))
+		d.Incidents = append(d.Incidents, v)
 	}
 	// Unacknowledged first, then by priority, then newest first.
 	slices.SortStableFunc(d.Incidents, func(a, b incidentView) int {
