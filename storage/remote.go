@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -77,8 +78,32 @@ func NewRemote(dataDir string, scrapes ScrapeManagerFunc, logger *slog.Logger, r
 // ApplyConfig starts, changes and stops queues for cfg's remote_write list
 // and external labels. Queues whose endpoint config and the external labels
 // are unchanged keep running (and keep their place in the WAL).
+//
+// Every entry's client is built first: Prometheus's ApplyConfig, failing
+// on the second entry, has already taken the first's running queue out of
+// its map, so that queue would run on untracked (Close no longer stops it)
+// and the next reload would start it again and panic registering its
+// metrics twice. A bad entry (a CA file that is no certificate) must leave
+// the old queues as they are.
 func (r *Remote) ApplyConfig(cfg *config.Config) error {
-	return r.Storage.ApplyConfig(PromConfig(cfg))
+	pc := PromConfig(cfg)
+	for i, rw := range pc.RemoteWriteConfigs {
+		if _, err := remote.NewWriteClient("check", &remote.ClientConfig{
+			URL:              rw.URL,
+			WriteProtoMsg:    rw.ProtobufMessage,
+			Timeout:          rw.RemoteTimeout,
+			HTTPClientConfig: rw.HTTPClientConfig,
+			SigV4Config:      rw.SigV4Config,
+			AzureADConfig:    rw.AzureADConfig,
+			GoogleIAMConfig:  rw.GoogleIAMConfig,
+			Headers:          rw.Headers,
+			RetryOnRateLimit: rw.QueueConfig.RetryOnRateLimit,
+			RoundRobinDNS:    rw.RoundRobinDNS,
+		}); err != nil {
+			return fmt.Errorf("remote_write[%d] (%s): %w", i, cfg.RemoteWrite[i], err)
+		}
+	}
+	return r.Storage.ApplyConfig(pc)
 }
 
 // PromConfig is the part of cfg that Prometheus's remote storage reads.

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +205,35 @@ func TestEndpointHost(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, endpointHost(tc.in), tc.in)
 	}
+}
+
+// TestRemoteBadReloadKeepsQueues applies a config whose second entry
+// Prometheus cannot build a client for (a CA file that is no certificate):
+// the apply fails, the running queue stays tracked, and applying the good
+// config again (the next reload) neither panics on metrics registered twice
+// nor leaves a queue running that Close does not stop.
+func TestRemoteBadReloadKeepsQueues(t *testing.T) {
+	rc := newReceiver(t)
+	dir := t.TempDir()
+	db, err := Open(&Options{Dir: dir}, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	r := NewRemote(dir, nil, nil, prometheus.NewRegistry())
+	good := remoteConfig(t, rc.URL)
+	require.NoError(t, r.ApplyConfig(good))
+
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+	bad := remoteConfig(t, rc.URL)
+	second := remoteConfig(t, rc.URL+"/other").RemoteWrite[0]
+	second.Name = "other"
+	second.HTTPClientConfig.TLSConfig.CAFile = ca
+	bad.RemoteWrite = append(bad.RemoteWrite, second)
+	require.Error(t, r.ApplyConfig(bad))
+	require.Len(t, r.Status(), 1)
+
+	require.NotPanics(t, func() { require.NoError(t, r.ApplyConfig(good)) })
+	require.Len(t, r.Status(), 1)
+	require.NoError(t, r.Close())
+	require.Empty(t, r.Status(), "every queue stops at Close")
 }
