@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -311,6 +312,15 @@ func (h *recordingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *recordingHandler) Handle(ctx context.Context, r slog.Record) error {
+	// Prometheus logs each queue's URL in full (password included), and the
+	// transport's errors name it with its path and query: only scheme and
+	// host go on, to the log and to /ready.
+	clean := slog.NewRecord(r.Time, r.Level, redactURLs(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		clean.AddAttrs(redactAttr(a))
+		return true
+	})
+	r = clean
 	if r.Level >= slog.LevelWarn {
 		queue, msg := h.queue, ""
 		r.Attrs(func(a slog.Attr) bool {
@@ -343,8 +353,44 @@ func (h *recordingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 			c.queue = a.Value.String()
 		}
 	}
-	c.next = h.next.WithAttrs(attrs)
+	clean := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		clean[i] = redactAttr(a)
+	}
+	c.next = h.next.WithAttrs(clean)
 	return &c
+}
+
+// urlRE finds URLs in log text.
+var urlRE = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
+
+// redactURLs replaces every URL in s by its scheme and host.
+func redactURLs(s string) string {
+	return urlRE.ReplaceAllStringFunc(s, func(u string) string {
+		if h := endpointHost(u); h != "" {
+			return h
+		}
+		return "<url>"
+	})
+}
+
+// redactAttr redacts the URLs in a log attribute's text, in groups too.
+func redactAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindGroup:
+		g := v.Group()
+		clean := make([]any, len(g))
+		for i, ga := range g {
+			clean[i] = redactAttr(ga)
+		}
+		return slog.Group(a.Key, clean...)
+	case slog.KindString, slog.KindAny:
+		if s := v.String(); strings.Contains(s, "://") {
+			return slog.String(a.Key, redactURLs(s))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }
 
 func (h *recordingHandler) WithGroup(name string) slog.Handler {

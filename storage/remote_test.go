@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -236,4 +238,63 @@ func TestRemoteBadReloadKeepsQueues(t *testing.T) {
 	require.Len(t, r.Status(), 1)
 	require.NoError(t, r.Close())
 	require.Empty(t, r.Status(), "every queue stops at Close")
+}
+
+// TestRemoteKeepsURLSecrets sends to an endpoint whose URL carries a
+// password and a query token and which drops every connection: neither
+// appears in vigil's log (Prometheus logs each queue's full URL) nor in the
+// last error that /ready shows (the transport's error names the URL with
+// its path and query).
+func TestRemoteKeepsURLSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	db, err := Open(&Options{Dir: dir, Retention: time.Hour}, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := NewRemote(dir, nil, logger, prometheus.NewRegistry())
+	defer r.Close()
+	db.SetWriteNotified(r)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	u.User = url.UserPassword("vigil", "pw-SECRET")
+	u.Path, u.RawQuery = "/push", "token=Q-SECRET"
+	require.NoError(t, r.ApplyConfig(remoteConfig(t, u.String())))
+
+	fan := promstorage.NewFanout(nil, db, r)
+	app := fan.Appender(context.Background())
+	_, err = app.Append(0, labels.FromStrings("__name__", "up"), time.Now().Add(time.Minute).UnixMilli(), 1)
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	require.Eventually(t, func() bool { r.Notify(); return r.Status()[0].LastError != "" }, 30*time.Second, 20*time.Millisecond)
+
+	st := r.Status()[0]
+	require.Equal(t, srv.URL, st.URL)
+	require.Contains(t, st.LastError, srv.URL)
+	for _, secret := range []string{"pw-SECRET", "Q-SECRET", "/push"} {
+		require.NotContains(t, st.LastError, secret)
+		require.NotContains(t, logs.String(), secret)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a log written from many goroutines.
+type lockedBuffer struct {
+	mtx sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mtx.Lock()
+	defer b.mtx.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mtx.Lock()
+	defer b.mtx.Unlock()
+	return b.buf.String()
 }
