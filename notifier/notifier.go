@@ -469,8 +469,17 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, a
 				return err
 			}
 			if a.State == rules.StateFiring {
-				// In this transaction, so before any reconcile's write.
-				m.noteFiring(fp, latest.Fingerprint, stormFingerprint(a.Labels.Get(labels.AlertName)))
+				// In this transaction, so before any reconcile's write;
+				// a storm incident as the reconcile judges it: by the
+				// alerts it folds and those not recorded yet.
+				switch {
+				case !found:
+					m.noteFiring(fp, stormFingerprint(a.Labels.Get(labels.AlertName)))
+				case latest.Storm != nil && latest.State != StateResolved:
+					m.noteFiring(fp, latest.Fingerprint)
+				default:
+					m.noteFiring(fp)
+				}
 			}
 			if found && latest.Storm != nil && latest.Fingerprint != fp {
 				handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)
