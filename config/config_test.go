@@ -930,3 +930,12 @@ func mustRead(t *testing.T, file string) []byte {
 	require.NoError(t, err)
 	return data
 }
+
+func TestRemoteWriteBadURLKeepsItsPassword(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://vigil:pw%zzSECRET@127.0.0.1:9090/api/v1/write
+`), "vigil.yml")
+	require.ErrorContains(t, err, `vigil.yml:3: remote_write[0]: parse "http://vigil:xxxxx@127.0.0.1:9090/api/v1/write": invalid URL escape`)
+	require.NotContains(t, err.Error(), "SECRET")
+}

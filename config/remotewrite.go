@@ -76,8 +76,18 @@ func (c *RemoteWriteConfig) decodeNode(d *decoder, n *yaml.Node, path string) {
 		}
 		return
 	}
-	// Prometheus's own checks (url missing, two auth methods, a bad header).
-	d.valueErr(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	// Prometheus's own checks (url missing, two auth methods, a bad header),
+	// and url.Parse's errors, which quote the URL, password included.
+	d.valueErr(n.Line, path, "%s", redactUserinfo(strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+// userinfoRE finds the password of a URL's userinfo.
+var userinfoRE = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s"]*):[^@/\s"]*@`)
+
+// redactUserinfo replaces the password of every URL in s with xxxxx, as
+// Prometheus's URL.Redacted does.
+func redactUserinfo(s string) string {
+	return userinfoRE.ReplaceAllString(s, "${1}:xxxxx@")
 }
 
 // copyExpanded copies a node tree with aliases resolved (their anchors may

@@ -162,6 +162,47 @@ type Manager struct {
 	// for the storm threshold; changed after each commit.
 	openMtx    sync.Mutex
 	openByName map[string]int
+
+	// firings are the fingerprints each running reconcile saw fire (or
+	// fold into a storm) since it read the rules; see noteFiring.
+	firingMtx sync.Mutex
+	firings   map[*map[string]bool]struct{}
+}
+
+// watchFirings starts recording the fingerprints whose alerts are notified
+// firing, until the returned stop. A reconcile that read the rules without
+// an alert must not resolve its incident when the alert fired again
+// before the reconcile wrote.
+func (m *Manager) watchFirings() (fired func(fp string) bool, stop func()) {
+	set := map[string]bool{}
+	m.firingMtx.Lock()
+	if m.firings == nil {
+		m.firings = map[*map[string]bool]struct{}{}
+	}
+	m.firings[&set] = struct{}{}
+	m.firingMtx.Unlock()
+	fired = func(fp string) bool {
+		m.firingMtx.Lock()
+		defer m.firingMtx.Unlock()
+		return set[fp]
+	}
+	stop = func() {
+		m.firingMtx.Lock()
+		delete(m.firings, &set)
+		m.firingMtx.Unlock()
+	}
+	return fired, stop
+}
+
+// noteFiring records fps as fired for every running reconcile.
+func (m *Manager) noteFiring(fps ...string) {
+	m.firingMtx.Lock()
+	defer m.firingMtx.Unlock()
+	for set := range m.firings {
+		for _, fp := range fps {
+			(*set)[fp] = true
+		}
+	}
 }
 
 // New opens the store and returns a Manager; its metrics go on reg.
@@ -426,6 +467,19 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, a
 			latest, found, err := tx.LatestIncident(fp)
 			if err != nil {
 				return err
+			}
+			if a.State == rules.StateFiring {
+				// In this transaction, so before any reconcile's write;
+				// a storm incident as the reconcile judges it: by the
+				// alerts it folds and those not recorded yet.
+				switch {
+				case !found:
+					m.noteFiring(fp, stormFingerprint(a.Labels.Get(labels.AlertName)))
+				case latest.Storm != nil && latest.State != StateResolved:
+					m.noteFiring(fp, latest.Fingerprint)
+				default:
+					m.noteFiring(fp)
+				}
 			}
 			if found && latest.Storm != nil && latest.Fingerprint != fp {
 				handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)

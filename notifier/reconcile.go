@@ -111,6 +111,8 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 	// An incident opened after this instant may be for an alert that was
 	// not active yet when the rules were read below.
 	seen := m.clock.Now()
+	fired, stop := m.watchFirings()
+	defer stop()
 	type activeAlert struct {
 		fp, name string
 		state    rules.AlertState
@@ -199,7 +201,7 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 	for len(gone) > 0 {
 		batch := gone[:min(len(gone), reconcileBatch)]
 		gone = gone[len(batch):]
-		if err := m.resolveGone(ctx, cfg, batch, seen); err != nil {
+		if err := m.resolveGone(ctx, cfg, batch, seen, fired); err != nil {
 			return 0, err
 		}
 	}
@@ -207,8 +209,9 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 }
 
 // resolveGone resolves the incidents of ids that are still open: their
-// alerts were gone when the rules were read.
-func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, seen time.Time) error {
+// alerts were gone when the rules were read. Those whose alert was notified
+// firing since (fired) are left open: it fires again.
+func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, seen time.Time, fired func(fp string) bool) error {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
@@ -218,7 +221,7 @@ func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []str
 			if err != nil {
 				return err
 			}
-			if inc.State == StateResolved {
+			if inc.State == StateResolved || fired(inc.Fingerprint) {
 				continue
 			}
 			if inc.Alert.ResolvedAt.IsZero() {

@@ -21,6 +21,9 @@ type fakeRules struct {
 	active []*rules.Alert
 	reads  int
 	over   map[string]bool
+	// afterRead, when set, runs once after the next read, outside the
+	// lock: what the rules do between the reconcile's read and its write.
+	afterRead func()
 }
 
 func (f *fakeRules) setOver(name string, over bool) {
@@ -56,6 +59,12 @@ func (f *fakeRules) ForEachActiveAlert(fn func(labels.Labels, rules.AlertState))
 	f.reads++
 	for _, a := range f.active {
 		fn(a.Labels, a.State)
+	}
+	if after := f.afterRead; after != nil {
+		f.afterRead = nil
+		f.mtx.Unlock()
+		after()
+		f.mtx.Lock()
 	}
 }
 
@@ -296,5 +305,32 @@ func TestReconcileRuleOverLimit(t *testing.T) {
 		synctest.Wait()
 		require.Equal(t, StateTriggered, state(kept.ID))
 		require.True(t, finished(ruleDone))
+	})
+}
+
+// TestReconcileRuleKeepsRefiring has the alert of an open incident fire
+// again (and its firing recorded) right after the reconcile read the rules
+// without it: the incident stays open, as the alert is firing.
+func TestReconcileRuleKeepsRefiring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, t.TempDir(), testConfig(config.EnvProduction), &recorder{}, nil)
+		t0 := time.Now()
+		inc := h.fire(alert("critical", t0))
+		time.Sleep(time.Second) // the reconcile judges incidents opened before it reads
+
+		src := &fakeRules{}
+		src.set(true)
+		refired := alert("critical", time.Now())
+		src.afterRead = func() {
+			src.set(true, refired)
+			h.m.Notify(context.Background(), "cpu_usage > 80", refired)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		require.NoError(t, h.m.ReconcileRule(ctx, src, time.Second, "high_cpu"))
+		synctest.Wait()
+		got, err := h.m.Incident(inc.ID)
+		require.NoError(t, err)
+		require.Equal(t, StateTriggered, got.State, "its alert fires")
 	})
 }

@@ -3,8 +3,10 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -77,8 +79,32 @@ func NewRemote(dataDir string, scrapes ScrapeManagerFunc, logger *slog.Logger, r
 // ApplyConfig starts, changes and stops queues for cfg's remote_write list
 // and external labels. Queues whose endpoint config and the external labels
 // are unchanged keep running (and keep their place in the WAL).
+//
+// Every entry's client is built first: Prometheus's ApplyConfig, failing
+// on the second entry, has already taken the first's running queue out of
+// its map, so that queue would run on untracked (Close no longer stops it)
+// and the next reload would start it again and panic registering its
+// metrics twice. A bad entry (a CA file that is no certificate) must leave
+// the old queues as they are.
 func (r *Remote) ApplyConfig(cfg *config.Config) error {
-	return r.Storage.ApplyConfig(PromConfig(cfg))
+	pc := PromConfig(cfg)
+	for i, rw := range pc.RemoteWriteConfigs {
+		if _, err := remote.NewWriteClient("check", &remote.ClientConfig{
+			URL:              rw.URL,
+			WriteProtoMsg:    rw.ProtobufMessage,
+			Timeout:          rw.RemoteTimeout,
+			HTTPClientConfig: rw.HTTPClientConfig,
+			SigV4Config:      rw.SigV4Config,
+			AzureADConfig:    rw.AzureADConfig,
+			GoogleIAMConfig:  rw.GoogleIAMConfig,
+			Headers:          rw.Headers,
+			RetryOnRateLimit: rw.QueueConfig.RetryOnRateLimit,
+			RoundRobinDNS:    rw.RoundRobinDNS,
+		}); err != nil {
+			return fmt.Errorf("remote_write[%d] (%s): %w", i, cfg.RemoteWrite[i], err)
+		}
+	}
+	return r.Storage.ApplyConfig(pc)
 }
 
 // PromConfig is the part of cfg that Prometheus's remote storage reads.
@@ -286,6 +312,15 @@ func (h *recordingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *recordingHandler) Handle(ctx context.Context, r slog.Record) error {
+	// Prometheus logs each queue's URL in full (password included), and the
+	// transport's errors name it with its path and query: only scheme and
+	// host go on, to the log and to /ready.
+	clean := slog.NewRecord(r.Time, r.Level, redactURLs(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		clean.AddAttrs(redactAttr(a))
+		return true
+	})
+	r = clean
 	if r.Level >= slog.LevelWarn {
 		queue, msg := h.queue, ""
 		r.Attrs(func(a slog.Attr) bool {
@@ -318,8 +353,44 @@ func (h *recordingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 			c.queue = a.Value.String()
 		}
 	}
-	c.next = h.next.WithAttrs(attrs)
+	clean := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		clean[i] = redactAttr(a)
+	}
+	c.next = h.next.WithAttrs(clean)
 	return &c
+}
+
+// urlRE finds URLs in log text.
+var urlRE = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
+
+// redactURLs replaces every URL in s by its scheme and host.
+func redactURLs(s string) string {
+	return urlRE.ReplaceAllStringFunc(s, func(u string) string {
+		if h := endpointHost(u); h != "" {
+			return h
+		}
+		return "<url>"
+	})
+}
+
+// redactAttr redacts the URLs in a log attribute's text, in groups too.
+func redactAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindGroup:
+		g := v.Group()
+		clean := make([]any, len(g))
+		for i, ga := range g {
+			clean[i] = redactAttr(ga)
+		}
+		return slog.Group(a.Key, clean...)
+	case slog.KindString, slog.KindAny:
+		if s := v.String(); strings.Contains(s, "://") {
+			return slog.String(a.Key, redactURLs(s))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }
 
 func (h *recordingHandler) WithGroup(name string) slog.Handler {

@@ -1,11 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +207,94 @@ func TestEndpointHost(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, endpointHost(tc.in), tc.in)
 	}
+}
+
+// TestRemoteBadReloadKeepsQueues applies a config whose second entry
+// Prometheus cannot build a client for (a CA file that is no certificate):
+// the apply fails, the running queue stays tracked, and applying the good
+// config again (the next reload) neither panics on metrics registered twice
+// nor leaves a queue running that Close does not stop.
+func TestRemoteBadReloadKeepsQueues(t *testing.T) {
+	rc := newReceiver(t)
+	dir := t.TempDir()
+	db, err := Open(&Options{Dir: dir}, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	r := NewRemote(dir, nil, nil, prometheus.NewRegistry())
+	good := remoteConfig(t, rc.URL)
+	require.NoError(t, r.ApplyConfig(good))
+
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+	bad := remoteConfig(t, rc.URL)
+	second := remoteConfig(t, rc.URL+"/other").RemoteWrite[0]
+	second.Name = "other"
+	second.HTTPClientConfig.TLSConfig.CAFile = ca
+	bad.RemoteWrite = append(bad.RemoteWrite, second)
+	require.Error(t, r.ApplyConfig(bad))
+	require.Len(t, r.Status(), 1)
+
+	require.NotPanics(t, func() { require.NoError(t, r.ApplyConfig(good)) })
+	require.Len(t, r.Status(), 1)
+	require.NoError(t, r.Close())
+	require.Empty(t, r.Status(), "every queue stops at Close")
+}
+
+// TestRemoteKeepsURLSecrets sends to an endpoint whose URL carries a
+// password and a query token and which drops every connection: neither
+// appears in vigil's log (Prometheus logs each queue's full URL) nor in the
+// last error that /ready shows (the transport's error names the URL with
+// its path and query).
+func TestRemoteKeepsURLSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	db, err := Open(&Options{Dir: dir, Retention: time.Hour}, nil, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := NewRemote(dir, nil, logger, prometheus.NewRegistry())
+	defer r.Close()
+	db.SetWriteNotified(r)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	u.User = url.UserPassword("vigil", "pw-SECRET")
+	u.Path, u.RawQuery = "/push", "token=Q-SECRET"
+	require.NoError(t, r.ApplyConfig(remoteConfig(t, u.String())))
+
+	fan := promstorage.NewFanout(nil, db, r)
+	app := fan.Appender(context.Background())
+	_, err = app.Append(0, labels.FromStrings("__name__", "up"), time.Now().Add(time.Minute).UnixMilli(), 1)
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	require.Eventually(t, func() bool { r.Notify(); return r.Status()[0].LastError != "" }, 30*time.Second, 20*time.Millisecond)
+
+	st := r.Status()[0]
+	require.Equal(t, srv.URL, st.URL)
+	require.Contains(t, st.LastError, srv.URL)
+	for _, secret := range []string{"pw-SECRET", "Q-SECRET", "/push"} {
+		require.NotContains(t, st.LastError, secret)
+		require.NotContains(t, logs.String(), secret)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a log written from many goroutines.
+type lockedBuffer struct {
+	mtx sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mtx.Lock()
+	defer b.mtx.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mtx.Lock()
+	defer b.mtx.Unlock()
+	return b.buf.String()
 }
