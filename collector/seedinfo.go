@@ -50,8 +50,9 @@ var (
 // the config makes, and checks whether data_dir lies on an encrypted device.
 // It follows ApplyConfig.
 type SeedInfo struct {
-	cfg     atomic.Pointer[config.Config]
-	dataDir atomic.Pointer[dataDirState]
+	// metrics are built from the config by ApplyConfig; they do not change
+	// between configs, so a scrape only sends them.
+	metrics atomic.Pointer[[]prometheus.Metric]
 	paths   blockPaths
 	logger  *slog.Logger
 }
@@ -98,8 +99,17 @@ func (s *SeedInfo) ApplyConfig(cfg *config.Config) error {
 			s.logger.Debug("cannot tell whether data_dir is encrypted", "data_dir", cfg.DataDir, "err", err)
 		}
 	}
-	s.dataDir.Store(st)
-	s.cfg.Store(cfg)
+	var ms []prometheus.Metric
+	ch := make(chan prometheus.Metric)
+	go func() {
+		defer close(ch)
+		s.collectConfig(ch, cfg)
+		s.collectSecurity(ch, cfg, st)
+	}()
+	for m := range ch {
+		ms = append(ms, m)
+	}
+	s.metrics.Store(&ms)
 	return nil
 }
 
@@ -119,10 +129,15 @@ func (s *SeedInfo) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (s *SeedInfo) Collect(ch chan<- prometheus.Metric) {
-	cfg := s.cfg.Load()
-	if cfg == nil {
-		return
+	if ms := s.metrics.Load(); ms != nil {
+		for _, m := range *ms {
+			ch <- m
+		}
 	}
+}
+
+// collectConfig sends the backup and disaster_recovery series of cfg.
+func (s *SeedInfo) collectConfig(ch chan<- prometheus.Metric, cfg *config.Config) {
 	backup := func(block string, b *config.BackupConfig) {
 		if b == nil {
 			return
@@ -141,10 +156,9 @@ func (s *SeedInfo) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(drReplicationDesc, prometheus.GaugeValue, time.Duration(r.Interval).Seconds(), r.Region)
 		}
 	}
-	s.collectSecurity(ch, cfg)
 }
 
-func (s *SeedInfo) collectSecurity(ch chan<- prometheus.Metric, cfg *config.Config) {
+func (s *SeedInfo) collectSecurity(ch chan<- prometheus.Metric, cfg *config.Config, st *dataDirState) {
 	// Two rules of one block that differ only in a key not exported would
 	// be one series twice; the first wins.
 	seen := map[string]bool{}
@@ -205,7 +219,7 @@ func (s *SeedInfo) collectSecurity(ch chan<- prometheus.Metric, cfg *config.Conf
 			ch <- prometheus.MustNewConstMetric(certStorageDesc, prometheus.GaugeValue, 1, it.CertificateStorage)
 		}
 	}
-	if st := s.dataDir.Load(); st != nil && st.known {
+	if st.known {
 		v := 0.0
 		if st.dev.Encrypted {
 			v = 1

@@ -154,3 +154,34 @@ func savedPosition(t *testing.T, dataDir, path string) position {
 	}
 	return position{Offset: -1, Written: -1}
 }
+
+// TestLokiDownPausesReading: while Loki refuses every push, the tailer
+// stops reading once the client holds a batch being pushed and one being
+// built: the log file is the buffer, not vigil's memory.
+func TestLokiDownPausesReading(t *testing.T) {
+	dir := t.TempDir()
+	src, dataDir := filepath.Join(dir, "src"), filepath.Join(dir, "data")
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	rcv := newLokiReceiver(t)
+	rcv.failures.Store(1 << 40)
+	cfg := testConfig(src, "", rcv.url())
+	opts := testOptions(dataDir)
+	opts.StopTimeout = 300 * time.Millisecond
+	a := filepath.Join(src, "a.log")
+	appendLines(t, a, 0, 200000) // about 7 MB
+	size := fileSize(t, a)
+
+	r := start(t, opts, cfg)
+	eventually(t, "failed pushes", func() bool { return rcv.failed.Load() > 3 })
+	eventually(t, "the saved position to record the lines handed over", func() bool {
+		return savedPosition(t, dataDir, a).Written > 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	p := savedPosition(t, dataDir, a)
+	require.Zero(t, p.Offset, "the position moved while Loki took nothing")
+	// A batch pushed, one built and one chunk waiting, each at most a batch
+	// plus one read (256 KiB).
+	require.Less(t, p.Written, int64(2<<20), "the tailer kept reading while Loki was down")
+	require.Less(t, p.Written, size)
+	r.stop(t)
+}
