@@ -178,20 +178,28 @@ func TestStormFoldsIntoOneIncident(t *testing.T) {
 	})
 }
 
+// startTwoStorms starts a notifier with a storm threshold of 1 and fires
+// five high_cpu and five disk_full alerts: each name has one incident of
+// its own (the first alert) and a storm incident folding the other four.
+func startTwoStorms(t *testing.T) (h *harness, cpu, disk []*rules.Alert) {
+	cfg := testConfig(config.EnvProduction)
+	cfg.Escalation.StormThreshold = 1
+	h = start(t, t.TempDir(), cfg, &recorder{}, nil)
+	t0 := time.Now()
+	cpu = seriesAlerts("high_cpu", 5, t0)
+	disk = seriesAlerts("disk_full", 5, t0)
+	h.m.Notify(context.Background(), "x", cpu...)
+	h.m.Notify(context.Background(), "y", disk...)
+	synctest.Wait()
+	time.Sleep(time.Second)
+	return h, cpu, disk
+}
+
 // After a restart, a storm incident whose alerts all ended while vigil was
 // down is resolved by the reconcile; one whose alerts still fire stays.
 func TestReconcileJudgesStormsByAlertname(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig(config.EnvProduction)
-		cfg.Escalation.StormThreshold = 1
-		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
-		t0 := time.Now()
-		cpu := seriesAlerts("high_cpu", 5, t0)
-		disk := seriesAlerts("disk_full", 5, t0)
-		h.m.Notify(context.Background(), "x", cpu...)
-		h.m.Notify(context.Background(), "y", disk...)
-		synctest.Wait()
-		time.Sleep(time.Second)
+		h, _, disk := startTwoStorms(t)
 
 		src := &fakeRules{}
 		src.set(true, disk[4]) // a folded disk_full alert still fires
@@ -211,16 +219,7 @@ func TestReconcileJudgesStormsByAlertname(t *testing.T) {
 // alerts partly still fire stays, counting only those.
 func TestReconcileJudgesStormsByTheirAlerts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig(config.EnvProduction)
-		cfg.Escalation.StormThreshold = 1
-		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
-		t0 := time.Now()
-		cpu := seriesAlerts("high_cpu", 5, t0)
-		disk := seriesAlerts("disk_full", 5, t0)
-		h.m.Notify(context.Background(), "x", cpu...)
-		h.m.Notify(context.Background(), "y", disk...)
-		synctest.Wait()
-		time.Sleep(time.Second)
+		h, cpu, disk := startTwoStorms(t)
 
 		src := &fakeRules{}
 		// cpu[0] and disk[0] have incidents of their own; of the folded
