@@ -158,9 +158,19 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 		if err != nil {
 			return err
 		}
+		// OverLimit walks every rule: asked once per name, not per incident.
+		over := map[string]bool{}
+		overLimit := func(name string) bool {
+			o, ok := over[name]
+			if !ok {
+				o = src.OverLimit(name)
+				over[name] = o
+			}
+			return o
+		}
 		for _, inc := range all {
 			if inc.State == StateResolved || !fromRules(&inc) || !inc.CreatedAt.Before(seen) ||
-				(alertname != "" && inc.Alert.Name != alertname) || src.OverLimit(inc.Alert.Name) {
+				(alertname != "" && inc.Alert.Name != alertname) || overLimit(inc.Alert.Name) {
 				continue
 			}
 			switch state, ok := active[inc.Fingerprint]; {
