@@ -158,9 +158,19 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 		if err != nil {
 			return err
 		}
+		// OverLimit walks every rule: asked once per name, not per incident.
+		over := map[string]bool{}
+		overLimit := func(name string) bool {
+			o, ok := over[name]
+			if !ok {
+				o = src.OverLimit(name)
+				over[name] = o
+			}
+			return o
+		}
 		for _, inc := range all {
 			if inc.State == StateResolved || !fromRules(&inc) || !inc.CreatedAt.Before(seen) ||
-				(alertname != "" && inc.Alert.Name != alertname) || src.OverLimit(inc.Alert.Name) {
+				(alertname != "" && inc.Alert.Name != alertname) || overLimit(inc.Alert.Name) {
 				continue
 			}
 			switch state, ok := active[inc.Fingerprint]; {
@@ -214,8 +224,9 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, seen time.Time, fired func(fp string) bool) error {
 	now := m.clock.Now()
 	var eff *effects
+	resolved := 0
 	err := m.store.Update(func(tx Tx) error {
-		eff = newEffects()
+		eff, resolved = newEffects(), 0
 		for _, id := range ids {
 			inc, err := tx.Incident(id)
 			if err != nil {
@@ -230,13 +241,14 @@ func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []str
 			if err := m.resolve(tx, cfg, &inc, ResolvedByAlert, "", now, eff); err != nil {
 				return err
 			}
+			resolved++
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("notifier: resolve incidents whose alerts are gone: %w", err)
 	}
-	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", len(ids))
+	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", resolved)
 	m.apply(ctx, eff)
 	return nil
 }

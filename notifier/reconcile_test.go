@@ -21,6 +21,8 @@ type fakeRules struct {
 	active []*rules.Alert
 	reads  int
 	over   map[string]bool
+	// overAsked counts OverLimit calls by name.
+	overAsked map[string]int
 	// afterRead, when set, runs once after the next read, outside the
 	// lock: what the rules do between the reconcile's read and its write.
 	afterRead func()
@@ -38,6 +40,10 @@ func (f *fakeRules) setOver(name string, over bool) {
 func (f *fakeRules) OverLimit(name string) bool {
 	f.mtx.Lock()
 	defer f.mtx.Unlock()
+	if f.overAsked == nil {
+		f.overAsked = map[string]int{}
+	}
+	f.overAsked[name]++
 	return f.over[name]
 }
 
@@ -280,6 +286,9 @@ func TestReconcileRuleOverLimit(t *testing.T) {
 		time.Sleep(time.Second)
 		synctest.Wait()
 		require.True(t, finished(done))
+		src.mtx.Lock()
+		require.Equal(t, 1, src.overAsked["high_cpu"], "asked once for its two incidents")
+		src.mtx.Unlock()
 		require.Equal(t, StateResolved, state(other.ID), "disk_full's alert ended")
 		require.Equal(t, StateTriggered, state(ended.ID), "not judged while over the limit")
 		require.Equal(t, StateTriggered, state(kept.ID), "not judged while over the limit")

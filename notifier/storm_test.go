@@ -178,20 +178,28 @@ func TestStormFoldsIntoOneIncident(t *testing.T) {
 	})
 }
 
+// startTwoStorms starts a notifier with a storm threshold of 1 and fires
+// five high_cpu and five disk_full alerts: each name has one incident of
+// its own (the first alert) and a storm incident folding the other four.
+func startTwoStorms(t *testing.T) (h *harness, cpu, disk []*rules.Alert) {
+	cfg := testConfig(config.EnvProduction)
+	cfg.Escalation.StormThreshold = 1
+	h = start(t, t.TempDir(), cfg, &recorder{}, nil)
+	t0 := time.Now()
+	cpu = seriesAlerts("high_cpu", 5, t0)
+	disk = seriesAlerts("disk_full", 5, t0)
+	h.m.Notify(context.Background(), "x", cpu...)
+	h.m.Notify(context.Background(), "y", disk...)
+	synctest.Wait()
+	time.Sleep(time.Second)
+	return h, cpu, disk
+}
+
 // After a restart, a storm incident whose alerts all ended while vigil was
 // down is resolved by the reconcile; one whose alerts still fire stays.
 func TestReconcileJudgesStormsByAlertname(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig(config.EnvProduction)
-		cfg.Escalation.StormThreshold = 1
-		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
-		t0 := time.Now()
-		cpu := seriesAlerts("high_cpu", 5, t0)
-		disk := seriesAlerts("disk_full", 5, t0)
-		h.m.Notify(context.Background(), "x", cpu...)
-		h.m.Notify(context.Background(), "y", disk...)
-		synctest.Wait()
-		time.Sleep(time.Second)
+		h, _, disk := startTwoStorms(t)
 
 		src := &fakeRules{}
 		src.set(true, disk[4]) // a folded disk_full alert still fires
@@ -211,16 +219,7 @@ func TestReconcileJudgesStormsByAlertname(t *testing.T) {
 // alerts partly still fire stays, counting only those.
 func TestReconcileJudgesStormsByTheirAlerts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig(config.EnvProduction)
-		cfg.Escalation.StormThreshold = 1
-		h := start(t, t.TempDir(), cfg, &recorder{}, nil)
-		t0 := time.Now()
-		cpu := seriesAlerts("high_cpu", 5, t0)
-		disk := seriesAlerts("disk_full", 5, t0)
-		h.m.Notify(context.Background(), "x", cpu...)
-		h.m.Notify(context.Background(), "y", disk...)
-		synctest.Wait()
-		time.Sleep(time.Second)
+		h, cpu, disk := startTwoStorms(t)
 
 		src := &fakeRules{}
 		// cpu[0] and disk[0] have incidents of their own; of the folded
@@ -318,5 +317,57 @@ func TestStormResolvedByHand(t *testing.T) {
 		require.NotEqual(t, storm.ID, again.ID)
 		require.Equal(t, StateTriggered, again.State)
 		require.Equal(t, 1, again.Storm.Alerts)
+	})
+}
+
+// A restart mid-escalation with storm incidents open: the deadlines that
+// passed while vigil was down wait for the first reconcile, which resolves
+// the storm whose folded alerts all ended (Level 2 never hears of it) and
+// keeps the one whose folded alert still fires, counting only that one
+// and paging Level 2 for it at once. A new alert of its name folds into
+// it, as before the restart.
+func TestRestartMidEscalationWithStormsOpen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		rec := &recorder{}
+		cfg := testConfig(config.EnvProduction)
+		cfg.Escalation.StormThreshold = 1
+		h := start(t, dir, cfg, rec, nil)
+		t0 := time.Now()
+		cpu := seriesAlerts("high_cpu", 5, t0)
+		disk := seriesAlerts("disk_full", 6, t0)
+		h.m.Notify(context.Background(), "x", cpu...)
+		h.m.Notify(context.Background(), "y", disk[:5]...)
+		synctest.Wait()
+		time.Sleep(time.Second)
+		cpuStorm, diskStorm := h.storm("high_cpu"), h.storm("disk_full")
+		h.stop()
+
+		time.Sleep(2 * time.Hour) // down past the Level 2 deadline (1h)
+		h = start(t, dir, cfg, rec, nil, func(o *Options) { o.Reconcile = true })
+		src := &fakeRules{}
+		done := reconcileStart(h, src)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.Empty(t, levelTwo(rec), "Level 2 was paged before the reconcile")
+
+		src.set(true, disk[3]) // one folded disk_full alert still fires
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.True(t, finished(done))
+		require.Equal(t, StateResolved, must(h.m.Incident(cpuStorm.ID))(t).State)
+		got := must(h.m.Incident(diskStorm.ID))(t)
+		require.Equal(t, StateTriggered, got.State)
+		require.Equal(t, 1, got.Storm.Firing)
+		calls := levelTwo(rec)
+		require.Len(t, calls, 1)
+		require.Equal(t, diskStorm.ID, calls[0].incident)
+		require.Equal(t, KindEscalation, calls[0].kind)
+
+		h.m.Notify(context.Background(), "y", disk[5])
+		synctest.Wait()
+		got = must(h.m.Incident(diskStorm.ID))(t)
+		require.Equal(t, 5, got.Storm.Alerts)
+		require.Equal(t, 2, got.Storm.Firing)
 	})
 }

@@ -135,6 +135,9 @@ func (h *health) check(ctx context.Context) {
 	}
 	defer q.Close()
 	hints := &storage.SelectHints{Start: now.Add(-h.absentAfter).UnixMilli(), End: now.UnixMilli(), Func: "series"}
+	// found is whether each selector matched a series in this check: many
+	// rules share a selector (up{job="..."}), which is queried once.
+	found := map[string]bool{}
 	for _, g := range groups {
 		for _, r := range g.Rules() {
 			for sel, ms := range inputSelectors(r.Query()) {
@@ -145,12 +148,19 @@ func (h *health) check(ctx context.Context) {
 					h.inputs[k] = s
 				}
 				s.checked = true
-				ss := q.Select(ctx, false, hints, ms...)
-				if ss.Next() {
+				seen, ok := found[sel]
+				if !ok {
+					ss := q.Select(ctx, false, hints, ms...)
+					if seen = ss.Next(); !seen {
+						if err := ss.Err(); err != nil {
+							h.logger.Warn("cannot check rule inputs", "rule", r.Name(), "selector", sel, "err", err)
+							continue
+						}
+					}
+					found[sel] = seen
+				}
+				if seen {
 					s.lastSeen = now
-				} else if err := ss.Err(); err != nil {
-					h.logger.Warn("cannot check rule inputs", "rule", r.Name(), "selector", sel, "err", err)
-					continue
 				}
 				switch dead := now.Sub(s.lastSeen) >= h.absentAfter; {
 				case dead && !s.absent:

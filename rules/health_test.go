@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
@@ -307,4 +308,70 @@ func TestRuleHealthSameNameTwice(t *testing.T) {
 	_, err = reg.Gather()
 	require.NoError(t, err)
 	require.Equal(t, 0.0, testutil.ToFloat64(onlySeries(t, reg, "vigil_rule_limit_exceeded", map[string]string{"rule_group": "cpu", "rule": "high_cpu"})))
+}
+
+// countingQueryable counts the health check's selects by metric name.
+type countingQueryable struct {
+	storage.Queryable
+	mtx     sync.Mutex
+	selects map[string]int
+}
+
+func (c *countingQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	q, err := c.Queryable.Querier(mint, maxt)
+	return countingQuerier{Querier: q, c: c}, err
+}
+
+type countingQuerier struct {
+	storage.Querier
+	c *countingQueryable
+}
+
+func (q countingQuerier) Select(ctx context.Context, sorted bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	if hints != nil && hints.Func == "series" {
+		q.c.mtx.Lock()
+		for _, m := range ms {
+			if m.Name == labels.MetricName {
+				q.c.selects[m.Value]++
+			}
+		}
+		q.c.mtx.Unlock()
+	}
+	return q.Querier.Select(ctx, sorted, hints, ms...)
+}
+
+// A selector that many rules share is queried once per health check, and
+// each rule still reports it.
+func TestRuleHealthQueriesASharedSelectorOnce(t *testing.T) {
+	db := openTestDB(t)
+	cq := &countingQueryable{Queryable: db, selects: map[string]int{}}
+	reg := prometheus.NewRegistry()
+	m, err := New(&Options{Queryable: cq, Appendable: db, Engine: newTestEngine(), HealthInterval: time.Hour},
+		slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	lbls := map[string]string{"app": "infrastructure", "environment": "production"}
+	require.NoError(t, m.ApplyConfig(&config.Config{
+		Service: "checkout", Environment: "production",
+		Metrics: config.MetricsConfig{Interval: config.Duration(time.Hour)},
+		Alerts: config.AlertsConfig{
+			EvaluationInterval: config.Duration(time.Hour),
+			AbsentAfter:        config.Duration(10 * time.Minute),
+			Rules: []config.RuleConfig{
+				{Name: "disk_warning", Condition: "disk_usage > 80", Severity: "warning", Labels: lbls},
+				{Name: "disk_critical", Condition: "disk_usage > 95", Severity: "critical", Labels: lbls},
+			},
+		},
+	}))
+	runManager(t, m)
+	cq.mtx.Lock()
+	clear(cq.selects)
+	cq.mtx.Unlock()
+	m.CheckHealth(context.Background())
+	cq.mtx.Lock()
+	require.Equal(t, 1, cq.selects["disk_usage"])
+	cq.mtx.Unlock()
+	sel := `disk_usage{app="infrastructure",environment="production"}`
+	for _, rule := range []string{"disk_warning", "disk_critical"} {
+		require.Equal(t, 0.0, testutil.ToFloat64(onlySeries(t, reg, "vigil_rule_inputs_absent", map[string]string{"rule_group": SeedGroupName, "rule": rule, "selector": sel})))
+	}
 }
