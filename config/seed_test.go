@@ -443,3 +443,15 @@ func TestRuleLimitRuleInEveryConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestSecurityGroupNameTwice(t *testing.T) {
+	const doc = `security:
+  groups:
+    - name: app-sg
+      ingress: [{port: 443, protocol: tcp, source: 10.0.0.0/8}]
+    - name: app-sg
+      ingress: [{port: 80, protocol: tcp, source: 10.0.0.0/8}]
+`
+	_, err := Parse([]byte(doc), "vigil.yaml")
+	require.EqualError(t, err, `vigil.yaml:5: security.groups[1] "app-sg": name "app-sg" is used twice (first at line 3)`)
+}

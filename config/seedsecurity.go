@@ -193,10 +193,8 @@ func (c *Config) validateSecurityBlocks(r *reporter) {
 		p := indexPath("security.groups", i)
 		if strings.TrimSpace(g.Name) == "" {
 			r.valueErr(0, p, "name is required")
-		} else if first, ok := seen[g.Name]; ok {
-			r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", g.Name, first)
 		} else {
-			seen[g.Name] = r.line(joinPath(p, "name"))
+			r.unique(seen, p, g.Name)
 		}
 		validateFirewallRules(r, joinPath(p, "ingress"), g.Ingress, true)
 		validateFirewallRules(r, joinPath(p, "egress"), g.Egress, false)
