@@ -314,6 +314,12 @@ firewall:
     - {port: 9000-9100, protocol: tcp, source: 10.0.0.0/8}
     - {port: 22, protocol: tcp, source: 10.0.0.0/8}
 `, nil},
+		{"protocol as validation accepts it, case and space aside: vigil's port open", `
+server: {listen: ":9090"}
+firewall:
+  inbound:
+    - {port: 9090, protocol: " TCP ", source: 10.0.0.0/8}
+`, nil},
 		{"ssh to the world", `
 firewall:
   inbound:

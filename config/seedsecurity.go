@@ -81,6 +81,13 @@ func (p PortRange) String() string {
 // Contains reports whether port is in the range.
 func (p PortRange) Contains(port int) bool { return p.From <= port && port <= p.To }
 
+// opensTCP reports whether the rule lets TCP through on port. The protocol
+// is compared as validation accepts it: without case or surrounding space.
+func (r FirewallRule) opensTCP(port int) bool {
+	proto := strings.ToLower(strings.TrimSpace(r.Protocol))
+	return r.Port.Contains(port) && (proto == "tcp" || proto == "all")
+}
+
 // firewallProtocols are the accepted protocols of firewall and security
 // group rules, compared without case ("all" is the seed's every protocol).
 var firewallProtocols = []string{"tcp", "udp", "icmp", "all"}
@@ -379,8 +386,7 @@ func (c *Config) securityWarnings() []string {
 	}
 	openTo := func(rules []FirewallRule, port int) bool {
 		for _, r := range rules {
-			proto := strings.ToLower(r.Protocol)
-			if r.Port.Contains(port) && (proto == "tcp" || proto == "all") {
+			if r.opensTCP(port) {
 				return true
 			}
 		}
@@ -388,8 +394,7 @@ func (c *Config) securityWarnings() []string {
 	}
 	sshOpen := func(where string, rules []FirewallRule) {
 		for i, r := range rules {
-			proto := strings.ToLower(r.Protocol)
-			if !r.Port.Contains(22) || (proto != "tcp" && proto != "all") {
+			if !r.opensTCP(22) {
 				continue
 			}
 			if pfx, err := netip.ParsePrefix(strings.TrimSpace(r.Source)); err == nil && pfx.Bits() == 0 {
