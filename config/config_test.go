@@ -913,6 +913,16 @@ remote_write:
 	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: cannot read the file: stat /nonexistent/token: no such file or directory`)
 }
 
+func TestRemoteWriteSecretFileNotRegular(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    authorization:
+      credentials_file: /dev/zero
+`), "vigil.yml")
+	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: /dev/zero is not a regular file (it is a character device)`)
+}
+
 func TestRemoteWriteTwiceTheSame(t *testing.T) {
 	_, err := Parse([]byte(`service: checkout
 remote_write:
