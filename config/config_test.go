@@ -949,3 +949,13 @@ remote_write:
 	require.ErrorContains(t, err, `vigil.yml:3: remote_write[0]: parse "http://vigil:xxxxx@127.0.0.1:9090/api/v1/write": invalid URL escape`)
 	require.NotContains(t, err.Error(), "SECRET")
 }
+
+func TestLinkSpeedPerDeviceErrorsInOrder(t *testing.T) {
+	_, err := Parse([]byte(`collectors:
+  infrastructure:
+    link_speed_mbps_per_device: {veth9: 0, eth0: -1, bond0: 0}
+`), "vigil.yml")
+	require.EqualError(t, err, "vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.bond0: 0 must be more than 0\n"+
+		"vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.eth0: -1 must be more than 0\n"+
+		"vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.veth9: 0 must be more than 0")
+}
