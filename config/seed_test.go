@@ -461,3 +461,13 @@ func TestSecurityGroupNameTwice(t *testing.T) {
 	_, err := Parse([]byte(doc), "vigil.yaml")
 	require.EqualError(t, err, `vigil.yaml:5: security.groups[1] "app-sg": name "app-sg" is used twice (first at line 3)`)
 }
+
+func TestListensOnLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9090": true, "[::1]:9090": true, "localhost:9090": true,
+		":9090": false, "0.0.0.0:9090": false, "10.0.0.5:9090": false, "vigil.internal:9090": false,
+	} {
+		c := &Config{Server: ServerConfig{Listen: addr}}
+		require.Equal(t, want, c.ListensOnLoopback(), addr)
+	}
+}

@@ -380,7 +380,7 @@ func validLabelKey(k string) bool {
 func (c *Config) securityWarnings() []string {
 	var out []string
 	listenPort := portOf(c.ListenAddress())
-	if host, _, _ := net.SplitHostPort(c.ListenAddress()); isLoopback(host) {
+	if c.ListensOnLoopback() {
 		// Nobody off the host can reach vigil whatever the rules say.
 		listenPort = 0
 	}
