@@ -361,6 +361,17 @@ network:
       ingress:
         - ports: [{protocol: TCP, port: 5432}]
 `, nil},
+		{"database policy with a protocol and no port: every port", `
+collectors:
+  database:
+    dsn: postgres://vigil@db.internal:6432/app
+network:
+  policies:
+    - name: database-policy
+      podSelector: {matchLabels: {app: database}}
+      ingress:
+        - ports: [{protocol: TCP}]
+`, nil},
 		{"app policy without the target's port", `
 collectors:
   app:

@@ -441,6 +441,11 @@ func (c *Config) networkPolicyWarnings(n *NetworkConfig) []string {
 		var rs []PortRange
 		for _, in := range np.Ingress {
 			for _, p := range in.Ports {
+				if p.Port == 0 {
+					// No port: every port of the protocol, as Kubernetes reads it.
+					rs = append(rs, PortRange{0, 65535})
+					continue
+				}
 				rs = append(rs, PortRange{p.Port, max(p.Port, p.EndPort)})
 			}
 		}
