@@ -4,6 +4,7 @@
 package config
 
 import (
+	"net"
 	"time"
 )
 
@@ -392,6 +393,13 @@ func (c *Config) ListenAddress() string {
 		return ":" + itoa(c.Metrics.Port)
 	}
 	return ":9090"
+}
+
+// ListensOnLoopback reports whether vigil's listener is reachable only from
+// this machine (localhost or a loopback address).
+func (c *Config) ListensOnLoopback() bool {
+	host, _, err := net.SplitHostPort(c.ListenAddress())
+	return err == nil && isLoopback(host)
 }
 
 // Line returns the line of a key path such as "alerts.rules[2].duration", or 0.

@@ -913,6 +913,16 @@ remote_write:
 	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: cannot read the file: stat /nonexistent/token: no such file or directory`)
 }
 
+func TestRemoteWriteSecretFileNotRegular(t *testing.T) {
+	_, err := Parse([]byte(`service: checkout
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    authorization:
+      credentials_file: /dev/zero
+`), "vigil.yml")
+	require.ErrorContains(t, err, `vigil.yml:5: remote_write[0].authorization.credentials_file: /dev/zero is not a regular file (it is a character device)`)
+}
+
 func TestRemoteWriteTwiceTheSame(t *testing.T) {
 	_, err := Parse([]byte(`service: checkout
 remote_write:
@@ -938,4 +948,14 @@ remote_write:
 `), "vigil.yml")
 	require.ErrorContains(t, err, `vigil.yml:3: remote_write[0]: parse "http://vigil:xxxxx@127.0.0.1:9090/api/v1/write": invalid URL escape`)
 	require.NotContains(t, err.Error(), "SECRET")
+}
+
+func TestLinkSpeedPerDeviceErrorsInOrder(t *testing.T) {
+	_, err := Parse([]byte(`collectors:
+  infrastructure:
+    link_speed_mbps_per_device: {veth9: 0, eth0: -1, bond0: 0}
+`), "vigil.yml")
+	require.EqualError(t, err, "vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.bond0: 0 must be more than 0\n"+
+		"vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.eth0: -1 must be more than 0\n"+
+		"vigil.yml:3: collectors.infrastructure.link_speed_mbps_per_device.veth9: 0 must be more than 0")
 }

@@ -215,7 +215,7 @@ func (c RemoteWriteConfig) String() string {
 }
 
 // checkRemoteWriteFiles reports secret and TLS files that cannot be read
-// now. Prometheus reads them at each send, so a rotated secret needs no
+// now, or are not regular files. Prometheus reads them at each send, so a rotated secret needs no
 // reload; a missing one is better told at load, with its line.
 func (c *Config) checkRemoteWriteFiles(r *reporter, path string, rw *RemoteWriteConfig) {
 	hc := rw.HTTPClientConfig
@@ -239,8 +239,15 @@ func (c *Config) checkRemoteWriteFiles(r *reporter, path string, rw *RemoteWrite
 		if f == "" {
 			continue
 		}
-		if _, err := os.Stat(resolvePath(dir, f)); err != nil {
+		f = resolvePath(dir, f)
+		fi, err := os.Stat(f)
+		switch {
+		case err != nil:
 			r.valueErr(0, joinPath(path, key), "cannot read the file: %v", err)
+		case !fi.Mode().IsRegular():
+			// Prometheus reads the file whole at each send: /dev/zero
+			// would fill memory, a pipe hang the queue.
+			r.valueErr(0, joinPath(path, key), "%s is %v (it is %s)", f, ErrNotRegular, fileKind(fi.Mode()))
 		}
 	}
 }

@@ -314,6 +314,12 @@ firewall:
     - {port: 9000-9100, protocol: tcp, source: 10.0.0.0/8}
     - {port: 22, protocol: tcp, source: 10.0.0.0/8}
 `, nil},
+		{"protocol as validation accepts it, case and space aside: vigil's port open", `
+server: {listen: ":9090"}
+firewall:
+  inbound:
+    - {port: 9090, protocol: " TCP ", source: 10.0.0.0/8}
+`, nil},
 		{"ssh to the world", `
 firewall:
   inbound:
@@ -354,6 +360,17 @@ network:
       podSelector: {matchLabels: {app: database}}
       ingress:
         - ports: [{protocol: TCP, port: 5432}]
+`, nil},
+		{"database policy with a protocol and no port: every port", `
+collectors:
+  database:
+    dsn: postgres://vigil@db.internal:6432/app
+network:
+  policies:
+    - name: database-policy
+      podSelector: {matchLabels: {app: database}}
+      ingress:
+        - ports: [{protocol: TCP}]
 `, nil},
 		{"app policy without the target's port", `
 collectors:
@@ -441,5 +458,27 @@ func TestRuleLimitRuleInEveryConfig(t *testing.T) {
 			}
 			require.Equal(t, 1, n, "added once")
 		})
+	}
+}
+
+func TestSecurityGroupNameTwice(t *testing.T) {
+	const doc = `security:
+  groups:
+    - name: app-sg
+      ingress: [{port: 443, protocol: tcp, source: 10.0.0.0/8}]
+    - name: app-sg
+      ingress: [{port: 80, protocol: tcp, source: 10.0.0.0/8}]
+`
+	_, err := Parse([]byte(doc), "vigil.yaml")
+	require.EqualError(t, err, `vigil.yaml:5: security.groups[1] "app-sg": name "app-sg" is used twice (first at line 3)`)
+}
+
+func TestListensOnLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9090": true, "[::1]:9090": true, "localhost:9090": true,
+		":9090": false, "0.0.0.0:9090": false, "10.0.0.5:9090": false, "vigil.internal:9090": false,
+	} {
+		c := &Config{Server: ServerConfig{Listen: addr}}
+		require.Equal(t, want, c.ListensOnLoopback(), addr)
 	}
 }

@@ -81,6 +81,13 @@ func (p PortRange) String() string {
 // Contains reports whether port is in the range.
 func (p PortRange) Contains(port int) bool { return p.From <= port && port <= p.To }
 
+// opensTCP reports whether the rule lets TCP through on port. The protocol
+// is compared as validation accepts it: without case or surrounding space.
+func (r FirewallRule) opensTCP(port int) bool {
+	proto := strings.ToLower(strings.TrimSpace(r.Protocol))
+	return r.Port.Contains(port) && (proto == "tcp" || proto == "all")
+}
+
 // firewallProtocols are the accepted protocols of firewall and security
 // group rules, compared without case ("all" is the seed's every protocol).
 var firewallProtocols = []string{"tcp", "udp", "icmp", "all"}
@@ -193,10 +200,8 @@ func (c *Config) validateSecurityBlocks(r *reporter) {
 		p := indexPath("security.groups", i)
 		if strings.TrimSpace(g.Name) == "" {
 			r.valueErr(0, p, "name is required")
-		} else if first, ok := seen[g.Name]; ok {
-			r.valueErr(0, joinPath(p, "name"), "%q is used twice (first at line %d)", g.Name, first)
 		} else {
-			seen[g.Name] = r.line(joinPath(p, "name"))
+			r.unique(seen, p, g.Name)
 		}
 		validateFirewallRules(r, joinPath(p, "ingress"), g.Ingress, true)
 		validateFirewallRules(r, joinPath(p, "egress"), g.Egress, false)
@@ -375,14 +380,13 @@ func validLabelKey(k string) bool {
 func (c *Config) securityWarnings() []string {
 	var out []string
 	listenPort := portOf(c.ListenAddress())
-	if host, _, _ := net.SplitHostPort(c.ListenAddress()); isLoopback(host) {
+	if c.ListensOnLoopback() {
 		// Nobody off the host can reach vigil whatever the rules say.
 		listenPort = 0
 	}
 	openTo := func(rules []FirewallRule, port int) bool {
 		for _, r := range rules {
-			proto := strings.ToLower(r.Protocol)
-			if r.Port.Contains(port) && (proto == "tcp" || proto == "all") {
+			if r.opensTCP(port) {
 				return true
 			}
 		}
@@ -390,8 +394,7 @@ func (c *Config) securityWarnings() []string {
 	}
 	sshOpen := func(where string, rules []FirewallRule) {
 		for i, r := range rules {
-			proto := strings.ToLower(r.Protocol)
-			if !r.Port.Contains(22) || (proto != "tcp" && proto != "all") {
+			if !r.opensTCP(22) {
 				continue
 			}
 			if pfx, err := netip.ParsePrefix(strings.TrimSpace(r.Source)); err == nil && pfx.Bits() == 0 {
@@ -438,6 +441,11 @@ func (c *Config) networkPolicyWarnings(n *NetworkConfig) []string {
 		var rs []PortRange
 		for _, in := range np.Ingress {
 			for _, p := range in.Ports {
+				if p.Port == 0 {
+					// No port: every port of the protocol, as Kubernetes reads it.
+					rs = append(rs, PortRange{0, 65535})
+					continue
+				}
 				rs = append(rs, PortRange{p.Port, max(p.Port, p.EndPort)})
 			}
 		}

@@ -132,9 +132,9 @@ func (c *Config) validateCollectors(r *reporter) {
 		if i.LinkSpeedMbps < 0 {
 			r.valueErr(0, "collectors.infrastructure.link_speed_mbps", "must not be negative")
 		}
-		for dev, v := range i.LinkSpeedMbpsPerDevice {
-			if v <= 0 {
-				r.valueErr(0, "collectors.infrastructure.link_speed_mbps_per_device."+dev, "%d must be more than 0", v)
+		for _, dev := range sortedKeys(i.LinkSpeedMbpsPerDevice) {
+			if v := i.LinkSpeedMbpsPerDevice[dev]; v <= 0 {
+				r.valueErr(0, joinPath("collectors.infrastructure.link_speed_mbps_per_device", dev), "%d must be more than 0", v)
 			}
 		}
 	}

@@ -17,24 +17,15 @@ func openListenWarning(cfg *config.Config) string {
 	if !auth.Open(cfg) {
 		return ""
 	}
-	addr := cfg.ListenAddress()
-	host, _, err := net.SplitHostPort(addr)
-	if err == nil && loopbackHost(host) {
+	if cfg.ListensOnLoopback() {
 		return ""
 	}
+	addr := cfg.ListenAddress()
+	host, _, _ := net.SplitHostPort(addr)
 	what := addr
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		what = addr + " (every interface)"
 	}
 	return fmt.Sprintf("OPEN TO THE NETWORK: vigil listens on %s with authentication off: anyone who can reach it "+
 		"has every permission; listen on 127.0.0.1 or configure users", what)
-}
-
-// loopbackHost reports whether host is localhost or a loopback address.
-func loopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
