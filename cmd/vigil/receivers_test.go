@@ -164,6 +164,17 @@ users:
 	click("UONCALL", "vigil_ack")
 	click("UONCALL", "vigil_resolve")
 	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+
+	// A click on an incident deleted or pruned since its message was posted
+	// tells the operator it is gone, not that they lack a permission.
+	click("UONCALL", "vigil_ack", "inc-9")
+	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+	mtx.Lock()
+	require.Len(t, replies, 3)
+	require.Contains(t, replies[2], "vigil could not ack incident inc-9")
+	require.Contains(t, replies[2], "not found")
+	require.NotContains(t, replies[2], "not allowed")
+	mtx.Unlock()
 }
 
 // TestSlackButtonsKeepToResources: a user whose acknowledge covers only
