@@ -142,7 +142,8 @@ func (h *Handler) visibleRollbacks(c *gin.Context, list []rollbackView) []rollba
 // (acknowledge, resolve) on incident id: 404 when it may not even see it,
 // so that the answer tells nothing of incidents of other apps.
 func (h *Handler) mayActOn(c *gin.Context, id string) bool {
-	if _, ok := c.Get(authUserKey); !ok {
+	v, ok := c.Get(authUserKey)
+	if !ok {
 		return true
 	}
 	inc, err := h.opts.Incidents.Incident(id)
@@ -151,15 +152,28 @@ func (h *Handler) mayActOn(c *gin.Context, id string) bool {
 		return false
 	}
 	app := incidentApp(inc)
-	if !mayOn(c, permMonitor, app) {
+	if hidden, err := incidentActRefusal(v.(auth.User), permAcknowledge, app); hidden {
 		apiError(c, http.StatusNotFound, "not_found", fmt.Sprintf("incident %q not found", id))
 		return false
-	}
-	if !mayOn(c, permAcknowledge, app) {
+	} else if err != nil {
 		refuseApp(c, permAcknowledge, "act on incidents", app)
 		return false
 	}
 	return true
+}
+
+// incidentActRefusal says why u may not act with permission on an incident
+// of app, nil when it may; hidden when u may not even see the incident
+// (monitor), which the API answers with 404. The API (mayActOn) and Slack's
+// buttons (AuthorizeIncidentAction) both ask it.
+func incidentActRefusal(u auth.User, permission, app string) (hidden bool, err error) {
+	if !u.CanOn(permMonitor, app) {
+		return true, fmt.Errorf("user %q may not see incidents of app %q (permission %q)", u.Name, app, permMonitor)
+	}
+	if !u.CanOn(permission, app) {
+		return false, fmt.Errorf("user %q's permission %q does not cover app %q", u.Name, permission, app)
+	}
+	return false, nil
 }
 
 // mayTouchWatched answers 403 and returns false unless the caller holds

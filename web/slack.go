@@ -51,14 +51,8 @@ func (h *Handler) AuthorizeIncidentAction(user, id string, resolve bool) error {
 	if err != nil {
 		return fmt.Errorf("%w: incident %q: %w", ErrForbidden, id, err)
 	}
-	app := incidentApp(inc)
-	if !u.CanOn(permMonitor, app) {
-		// The API answers 404 for an incident the user may not see
-		// (mayActOn), whatever else it holds.
-		return fmt.Errorf("%w: user %q may not see incidents of app %q (permission %q)", ErrForbidden, u.Name, app, permMonitor)
-	}
-	if !u.CanOn(permission, app) {
-		return fmt.Errorf("%w: user %q's permission %q does not cover app %q", ErrForbidden, u.Name, permission, app)
+	if _, err := incidentActRefusal(u, permission, incidentApp(inc)); err != nil {
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -103,7 +104,10 @@ func (s *slackInteractions) act(action, id, user string) error {
 	if s.authorize == nil {
 		return fmt.Errorf("%w: permissions are not known yet", slack.ErrNotAllowed)
 	}
-	if err := s.authorize(user, id, action == slack.Resolve); err != nil {
+	if err := s.authorize(user, id, action == slack.Resolve); errors.Is(err, notifier.ErrNotFound) {
+		// Deleted or pruned since its message was posted: gone, not refused.
+		return fmt.Errorf("incident %q: %w", id, notifier.ErrNotFound)
+	} else if err != nil {
 		return fmt.Errorf("%w: %w", slack.ErrNotAllowed, err)
 	}
 	var err error

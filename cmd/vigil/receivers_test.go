@@ -60,6 +60,19 @@ func (a *actedIncidents) Resolve(id, by, _ string) (notifier.Incident, error) {
 	return notifier.Incident{}, nil
 }
 
+// slackTestHandler is a ready web handler authenticating with cfg's users
+// over the incidents of actedIncidents.
+func slackTestHandler(t *testing.T, cfg *config.Config) (*actedIncidents, *web.Handler) {
+	t.Helper()
+	authn, err := auth.New(cfg)
+	require.NoError(t, err)
+	incidents := &actedIncidents{}
+	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
+	require.NoError(t, h.ApplyConfig(cfg))
+	h.SetReady(true)
+	return incidents, h
+}
+
 func (a *actedIncidents) done() []string {
 	a.mtx.Lock()
 	defer a.mtx.Unlock()
@@ -86,12 +99,7 @@ users:
   - {name: oncall, role: operator, slack_user: UONCALL}
 `, secret, viewerHash), "vigil.yml")
 	require.NoError(t, err)
-	authn, err := auth.New(cfg)
-	require.NoError(t, err)
-	incidents := &actedIncidents{}
-	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
-	require.NoError(t, h.ApplyConfig(cfg))
-	h.SetReady(true)
+	incidents, h := slackTestHandler(t, cfg)
 
 	buttons := &slackInteractions{incidents: incidents, authorize: h.AuthorizeIncidentAction}
 	require.NoError(t, buttons.ApplyConfig(cfg))
@@ -156,6 +164,17 @@ users:
 	click("UONCALL", "vigil_ack")
 	click("UONCALL", "vigil_resolve")
 	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+
+	// A click on an incident deleted or pruned since its message was posted
+	// tells the operator it is gone, not that they lack a permission.
+	click("UONCALL", "vigil_ack", "inc-9")
+	require.Equal(t, []string{"ack inc-1 by oncall", "resolve inc-1 by oncall"}, incidents.done())
+	mtx.Lock()
+	require.Len(t, replies, 3)
+	require.Contains(t, replies[2], "vigil could not ack incident inc-9")
+	require.Contains(t, replies[2], "not found")
+	require.NotContains(t, replies[2], "not allowed")
+	mtx.Unlock()
 }
 
 // TestSlackButtonsKeepToResources: a user whose acknowledge covers only
@@ -175,11 +194,7 @@ users:
   - {name: appdev, role: viewer, permissions: [acknowledge], slack_user: UAPPDEV}
 `), "vigil.yml")
 	require.NoError(t, err)
-	authn, err := auth.New(cfg)
-	require.NoError(t, err)
-	incidents := &actedIncidents{}
-	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
-	require.NoError(t, h.ApplyConfig(cfg))
+	_, h := slackTestHandler(t, cfg)
 
 	require.NoError(t, h.AuthorizeIncidentAction("appdev", "inc-1", false), "the app's incident")
 	err = h.AuthorizeIncidentAction("appdev", "inc-2", false)
@@ -203,12 +218,7 @@ users:
   - {name: bot, role: pager, slack_user: UBOT, tokens: [%q]}
 `, hash), "vigil.yml")
 	require.NoError(t, err)
-	authn, err := auth.New(cfg)
-	require.NoError(t, err)
-	incidents := &actedIncidents{}
-	h := web.New(&web.Options{Auth: func() *auth.Authenticator { return authn }, Incidents: incidents}, nil, nil)
-	require.NoError(t, h.ApplyConfig(cfg))
-	h.SetReady(true)
+	incidents, h := slackTestHandler(t, cfg)
 
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/incidents/inc-1/ack", strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer "+token)
