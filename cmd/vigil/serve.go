@@ -251,13 +251,16 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	// After every actor has returned: no delivery is in flight any more.
 	defer notifications.Close()
+	// alerts.forward: the rules' alerts go to the gateways, and to the
+	// local notifier only without forwarding or with notify_locally.
+	forward := newForwarder(cfg, notifications.Notify, externalURL, logger.With("component", "forward"))
 	slackButtons := &slackInteractions{incidents: notifications, logger: logger.With("component", "slack")}
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
 		Appendable:  appendable,
 		Engine:      engine,
 		ExternalURL: externalURL,
-		NotifyFunc:  notifications.Notify,
+		NotifyFunc:  forward.Notify,
 	}, logger.With("component", "rules"), reg)
 	if err != nil {
 		return err
@@ -272,7 +275,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Rules:             ruleManager,
 		DeadRules:         ruleManager.DeadRules,
 		Targets:           scrapes.ScrapeManager(),
-		Gatherer:          reg,
+		Gatherer:          prometheus.Gatherers{reg, forward.Gatherer()},
 		Collectors:        scrapes.Collectors(),
 		LogLines:          func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
 		LogStatus:         logManager.Status,
@@ -284,6 +287,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Directory:         directory,
 		AuditStore:        store.KV("audit"),
 		RemoteWrite:       remoteWrite.Status,
+		Forward:           forward.Status,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -320,6 +324,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The rollback rules before the notifier that asks them.
 		{"rollback", rollbacks.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
+		// alerts.forward and global.external_labels on forwarded alerts.
+		{"forward", forward.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		// remote_write and global.external_labels.
@@ -424,6 +430,10 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return notifications.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return forward.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		// After a restart the rules only know the alerts firing now: an
