@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -43,6 +44,11 @@ type forwarder struct {
 	// tsets carries the static gateways to the notifier's Run, after each
 	// ApplyConfig; it holds the latest only.
 	tsets chan map[string][]*targetgroup.Group
+	// The notifier's Run starts with the first ApplyConfig, so that the
+	// gateways are known before the rules send anything; stopped closes
+	// when it returns.
+	startOnce sync.Once
+	stopped   chan struct{}
 
 	mtx           sync.RWMutex
 	forwarding    bool
@@ -50,10 +56,17 @@ type forwarder struct {
 	urls          []string
 }
 
+// forwardSyncTimeout bounds ApplyConfig's wait for the notifier to take
+// the new gateways.
+const forwardSyncTimeout = 5 * time.Second
+
 // newForwarder makes the forwarder of a vigil whose first config is cfg:
 // queue_capacity is read at start only (Prometheus sizes its queues when it
 // makes them).
 func newForwarder(cfg *config.Config, local promrules.NotifyFunc, externalURL *url.URL, logger *slog.Logger) *forwarder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	capacity := config.DefaultForwardQueueCapacity
 	if f := cfg.Alerts.Forward; f != nil {
 		capacity = f.ForwardQueueCapacity()
@@ -63,6 +76,7 @@ func newForwarder(cfg *config.Config, local promrules.NotifyFunc, externalURL *u
 		local:    local,
 		registry: prometheus.NewRegistry(),
 		tsets:    make(chan map[string][]*targetgroup.Group, 1),
+		stopped:  make(chan struct{}),
 	}
 	f.manager = promnotifier.NewManager(&promnotifier.Options{
 		QueueCapacity:   capacity,
@@ -106,6 +120,24 @@ func (f *forwarder) ApplyConfig(cfg *config.Config) error {
 	default:
 	}
 	f.tsets <- tgs
+	f.startOnce.Do(func() {
+		go func() {
+			f.manager.Run(f.tsets)
+			close(f.stopped)
+		}()
+	})
+	// Alerts sent before the notifier has read the targets would find no
+	// gateway: wait until it has (it takes microseconds).
+	want := 0
+	for _, g := range tgs {
+		for _, tg := range g {
+			want += len(tg.Targets)
+		}
+	}
+	deadline := time.Now().Add(forwardSyncTimeout)
+	for len(f.manager.Alertmanagers()) != want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 
 	fw := cfg.Alerts.Forward
 	f.mtx.Lock()
@@ -125,14 +157,14 @@ func (f *forwarder) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
-// Run sends until ctx ends, then sends what is queued (a gateway that does
-// not answer costs at most the timeout per batch) and returns.
+// Run waits until ctx ends, then stops the notifier, which sends what is
+// queued (a gateway that does not answer costs at most the timeout per
+// batch), and returns.
 func (f *forwarder) Run(ctx context.Context) error {
-	go func() {
-		<-ctx.Done()
-		f.manager.Stop()
-	}()
-	f.manager.Run(f.tsets)
+	<-ctx.Done()
+	f.manager.Stop()
+	f.startOnce.Do(func() { close(f.stopped) })
+	<-f.stopped
 	return nil
 }
 
