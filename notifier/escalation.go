@@ -71,13 +71,15 @@ func (c *runtimeConfig) routes(level int) []string {
 	return c.ladder()[level].Notify
 }
 
-// open starts an incident for a firing alert (or an alert storm, when storm
-// is not nil), notifies level 1 and returns the incident's ID.
-func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now time.Time, eff *effects) (string, error) {
+// open starts the incident of group fp for its first alert a and its
+// members (or of an alert storm, when storm is not nil), notifies level 1
+// and returns the incident's ID.
+func (m *Manager) open(tx Tx, cfg *runtimeConfig, fp string, a Alert, ms []Member, storm *Storm, now time.Time, eff *effects) (string, error) {
 	inc := Incident{
 		ID:            m.ids.next(now),
-		Fingerprint:   a.Fingerprint,
+		Fingerprint:   fp,
 		Alert:         a,
+		Members:       ms,
 		State:         StateTriggered,
 		Priority:      cfg.priority(a.Labels["severity"]),
 		Level:         -1,
@@ -99,7 +101,7 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now tim
 			m.countOpen(a.Name, 1)
 		}
 		m.metrics.incidents.WithLabelValues(string(StateTriggered), inc.Priority).Inc()
-		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority)
+		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority, "members", len(ms))
 	})
 	return inc.ID, tx.PutIncident(&inc)
 }

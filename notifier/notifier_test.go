@@ -103,6 +103,10 @@ func testConfig(env string) *config.Config {
 				{Name: "architecture", Notify: []string{"r3"}},
 			},
 			RepeatLimit: 2,
+			// One incident per alert, as before grouping: the tests of
+			// escalation, storms and the reconcile fire alerts that differ
+			// by severity or instance. group_test.go tests the default.
+			GroupBy: []string{config.GroupByAll},
 		},
 	}
 }

@@ -1,0 +1,344 @@
+package notifier
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/rules"
+
+	"github.com/vigil-sh/vigil/config"
+)
+
+// Grouping (escalation.group_by), as implemented here:
+//
+//   - An incident is keyed by the values of its group's labels
+//     (Incident.Fingerprint is their hash), so the replicas of a service
+//     that fire together (alerts that differ only by pod or instance) share
+//     one incident, one Level 1 page and one rollback decision.
+//   - Each alert is a Member with its own state. A firing alert of an open
+//     incident's group joins it without a page; the incident resolves when
+//     every member has resolved.
+//   - Each member's own fingerprint points at its incident in the store's
+//     fingerprint index (as a storm's folded alerts do), so an alert stays
+//     with the incident it joined when group_by changes, and a firing
+//     resolved by hand stays muted while it goes on.
+//   - Incidents written before grouping have no members and are keyed by
+//     their alert's fingerprint: their Alert is their one member
+//     (MemberList), found through that same index entry.
+//   - Storm folding counts incidents, so groups: beyond
+//     escalation.storm_threshold open incidents of an alertname, the
+//     alerts of further groups fold into the storm incident.
+
+// MemberSample is how many members a message lists.
+const MemberSample = 5
+
+// groupKey returns the fingerprint of the group of an alert's labels.
+func (c *runtimeConfig) groupKey(ls labels.Labels) string {
+	by := c.esc.GroupBy
+	if len(by) == 0 {
+		by = config.DefaultGroupBy()
+	}
+	if len(by) == 1 && by[0] == config.GroupByAll {
+		return fingerprint(ls)
+	}
+	b := labels.NewScratchBuilder(len(by))
+	for _, name := range by {
+		if v := ls.Get(name); v != "" {
+			b.Add(name, v)
+		}
+	}
+	b.Sort()
+	return fingerprint(b.Labels())
+}
+
+// MemberList returns the members of an incident: its Members, or for an
+// incident of an older version (none recorded) its Alert alone. A storm
+// incident has none (its alerts are in Storm).
+func MemberList(inc *Incident) []Member {
+	if len(inc.Members) > 0 || inc.Storm != nil {
+		return inc.Members
+	}
+	if inc.Alert.Fingerprint == "" {
+		return nil
+	}
+	return []Member{memberOf(inc.Alert)}
+}
+
+// FiringMembers counts the members of an incident that have not resolved.
+func FiringMembers(inc *Incident) int {
+	n := 0
+	for _, mb := range MemberList(inc) {
+		if mb.State != MemberResolved {
+			n++
+		}
+	}
+	return n
+}
+
+// memberOf is the member an alert is.
+func memberOf(a Alert) Member {
+	mb := Member{
+		Fingerprint: a.Fingerprint,
+		Labels:      a.Labels,
+		State:       MemberFiring,
+		Value:       a.Value,
+		ActiveAt:    a.ActiveAt,
+		ResolvedAt:  a.ResolvedAt,
+		Source:      a.Source,
+		EndsAt:      a.EndsAt,
+	}
+	if !a.ResolvedAt.IsZero() {
+		mb.State = MemberResolved
+	}
+	return mb
+}
+
+// members makes inc.Members hold the list MemberList reads, so that it can
+// be changed in place.
+func members(inc *Incident) []Member {
+	if len(inc.Members) == 0 {
+		inc.Members = MemberList(inc)
+	}
+	return inc.Members
+}
+
+// member returns the index of the member of fingerprint fp, or -1.
+func member(inc *Incident, fp string) int {
+	return slices.IndexFunc(MemberList(inc), func(mb Member) bool { return mb.Fingerprint == fp })
+}
+
+// allResolved reports whether every member of inc has resolved, and the
+// last resolution.
+func allResolved(inc *Incident) (bool, time.Time) {
+	var last time.Time
+	for _, mb := range MemberList(inc) {
+		if mb.State != MemberResolved {
+			return false, time.Time{}
+		}
+		if mb.ResolvedAt.After(last) {
+			last = mb.ResolvedAt
+		}
+	}
+	return true, last
+}
+
+// groups are the incidents a Notify transaction opens: opened at its end,
+// so that every alert of a group in the batch is a member of the first
+// page.
+type groups struct {
+	pending map[string]*Incident
+	order   []string
+}
+
+func newGroups() *groups { return &groups{pending: map[string]*Incident{}} }
+
+// notifyAlert records one alert of a Notify transaction.
+func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups, source, expr string, a *rules.Alert, now time.Time, eff *effects) error {
+	fp := fingerprint(a.Labels)
+	gfp := cfg.groupKey(a.Labels)
+	latest, found, err := tx.LatestIncident(fp)
+	if err != nil {
+		return err
+	}
+	if found && latest.Storm != nil && latest.Fingerprint != fp {
+		if a.State == rules.StateFiring && latest.State != StateResolved {
+			// In this transaction, so before any reconcile's write; a
+			// storm incident as the reconcile judges it: by the alerts it
+			// folds and those not recorded yet.
+			m.noteFiring(fp, latest.Fingerprint)
+		}
+		handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)
+		if err != nil || handled {
+			return err
+		}
+		found = false // the storm ended; this is a new firing
+	}
+	// The incident of the alert: the one it is a member of, unless that
+	// ended before this firing; else its group's.
+	var inc *Incident
+	if found && latest.Storm == nil && member(&latest, fp) >= 0 &&
+		(latest.State != StateResolved || sameFiring(&latest, fp, a)) {
+		inc = &latest
+	} else if p := gs.pending[gfp]; p != nil {
+		inc = p
+	} else {
+		g, ok := latest, found
+		if gfp != fp { // else read already
+			if g, ok, err = tx.LatestIncident(gfp); err != nil {
+				return err
+			}
+		}
+		if ok && g.Storm == nil && g.Fingerprint == gfp {
+			inc = &g
+		}
+	}
+	if a.State == rules.StateFiring {
+		if inc != nil {
+			m.noteFiring(fp, gfp, inc.Fingerprint)
+		} else {
+			m.noteFiring(fp, gfp, stormFingerprint(a.Labels.Get(labels.AlertName)))
+		}
+	}
+	pending := inc != nil && inc.ID == ""
+	open := inc != nil && inc.State != StateResolved
+	i := -1
+	if inc != nil {
+		i = member(inc, fp)
+	}
+	switch {
+	case a.State == rules.StateFiring && !open:
+		if inc != nil && i >= 0 && sameFiring(inc, fp, a) {
+			return nil // resolved by hand while the same firing goes on
+		}
+		return m.openOrFold(tx, cfg, st, gs, gfp, toAlert(a, fp, source, expr, m.opts.ExternalURL), now, eff)
+	case a.State == rules.StateFiring && i < 0:
+		// Joins the open incident of its group: no page.
+		mb := memberOf(toAlert(a, fp, source, expr, m.opts.ExternalURL))
+		inc.Members = append(members(inc), mb)
+		if pending {
+			return nil
+		}
+		id, n := inc.ID, len(inc.Members)
+		eff.after = append(eff.after, func() {
+			m.logger.Info("alert joined its group's incident", "incident", id, "alertname", a.Labels.Get(labels.AlertName), "members", n)
+		})
+		if err := tx.FoldAlert(fp, inc.ID); err != nil {
+			return err
+		}
+		return tx.PutIncident(inc)
+	case a.State == rules.StateFiring:
+		mb := &members(inc)[i]
+		changed := mb.Value != a.Value || mb.State != MemberFiring || !mb.EndsAt.Equal(endsAt(a, source))
+		if mb.State != MemberFiring {
+			// Fires again while others of its group still do.
+			mb.State, mb.ActiveAt, mb.ResolvedAt = MemberFiring, a.ActiveAt, time.Time{}
+			if !pending {
+				if err := tx.FoldAlert(fp, inc.ID); err != nil {
+					return err
+				}
+			}
+		}
+		mb.Value, mb.EndsAt = a.Value, endsAt(a, source)
+		if inc.Alert.Fingerprint == fp {
+			inc.Alert.Value, inc.Alert.EndsAt = a.Value, mb.EndsAt
+		}
+		if !changed || pending {
+			return nil
+		}
+		return tx.PutIncident(inc)
+	case a.State != rules.StateInactive || a.ResolvedAt.IsZero() || i < 0:
+		return nil
+	}
+	// The alert resolved.
+	mb := &members(inc)[i]
+	if mb.State == MemberResolved || (!open && !mb.ActiveAt.Equal(a.ActiveAt)) {
+		return nil
+	}
+	mb.State, mb.ResolvedAt, mb.Value = MemberResolved, a.ResolvedAt, a.Value
+	if inc.Alert.Fingerprint == fp {
+		inc.Alert.Value = a.Value
+	}
+	if pending {
+		return nil
+	}
+	if err := tx.UnfoldAlert(fp, inc.ID); err != nil {
+		return err
+	}
+	done, last := allResolved(inc)
+	if done && inc.Alert.ResolvedAt.IsZero() {
+		// Set on an incident resolved by hand too: its firing ended, so
+		// retention may delete it.
+		inc.Alert.ResolvedAt = last
+	}
+	if done && open {
+		return m.resolve(tx, cfg, inc, ResolvedByAlert, "", now, eff)
+	}
+	return tx.PutIncident(inc)
+}
+
+// sameFiring reports whether the member fp of inc is the firing of a.
+func sameFiring(inc *Incident, fp string, a *rules.Alert) bool {
+	i := member(inc, fp)
+	return i >= 0 && MemberList(inc)[i].ActiveAt.Equal(a.ActiveAt)
+}
+
+// endsAt is Alert.EndsAt of an alert: vigil's own rules resend theirs, so
+// only another source's is kept.
+func endsAt(a *rules.Alert, source string) time.Time {
+	if source == SourceRules || source == "" {
+		return time.Time{}
+	}
+	return a.ValidUntil
+}
+
+// openGroups opens the incidents of the groups started in the
+// transaction and points their members at them.
+func (m *Manager) openGroups(tx Tx, cfg *runtimeConfig, gs *groups, now time.Time, eff *effects) error {
+	for _, gfp := range gs.order {
+		inc := gs.pending[gfp]
+		if done, _ := allResolved(inc); done {
+			continue // fired and resolved in one batch: nothing to page
+		}
+		id, err := m.open(tx, cfg, gfp, inc.Alert, inc.Members, nil, now, eff)
+		if err != nil {
+			return err
+		}
+		for _, mb := range inc.Members {
+			if mb.Fingerprint == gfp || mb.State == MemberResolved {
+				continue // the incident's own entry, or gone already
+			}
+			if err := tx.FoldAlert(mb.Fingerprint, id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// describeMembers is a line about an incident's members for messages:
+// their count and the labels that tell the first MemberSample apart.
+func describeMembers(inc *Incident) string {
+	ms := MemberList(inc)
+	if len(ms) < 2 {
+		return ""
+	}
+	var first []string
+	for _, mb := range ms[:min(len(ms), MemberSample)] {
+		first = append(first, MemberLabels(inc, mb)+" "+mb.State)
+	}
+	more := ""
+	if len(ms) > MemberSample {
+		more = fmt.Sprintf(", and %d more", len(ms)-MemberSample)
+	}
+	return fmt.Sprintf("%d alerts, %d firing: %s%s", len(ms), FiringMembers(inc), strings.Join(first, "; "), more)
+}
+
+// MemberLabels returns the labels that tell a member apart from the
+// others of its incident (those not shared by every member), as
+// {k="v", ...}; all of its labels when it is the only one.
+func MemberLabels(inc *Incident, mb Member) string {
+	ms := MemberList(inc)
+	keys := make([]string, 0, len(mb.Labels))
+	for k, v := range mb.Labels {
+		shared := len(ms) > 1
+		for _, o := range ms {
+			if ov, ok := o.Labels[k]; !ok || ov != v {
+				shared = false
+				break
+			}
+		}
+		if !shared {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%q", k, mb.Labels[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
