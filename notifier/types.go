@@ -92,9 +92,9 @@ type Incident struct {
 	// Members are the alerts of the group, first to last joined. Incidents
 	// of older versions have none: their Alert is their only member (see
 	// MemberList). Storm incidents have none either (see Storm).
-	Members []Member `json:"members,omitempty"`
-	State       State  `json:"state"`
-	Priority    string `json:"priority"`
+	Members  []Member `json:"members,omitempty"`
+	State    State    `json:"state"`
+	Priority string   `json:"priority"`
 	// Level is the index (0-based) of the highest level notified; -1 before
 	// any.
 	Level int `json:"level"`
