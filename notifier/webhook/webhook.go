@@ -61,9 +61,9 @@ type IncidentInfo struct {
 	// Members counts the alerts of the incident's group (escalation.group_by),
 	// MembersFiring those not resolved; Alerts lists the first
 	// notifier.MemberSample of them and TruncatedAlerts the rest.
-	Members       int `json:"members"`
-	MembersFiring int `json:"membersFiring"`
-	ResolvedBy     string         `json:"resolvedBy,omitempty"`
+	Members       int    `json:"members"`
+	MembersFiring int    `json:"membersFiring"`
+	ResolvedBy    string `json:"resolvedBy,omitempty"`
 }
 
 // Alertmanager's alert statuses.
