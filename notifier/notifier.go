@@ -421,10 +421,15 @@ func (m *Manager) Incidents(state State) ([]Incident, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
 	}
+	for i := range out {
+		out[i].Members = MemberList(&out[i])
+	}
 	return out, nil
 }
 
-// Incident returns one incident, or an error wrapping ErrNotFound.
+// Incident returns one incident, or an error wrapping ErrNotFound. The
+// incidents it and Incidents return list their members (MemberList) also
+// when they were written before grouping.
 func (m *Manager) Incident(id string) (Incident, error) {
 	var inc Incident
 	err := m.store.View(func(tx Tx) error {
@@ -432,6 +437,7 @@ func (m *Manager) Incident(id string) (Incident, error) {
 		inc, err = tx.Incident(id)
 		return err
 	})
+	inc.Members = MemberList(&inc)
 	return inc, err
 }
 
