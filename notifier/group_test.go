@@ -115,6 +115,7 @@ func TestGroupOneBatch(t *testing.T) {
 		require.Len(t, all, 1)
 		require.Len(t, all[0].Members, 3)
 		require.Len(t, rec.delivered(), 1)
+		require.Equal(t, 3, rec.delivered()[0].members, "the page lists all three")
 		var ds []Delivery
 		require.NoError(t, h.m.store.View(func(tx Tx) error {
 			var err error
@@ -240,5 +241,34 @@ func TestIncidentOfOlderVersionKeepsWorking(t *testing.T) {
 			{"r2", time.Hour, KindEscalation}, {"r2", time.Hour, KindResolved},
 		}, summarize(rec.delivered(), t0))
 		require.Len(t, must(h.m.Incidents(""))(t), 1)
+	})
+}
+
+// A member stays with its incident when a reload changes group_by: its
+// resolution still counts there, and the incident resolves with it.
+func TestGroupByChangeKeepsMembers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		h := start(t, t.TempDir(), groupConfig(config.DefaultGroupBy()...), rec, nil)
+		t0 := time.Now()
+		as := []*rules.Alert{replica(0, t0), replica(1, t0)}
+		h.m.Notify(context.Background(), "x", as...)
+		synctest.Wait()
+		inc := must(h.m.Incidents(""))(t)[0]
+		require.Len(t, inc.Members, 2)
+
+		require.NoError(t, h.m.ApplyConfig(groupConfig("alertname", "pod")))
+		h.m.Notify(context.Background(), "x", as...) // resends
+		synctest.Wait()
+		require.Len(t, must(h.m.Incidents(""))(t), 1, "resends stay with their incident")
+		h.m.Notify(context.Background(), "x", resolved(as[0], time.Now()), resolved(as[1], time.Now()))
+		synctest.Wait()
+		require.Equal(t, StateResolved, must(h.m.Incident(inc.ID))(t).State)
+		// A new replica goes to its group under the new group_by.
+		h.m.Notify(context.Background(), "x", replica(2, time.Now()))
+		synctest.Wait()
+		open := must(h.m.Incidents(StateTriggered))(t)
+		require.Len(t, open, 1)
+		require.Equal(t, h.m.config().groupKey(replica(2, t0).Labels), open[0].Fingerprint)
 	})
 }
