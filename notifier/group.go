@@ -342,3 +342,55 @@ func MemberLabels(inc *Incident, mb Member) string {
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
+
+// adoptOlderIncidents keys the open incidents written before grouping (no
+// members, keyed by their alert's fingerprint) by their group, when that
+// group has no open incident yet: a replica that fires after the upgrade
+// then joins the incident its sibling opened before it. Their alert's own
+// fingerprint keeps naming them, as a member's does.
+func (m *Manager) adoptOlderIncidents(cfg *runtimeConfig) error {
+	adopted := 0
+	err := m.store.Update(func(tx Tx) error {
+		adopted = 0
+		all, err := tx.Incidents("")
+		if err != nil {
+			return err
+		}
+		// Oldest first: the first incident of a group keys it.
+		for i := len(all) - 1; i >= 0; i-- {
+			inc := all[i]
+			if inc.State == StateResolved || inc.Storm != nil || len(inc.Members) > 0 || inc.Alert.Fingerprint != inc.Fingerprint {
+				continue
+			}
+			ls := labels.FromMap(inc.Alert.Labels)
+			gfp := cfg.groupKey(ls)
+			if gfp == inc.Fingerprint || fingerprint(ls) != inc.Fingerprint {
+				continue // keyed by its group already, or not by its alert
+			}
+			g, found, err := tx.LatestIncident(gfp)
+			if err != nil {
+				return err
+			}
+			if found && g.State != StateResolved {
+				continue
+			}
+			inc.Members = MemberList(&inc)
+			inc.Fingerprint = gfp
+			if err := tx.PutIncident(&inc); err != nil {
+				return err
+			}
+			if err := tx.FoldAlert(gfp, inc.ID); err != nil {
+				return err
+			}
+			adopted++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if adopted > 0 {
+		m.logger.Info("incidents of an older version keyed by their group", "incidents", adopted)
+	}
+	return nil
+}

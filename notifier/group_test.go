@@ -216,6 +216,7 @@ func TestIncidentOfOlderVersionKeepsWorking(t *testing.T) {
 		require.NotEqual(t, fp, h.m.config().groupKey(a.Labels), "the group's key is not the alert's")
 		inc := must(h.m.Incident("0000000000000001aaaaaaaa"))(t)
 		require.Equal(t, []Member{memberOf(inc.Alert)}, MemberList(&inc))
+		require.Equal(t, h.m.config().groupKey(a.Labels), inc.Fingerprint, "keyed by its group at the first config")
 
 		// The alert is sent again, with a new value: no new incident.
 		b := *a
@@ -227,11 +228,22 @@ func TestIncidentOfOlderVersionKeepsWorking(t *testing.T) {
 		require.Equal(t, 97.0, all[0].Alert.Value)
 		require.Empty(t, rec.delivered())
 
+		// A sibling replica fires after the upgrade: it joins, no page.
+		h.m.Notify(context.Background(), "x", replica(1, t0))
+		synctest.Wait()
+		all = must(h.m.Incidents(""))(t)
+		require.Len(t, all, 1)
+		require.Len(t, all[0].Members, 2)
+		require.Empty(t, rec.delivered())
+
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		require.Equal(t, []summary{{"r2", time.Hour, KindEscalation}}, summarize(rec.delivered(), t0))
 
 		h.m.Notify(context.Background(), "x", resolved(a, time.Now()))
+		synctest.Wait()
+		require.Equal(t, StateTriggered, must(h.m.Incident(inc.ID))(t).State, "its sibling still fires")
+		h.m.Notify(context.Background(), "x", resolved(replica(1, t0), time.Now()))
 		synctest.Wait()
 		got := must(h.m.Incident(inc.ID))(t)
 		require.Equal(t, StateResolved, got.State)

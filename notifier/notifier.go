@@ -303,6 +303,13 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		}
 	}
 	m.metrics.initConfig(rc.levels, slices.Collect(maps.Keys(rc.receivers)))
+	if m.config() == nil {
+		if err := m.adoptOlderIncidents(rc); err != nil {
+			// They keep working as they are (MemberList); only a replica
+			// firing now would open its group's incident beside them.
+			m.logger.Error("cannot key incidents of an older version by their group", "err", err)
+		}
+	}
 	m.cfgMtx.Lock()
 	changed := m.cfg != nil && m.cfg.retention != rc.retention
 	m.cfg = rc
