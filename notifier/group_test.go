@@ -284,3 +284,53 @@ func TestGroupByChangeKeepsMembers(t *testing.T) {
 		require.Equal(t, h.m.config().groupKey(replica(2, t0).Labels), open[0].Fingerprint)
 	})
 }
+
+// Groups reduce storms: 20 replicas of one service are one incident, far
+// below the threshold; 5 services are 5 groups, and beyond the threshold
+// the alerts of further groups fold into the storm incident as before.
+func TestGroupsAndStorms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := groupConfig(config.DefaultGroupBy()...)
+		cfg.Escalation.StormThreshold = 3
+		rec := &recorder{}
+		h := start(t, t.TempDir(), cfg, rec, nil)
+		t0 := time.Now()
+		var as []*rules.Alert
+		for i := range 20 {
+			as = append(as, replica(i, t0))
+		}
+		h.m.Notify(context.Background(), "x", as...)
+		synctest.Wait()
+		all := must(h.m.Incidents(""))(t)
+		require.Len(t, all, 1)
+		require.Len(t, all[0].Members, 20)
+		require.Nil(t, all[0].Storm)
+
+		as = nil
+		for i := range 5 {
+			for j := range 2 {
+				a := replica(j, t0)
+				a.Labels = labels.NewBuilder(a.Labels).Set(labels.AlertName, "errors").Set("service", fmt.Sprintf("svc-%d", i)).Labels()
+				as = append(as, a)
+			}
+		}
+		h.m.Notify(context.Background(), "x", as...)
+		synctest.Wait()
+		var groups, storms int
+		for _, inc := range must(h.m.Incidents(""))(t) {
+			if inc.Alert.Name != "errors" {
+				continue
+			}
+			if inc.Storm != nil {
+				storms++
+				require.Equal(t, 4, inc.Storm.Alerts, "the alerts of the two groups beyond the threshold")
+				continue
+			}
+			groups++
+			require.Len(t, inc.Members, 2)
+		}
+		require.Equal(t, 3, groups)
+		require.Equal(t, 1, storms)
+		require.Len(t, rec.delivered(), 1+3+1, "one page per incident")
+	})
+}
