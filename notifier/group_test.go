@@ -334,3 +334,34 @@ func TestGroupsAndStorms(t *testing.T) {
 		require.Len(t, rec.delivered(), 1+3+1, "one page per incident")
 	})
 }
+
+// An alert of the group not recorded yet keeps its incident open through
+// the reconcile (it joins at its next notification), while the members that
+// ended are marked so.
+func TestReconcileKeepsGroupOfUnrecordedAlert(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		h := start(t, t.TempDir(), groupConfig(config.DefaultGroupBy()...), rec, nil)
+		t0 := time.Now()
+		inc := h.fire(replica(0, t0))
+		time.Sleep(time.Second)
+
+		src := &fakeRules{}
+		src.set(true, replica(1, t0))
+		done := reconcileStart(h, src)
+		synctest.Wait()
+		require.True(t, finished(done))
+		got := must(h.m.Incident(inc.ID))(t)
+		require.Equal(t, StateTriggered, got.State)
+		require.Equal(t, map[string]string{"checkout-0": MemberResolved}, memberStates(got))
+
+		h.m.Notify(context.Background(), "x", replica(1, t0))
+		synctest.Wait()
+		got = must(h.m.Incident(inc.ID))(t)
+		require.Equal(t, map[string]string{"checkout-0": MemberResolved, "checkout-1": MemberFiring}, memberStates(got))
+		require.Len(t, rec.delivered(), 1, "joined without a page")
+		h.m.Notify(context.Background(), "x", resolved(replica(1, t0), time.Now()))
+		synctest.Wait()
+		require.Equal(t, StateResolved, must(h.m.Incident(inc.ID))(t).State)
+	})
+}

@@ -161,13 +161,13 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 		firing := map[string]int{}
 		for _, a := range alerts {
 			mark(a.fp, a.state)
-			mark(a.group, a.state)
 			latest, found, err := tx.LatestIncident(a.fp)
 			switch {
 			case err != nil:
 				return err
 			case !found:
 				mark(stormFingerprint(a.name), a.state)
+				mark(a.group, a.state)
 			case latest.Storm != nil && latest.State != StateResolved:
 				mark(latest.Fingerprint, a.state)
 				// A folded alert may be pending again after a start,
@@ -176,6 +176,8 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 				firing[latest.ID]++
 			case latest.State != StateResolved:
 				mark(latest.Fingerprint, a.state) // the incident it joined
+			default:
+				mark(a.group, a.state) // its next firing joins its group's
 			}
 		}
 		all, err := tx.Incidents("")
