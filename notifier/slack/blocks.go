@@ -153,7 +153,11 @@ func fallbackText(m *notifier.Message) string {
 	if sev == "" {
 		sev = inc.Priority
 	}
-	return fmt.Sprintf("[%s] %s: %s (%s)", strings.ToUpper(sev), inc.Alert.Name, inc.State, m.LevelName)
+	text := fmt.Sprintf("[%s] %s: %s (%s)", strings.ToUpper(sev), inc.Alert.Name, inc.State, m.LevelName)
+	if n := len(notifier.MemberList(inc)); n > 1 {
+		text += fmt.Sprintf(", %d alerts", n)
+	}
+	return text
 }
 
 func stateText(inc *notifier.Incident) string {

@@ -28,6 +28,9 @@ func TestBlocksShowMembers(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(body), "*Members* (7, 6 firing)\\n`{pod=\\\"p0\\\"}` firing\\n`{pod=\\\"p1\\\"}` firing\\n`{pod=\\\"p2\\\"}` resolved\\n`{pod=\\\"p3\\\"}` firing\\n`{pod=\\\"p4\\\"}` firing\\nand 2 more")
 
+	require.Equal(t, "[] high_cpu: triggered (support), 7 alerts",
+		fallbackText(&notifier.Message{Kind: notifier.KindFiring, Incident: inc, LevelName: "support"}))
+
 	// One alert: no members section, as before grouping.
 	inc.Members = inc.Members[:1]
 	body, err = json.Marshal(Blocks(&notifier.Message{Kind: notifier.KindFiring, Incident: inc}))
