@@ -179,7 +179,7 @@ func (m *Manager) queueMessages(tx Tx, cfg *runtimeConfig, inc *Incident, kind K
 // muted.
 func (m *Manager) enqueue(tx Tx, inc *Incident, msg *Message, receiver string, now time.Time, eff *effects) error {
 	if msg.Kind != KindRollback {
-		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		silence, err := m.incidentSilencedBy(tx, inc, now, eff)
 		if err != nil {
 			return err
 		}
@@ -311,7 +311,7 @@ func (m *Manager) deadline(id string) {
 		// A silence holds the escalation where it is: no level is passed
 		// over or repeat used up while nobody can be told, so when the
 		// silence ends the next deadline tells the next level.
-		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		silence, err := m.incidentSilencedBy(tx, &inc, now, eff)
 		if err != nil {
 			return err
 		}

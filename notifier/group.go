@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -209,6 +210,20 @@ func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups,
 		if err := tx.FoldAlert(fp, inc.ID); err != nil {
 			return err
 		}
+		if inc.State == StateTriggered && !toldAnyone(inc) {
+			// Every member was muted so far: an unmuted one pages the
+			// level reached, as Alertmanager sends a group again once it
+			// holds an alert no silence mutes.
+			silence, err := m.incidentSilencedBy(tx, inc, now, eff)
+			if err != nil {
+				return err
+			}
+			if silence == "" {
+				if err := m.notifyLevel(tx, cfg, inc, max(inc.Level, 0), KindFiring, now, eff); err != nil {
+					return err
+				}
+			}
+		}
 		return tx.PutIncident(inc)
 	case a.State == rules.StateFiring:
 		mb := &members(inc)[i]
@@ -393,4 +408,58 @@ func (m *Manager) adoptOlderIncidents(cfg *runtimeConfig) error {
 		m.logger.Info("incidents of an older version keyed by their group", "incidents", adopted)
 	}
 	return nil
+}
+
+// CommonLabels returns the labels every member of an incident has with the
+// same value: its Alert's labels when it has one member (or is a storm).
+// A silence of them mutes the whole group, members to come included.
+func CommonLabels(inc *Incident) map[string]string {
+	ms := MemberList(inc)
+	if len(ms) < 2 {
+		return maps.Clone(inc.Alert.Labels)
+	}
+	out := maps.Clone(ms[0].Labels)
+	for _, mb := range ms[1:] {
+		for k, v := range out {
+			if w, ok := mb.Labels[k]; !ok || w != v {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// incidentSilencedBy returns the silence that mutes an incident's
+// messages, or "". A group is muted when each of its members still firing
+// (each of them, once none is) is muted, as Alertmanager sends a group
+// while one of its alerts is not; it names the first member's silence. A
+// storm and an incident of one alert go by their Alert's labels.
+func (m *Manager) incidentSilencedBy(tx Tx, inc *Incident, now time.Time, eff *effects) (string, error) {
+	ms := MemberList(inc)
+	if len(ms) < 2 {
+		return m.silencedBy(tx, inc.Alert.Labels, now, eff)
+	}
+	firing := FiringMembers(inc) > 0
+	first := ""
+	for _, mb := range ms {
+		if firing && mb.State == MemberResolved {
+			continue
+		}
+		id, err := m.silencedBy(tx, mb.Labels, now, eff)
+		if err != nil || id == "" {
+			return "", err
+		}
+		if first == "" {
+			first = id
+		}
+	}
+	return first, nil
+}
+
+// toldAnyone reports whether any receiver was sent (not silenced) a
+// message about inc other than the rollback webhook.
+func toldAnyone(inc *Incident) bool {
+	return slices.ContainsFunc(inc.Notifications, func(n Notification) bool {
+		return n.Outcome != OutcomeSilenced && n.Kind != KindRollback
+	})
 }

@@ -365,3 +365,45 @@ func TestReconcileKeepsGroupOfUnrecordedAlert(t *testing.T) {
 		require.Equal(t, StateResolved, must(h.m.Incident(inc.ID))(t).State)
 	})
 }
+
+// A silence of one replica does not mute its group while another replica
+// fires (the replica that joins pages the level reached, and the escalation
+// goes on); a silence of the group's labels does.
+func TestGroupSilencedOnlyWhenEveryFiringMemberIs(t *testing.T) {
+	for _, tc := range []struct {
+		name, matchers string
+		want           []summary
+	}{
+		{"one pod", `{pod="checkout-0"}`, []summary{{"r1", 0, KindFiring}, {"r2", time.Hour, KindEscalation}}},
+		{"the group", `{alertname="high_cpu",service="checkout"}`, []summary{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &recorder{}
+				h := start(t, t.TempDir(), groupConfig(config.DefaultGroupBy()...), rec, nil)
+				h.silence(tc.matchers, 24*time.Hour)
+				t0 := time.Now()
+				inc := h.fire(replica(0, t0))
+				require.Empty(t, rec.delivered(), "Level 1 heard nothing: the one member was muted")
+				// The second replica pages Level 1 unless it is muted too.
+				h.m.Notify(context.Background(), "x", replica(1, t0))
+				synctest.Wait()
+				time.Sleep(time.Hour)
+				synctest.Wait()
+				require.Equal(t, tc.want, summarize(rec.delivered(), t0))
+				require.Len(t, must(h.m.Incident(inc.ID))(t).Members, 2)
+			})
+		})
+	}
+}
+
+func TestCommonLabels(t *testing.T) {
+	inc := Incident{Alert: Alert{Labels: map[string]string{"alertname": "a", "pod": "p0"}}}
+	require.Equal(t, map[string]string{"alertname": "a", "pod": "p0"}, CommonLabels(&inc), "one alert: its labels")
+	inc.Members = []Member{
+		{Labels: map[string]string{"alertname": "a", "pod": "p0", "app": "x"}},
+		{Labels: map[string]string{"alertname": "a", "pod": "p1", "app": "x"}},
+		{Labels: map[string]string{"alertname": "a", "pod": "p2"}},
+	}
+	require.Equal(t, map[string]string{"alertname": "a"}, CommonLabels(&inc))
+}

@@ -258,7 +258,7 @@ func newPayload(receiver string, m *notifier.Message) Payload {
 			alerts = append(alerts, a)
 		}
 		truncated = uint64(len(members) - len(alerts))
-		labels = commonLabels(members)
+		labels = notifier.CommonLabels(inc)
 	}
 	count, firing := max(len(members), 1), notifier.FiringMembers(inc)
 	if inc.Storm != nil {
@@ -290,20 +290,4 @@ func newPayload(receiver string, m *notifier.Message) Payload {
 			MembersFiring:  firing,
 		},
 	}
-}
-
-// commonLabels are the labels every member has with the same value.
-func commonLabels(members []notifier.Member) map[string]string {
-	out := map[string]string{}
-	for k, v := range members[0].Labels {
-		out[k] = v
-	}
-	for _, mb := range members[1:] {
-		for k, v := range out {
-			if mb.Labels[k] != v {
-				delete(out, k)
-			}
-		}
-	}
-	return out
 }
