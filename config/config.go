@@ -294,6 +294,10 @@ type EscalationConfig struct {
 	// before its further alerts fold into one storm incident; 0 turns
 	// folding off.
 	StormThreshold int `yaml:"storm_threshold"`
+	// GroupBy are the labels whose values key an incident: alerts that
+	// agree on them (the replicas of one service) share one incident.
+	// "..." alone groups by every label: one incident per alert.
+	GroupBy []string `yaml:"group_by"`
 }
 
 // LevelConfig is one support tier.

@@ -47,6 +47,11 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
 		{"negative_storm_threshold.bad.yml", []string{`negative_storm_threshold.bad.yml:3: escalation.storm_threshold: "-5" must not be negative (0 turns storm folding off)`}},
+		{"bad_group_by.bad.yml", []string{
+			`bad_group_by.bad.yml:5: escalation.group_by[1]: "pod-name" is not a valid label name`,
+			`bad_group_by.bad.yml:6: escalation.group_by[2]: "alertname" is listed twice`,
+		}},
+		{"group_by_all_mixed.bad.yml", []string{`group_by_all_mixed.bad.yml:2: escalation.group_by[1]: "..." stands alone: it already groups by every label`}},
 		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{
@@ -400,6 +405,7 @@ func TestDefaultsApplied(t *testing.T) {
 		"critical": "critical", "high": "high", "warning": "medium", "medium": "medium", "info": "low", "low": "low",
 	}, cfg.Escalation.Priorities)
 	require.Equal(t, 3, cfg.Escalation.RepeatLimit)
+	require.Equal(t, []string{"alertname", "service", "environment", "app"}, cfg.Escalation.GroupBy)
 	require.Equal(t, Duration(30*time.Minute), cfg.Rollback.Window)
 	require.Equal(t, Duration(time.Hour), cfg.Rollback.Cooldown)
 
@@ -422,6 +428,18 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
 	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
 	require.Len(t, cfg.Permissions.Names(), 8)
+}
+
+func TestGroupBy(t *testing.T) {
+	// A list in the file replaces the default; it is not appended to it.
+	cfg, err := Parse([]byte("escalation:\n  group_by: [alertname, instance]\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"alertname", "instance"}, cfg.Escalation.GroupBy)
+	cfg, err = Parse([]byte("escalation:\n  group_by: [\"...\"]\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{GroupByAll}, cfg.Escalation.GroupBy)
+	_, err = Parse([]byte("escalation:\n  group_by: []\n"), "vigil.yaml")
+	require.ErrorContains(t, err, `vigil.yaml:2: escalation.group_by: must name at least one label ("..." alone keys an incident by every label)`)
 }
 
 func TestIncidentRetention(t *testing.T) {

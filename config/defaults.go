@@ -30,6 +30,9 @@ const (
 	DefaultAbsentAfter = 10 * time.Minute
 	// DefaultStormThreshold is escalation.storm_threshold.
 	DefaultStormThreshold = 100
+	// GroupByAll is the escalation.group_by entry that groups by every
+	// label (one incident per alert), as Alertmanager's "..." does.
+	GroupByAll = "..."
 )
 
 // newConfig returns a Config that holds every default that a key in the file
@@ -72,6 +75,7 @@ func newConfig() *Config {
 			},
 			RepeatLimit:    DefaultRepeatLimit,
 			StormThreshold: DefaultStormThreshold,
+			GroupBy:        DefaultGroupBy(),
 		},
 		Alerts: AlertsConfig{
 			Limit:       DefaultRuleLimit,
@@ -188,4 +192,10 @@ func withDefaultLabel(labels map[string]string, name, value string) map[string]s
 	}
 	labels[name] = value
 	return labels
+}
+
+// DefaultGroupBy is escalation.group_by: the labels that name a problem,
+// not those that name a replica (instance, pod, job).
+func DefaultGroupBy() []string {
+	return []string{"alertname", "service", "environment", "app"}
 }
