@@ -1,6 +1,8 @@
 package analysis
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-sh/vigil/config"
@@ -26,7 +28,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		signal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_deploy_analysis_signal",
-			Help: "Each signal of the latest deploy analysis at its last step, for the new version (role canary) and the one it is compared with (role baseline).",
+			Help: "Each signal of the latest deploy analysis at its last step, for the new version (role canary) and the one it is compared with (role baseline); NaN without a figure.",
 		}, []string{"signal", "role"}),
 		requests: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_deploy_analysis_requests",
@@ -47,6 +49,16 @@ func newMetrics() *metrics {
 	}
 	for _, v := range []string{VerdictPass, VerdictFail, VerdictInconclusive} {
 		m.verdicts.WithLabelValues(v)
+	}
+	// Every series exists from the start, so dashboards find them: no
+	// analysis yet is no state, and no figure is NaN.
+	for _, s := range states {
+		m.state.WithLabelValues(s)
+	}
+	for _, name := range config.AnalysisSignals {
+		for _, role := range []string{roleCanary, roleBaseline} {
+			m.signal.WithLabelValues(name, role).Set(math.NaN())
+		}
 	}
 	return m
 }
@@ -85,7 +97,7 @@ func (m *metrics) show(a *Analysis) {
 			if v, ok := f.Signals[name]; ok {
 				m.signal.WithLabelValues(name, role).Set(v)
 			} else {
-				m.signal.DeleteLabelValues(name, role)
+				m.signal.WithLabelValues(name, role).Set(math.NaN())
 			}
 		}
 	}
