@@ -267,7 +267,9 @@ func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollba
 			st.Baseline.Failures = 0
 		}
 		a.advance(st, now)
-		m.logger.Debug("deploy analysis step", "deploy", a.DeployID, "step", n, "judged", st.Judged, "verdict", a.Verdict)
+		taken := a.Results[len(a.Results)-1]
+		m.logger.Debug("deploy analysis step", "deploy", a.DeployID, "step", n, "judged", taken.Judged,
+			"breaches", len(taken.Breaches), "verdict", a.Verdict)
 		if a.Done() {
 			m.metrics.verdicts.WithLabelValues(a.Verdict).Inc()
 			m.logger.Info("deploy analysis decided", "deploy", a.DeployID, "version", a.Version,
