@@ -376,3 +376,43 @@ func TestRollbackWebhookOnceOnFailNeverOnPass(t *testing.T) {
 		})
 	}
 }
+
+// Analyses live in the KV: a Manager started on the same KV after a
+// restart resumes a running analysis at its next step and keeps a verdict.
+func TestAnalysisSurvivesRestart(t *testing.T) {
+	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 1, changeAt: 12, errorsAfter: 3})
+	kv := notifier.NewMemKV()
+	clock := deployAt
+	deploys := &fakeDeploys{last: canaryDeploy()}
+	newManager := func() *Manager {
+		m, err := New(&Options{
+			Queryable: q,
+			Engine:    promqltest.NewTestEngine(t, false, 5*time.Minute, promqltest.DefaultMaxSamplesPerQuery*100),
+			KV:        kv,
+			Deploys:   deploys,
+			Incidents: &fakeIncidents{},
+			Clock:     func() time.Time { return clock },
+		}, nil, nil)
+		require.NoError(t, err)
+		require.NoError(t, m.ApplyConfig(analysisConfig()))
+		return m
+	}
+	m := newManager()
+	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Len(t, a.Results, 2)
+	require.Empty(t, a.Verdict)
+
+	// Down from 2m to 6m: the restarted Manager takes step 3 at its own
+	// time, and fails there.
+	clock = deployAt.Add(6 * time.Minute)
+	m = newManager()
+	require.NoError(t, m.Tick(context.Background()))
+	a, _, err = m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict)
+	require.Equal(t, 3, a.FailedStep)
+	require.Len(t, a.Results, 3)
+	require.Equal(t, deployAt.Add(3*time.Minute), a.Results[2].At)
+}

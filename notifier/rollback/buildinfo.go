@@ -149,19 +149,3 @@ func liveBuildVersions(ctx context.Context, q storage.Queryable, app, label stri
 	}
 	return out, set.Err()
 }
-
-// newestBuildVersion returns the version label of the app's *_build_info
-// series with the newest live sample; "" when there is none.
-func newestBuildVersion(ctx context.Context, q storage.Queryable, app string, now time.Time) (string, error) {
-	live, err := liveBuildVersions(ctx, q, app, "version", now)
-	if err != nil || len(live) == 0 {
-		return "", err
-	}
-	newest := live[0]
-	for _, l := range live[1:] {
-		if l.last > newest.last {
-			newest = l
-		}
-	}
-	return newest.version, nil
-}
