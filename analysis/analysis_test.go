@@ -416,3 +416,41 @@ func TestAnalysisSurvivesRestart(t *testing.T) {
 	require.Len(t, a.Results, 3)
 	require.Equal(t, deployAt.Add(3*time.Minute), a.Results[2].At)
 }
+
+// A rolling deploy whose health probe fails during the rollout fails on
+// health at that step, whatever its error rate.
+func TestRollingProbeFailureFails(t *testing.T) {
+	v := version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1}
+	// probe_success is 1 until 12m, then 0 for a minute (4 probes), then 1.
+	input := "load 15s\n" + v.series() + "  probe_success{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n" +
+		"  up{app=\"app\", instance=\"a:8080\"} 1x120\n"
+	q := promqltest.LoadedStorage(t, input)
+	clock := deployAt
+	d := canaryDeploy()
+	d.Strategy = config.StrategyRolling
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict, a.Reason)
+	require.Equal(t, 3, a.FailedStep)
+	require.Equal(t, SignalHealth, a.Failure.Signal)
+	require.Equal(t, 4.0, a.Failure.Canary)
+	require.Zero(t, a.Results[1].Canary.Failures)
+}
+
+// Blue-green is judged as a canary: the two versions side by side.
+func TestBlueGreenJudgedByVersion(t *testing.T) {
+	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 3})
+	clock := deployAt
+	d := canaryDeploy()
+	d.Strategy = config.StrategyBlueGreen
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict)
+	require.Equal(t, 1, a.FailedStep)
+	require.Equal(t, "1.0.0", a.Results[0].Baseline.Version)
+	require.InDelta(t, 1.0, a.Failure.Baseline, 0.01)
+}
