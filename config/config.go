@@ -33,6 +33,8 @@ type Config struct {
 	Escalation EscalationConfig `yaml:"escalation"`
 	Receivers  []ReceiverConfig `yaml:"receivers"`
 	Rollback   RollbackConfig   `yaml:"rollback"`
+	// Analysis judges deploys that carry a strategy (config/analysis.go).
+	Analysis *AnalysisConfig `yaml:"analysis"`
 
 	Users       []UserConfig      `yaml:"users"`
 	Roles       RolesConfig       `yaml:"roles"`

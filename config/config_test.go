@@ -79,6 +79,14 @@ func TestBadConfigs(t *testing.T) {
 			`bad_network_policy.bad.yml:20: encryption.at_rest.algorithm: "DES" is not an algorithm vigil knows (AES-128, AES-192 or AES-256, optionally with -GCM, -XTS, -CBC or -CTR)`,
 			`bad_network_policy.bad.yml:21: encryption.at_rest.key_rotation: "30x" is not a duration (use a number and a unit: 30s, 5m, 1h, 1d)`,
 		}},
+		{"bad_analysis.bad.yml", []string{
+			`bad_analysis.bad.yml:3: analysis.steps: must not be negative`,
+			`bad_analysis.bad.yml:4: analysis.strategy: "big-bang" is not one of canary, blue-green, rolling`,
+			`bad_analysis.bad.yml:5: analysis.version_label: "build version" is not a label name`,
+			`bad_analysis.bad.yml:6: analysis.latency.quantile: 99 is not a quantile (above 0, below 1)`,
+			`bad_analysis.bad.yml:8: analysis.thresholds.error_rate.max_ratio: 0.5 is below 1: the new version would fail for matching its baseline`,
+			`bad_analysis.bad.yml:9: analysis.thresholds.latancy: "latancy" is not a signal (signals: error_rate, latency, cpu_usage, memory_usage)`,
+		}},
 		{"bad_backup.bad.yml", []string{
 			`bad_backup.bad.yml:2: backup.schedule: "0 25 * * *" is not a cron schedule: hour "25": 25 is outside 0-23`,
 			`bad_backup.bad.yml:3: backup.retention: "30x" is not a duration (use a number and a unit: 30s, 5m, 1h, 1d)`,

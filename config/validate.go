@@ -59,6 +59,7 @@ func (c *Config) validate(r *reporter) {
 	c.validateReceivers(r)
 	c.validateEscalation(r)
 	c.validateRollback(r)
+	c.validateAnalysis(r)
 	c.validateAccess(r)
 	c.validateSeedBlocks(r)
 	c.validateQuery(r)

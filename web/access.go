@@ -32,6 +32,7 @@ var scopedRoutes = map[string]bool{
 	http.MethodPost + " " + apiPrefix + "/deploys":               true,
 	http.MethodPost + " " + apiPrefix + "/rollback":              true,
 	http.MethodGet + " " + apiPrefix + "/rollbacks":              true,
+	http.MethodGet + " " + apiPrefix + "/deploys/:id/analysis":   true,
 }
 
 // scoped reports whether r is one of scopedRoutes.

@@ -109,6 +109,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/incidents/:id/resolve", permAcknowledge, h.incidentAction(true)},
 		{http.MethodGet, apiPrefix + "/deploys", permMonitor, h.listDeploys},
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
+		{http.MethodGet, apiPrefix + "/deploys/:id/analysis", permMonitor, h.deployAnalysis},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
 		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
 		{http.MethodGet, apiPrefix + "/silences", permMonitor, h.listSilences},

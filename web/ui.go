@@ -110,6 +110,9 @@ type pageData struct {
 	canGraph bool
 	// RemoteWrite is each remote_write queue's state.
 	RemoteWrite []storage.QueueStatus
+
+	// Analyses are the newest deploy analyses, step by step.
+	Analyses []analysisView
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -521,6 +524,7 @@ func (h *Handler) page(c *gin.Context) {
 	h.pageGraphs(c.Request.Context(), d, byName)
 	h.pageDeploys(d)
 	d.Deploys = h.visibleDeploys(c, d.Deploys)
+	h.pageAnalysisViews(c, d)
 	rollbacks, err := h.rollbackHistory(all, pageDeploys)
 	if err != nil {
 		d.Failures = append(d.Failures, "rollbacks: "+err.Error())

@@ -93,6 +93,8 @@ type Options struct {
 	// Deploys records and lists deploys; Rollback fires the rollback webhook
 	// by hand.
 	Deploys Deploys
+	// Analyses serves deploy analyses; nil answers 404 there.
+	Analyses Analyses
 	// SlackInteractions answers Slack's interaction requests (it verifies
 	// Slack's signature itself); nil answers 404.
 	SlackInteractions http.Handler

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigil-sh/vigil/analysis"
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector"
 	"github.com/vigil-sh/vigil/collector/host"
@@ -251,6 +252,18 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	// After every actor has returned: no delivery is in flight any more.
 	defer notifications.Close()
+	// Deploy analysis reads the TSDB with the rules' engine and hands a
+	// failed deploy to the notifier, whose incident asks the rollback logic.
+	analyses, err := analysis.New(&analysis.Options{
+		Queryable: db,
+		Engine:    engine,
+		KV:        store.KV("analysis"),
+		Deploys:   rollbacks,
+		Incidents: notifications,
+	}, logger, reg)
+	if err != nil {
+		return err
+	}
 	slackButtons := &slackInteractions{incidents: notifications, logger: logger.With("component", "slack")}
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
@@ -279,6 +292,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Incidents:         notifications,
 		Silences:          notifications,
 		Deploys:           rollbacks,
+		Analyses:          analyses,
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
 		Directory:         directory,
@@ -320,6 +334,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The rollback rules before the notifier that asks them.
 		{"rollback", rollbacks.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
+		{"analysis", analyses.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		// remote_write and global.external_labels.
@@ -462,6 +477,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// A change of the app's *_build_info version is a deploy too.
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return rollbacks.WatchBuildInfo(ctx, db) }, func(error) { cancel() })
+	}
+	{
+		// Deploys that carry a strategy, judged against their baseline.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return analyses.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())
