@@ -43,7 +43,9 @@ func (m *Manager) Raise(ctx context.Context, a Alert) (Incident, error) {
 			id = latest.ID
 			return nil
 		}
-		id, err = m.open(tx, cfg, a, nil, now, eff)
+		// One incident per raised alert: group_by is for alerts of the rules
+		// and of senders, which have replicas.
+		id, err = m.open(tx, cfg, a.Fingerprint, a, []Member{memberOf(a)}, nil, now, eff)
 		return err
 	})
 	if err != nil {
