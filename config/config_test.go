@@ -113,6 +113,13 @@ func TestBadConfigs(t *testing.T) {
 			`remote_write.bad.yml:19: remote_write[3] "backend": invalid protobuf_message value: unknown type for remote write protobuf message io.prometheus.write.v3.Request, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request`,
 			`remote_write.bad.yml:20: remote_write[3] "backend": name "backend" is already the name of remote_write[1]`,
 		}},
+		{"drwatch.bad.yml", []string{
+			`drwatch.bad.yml:2: backup.schedule: "0 0 31 2 *" never runs twice`,
+			`drwatch.bad.yml:5: backup.grace: "-1m" is not a duration`,
+			`drwatch.bad.yml:6: backup.metric: "backup-last-ok" is not a metric name`,
+			`drwatch.bad.yml:10: disaster_recovery.rpo_warning: 1.5 must be a fraction of the rpo between 0 and 1 (e.g. 0.5)`,
+			`drwatch.bad.yml:11: disaster_recovery.rto_escalation: 1 must be a fraction of the rto between 0 and 1 (e.g. 0.5)`,
+		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
 			`many.bad.yml:4: logging.level: "loud" is not one of debug, info, warn, error`,
