@@ -39,6 +39,8 @@ var routeDescriptions = map[string]string{
 	"POST /api/v1/incidents/:id/resolve": "resolve by hand: `{\"comment\": \"...\"}`",
 	"GET /api/v1/deploys":                "recorded deploys, newest first: `?limit=N`",
 	"POST /api/v1/deploys":               "record a deploy: `{\"service\", \"version\", \"environment\", \"time\"}`",
+	"GET /api/v1/backups":                "recorded backups, newest first: `?limit=N`",
+	"POST /api/v1/backups":               "record a backup (the backup job): `{\"time\", \"size\", \"ok\", \"location\", \"error\"}`; `ok` defaults to true (docs/dr-watch.md)",
 	"POST /api/v1/rollback":              "fire the rollback webhook for the last deploy now: `{\"reason\": \"...\"}`",
 	"GET /api/v1/rollbacks":              "rollback webhook calls, for incidents and by hand, newest first: `?limit=N`",
 	"POST /slack/interactions":           "Slack's Acknowledge and Resolve buttons; verified with Slack's signing secret",

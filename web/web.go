@@ -93,6 +93,8 @@ type Options struct {
 	// Deploys records and lists deploys; Rollback fires the rollback webhook
 	// by hand.
 	Deploys Deploys
+	// Backups records and lists the backup job's backups (backups.go).
+	Backups Backups
 	// SlackInteractions answers Slack's interaction requests (it verifies
 	// Slack's signature itself); nil answers 404.
 	SlackInteractions http.Handler

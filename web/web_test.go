@@ -378,6 +378,8 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodPost, apiPrefix + "/incidents/:id/resolve"}: permAcknowledge,
 		{http.MethodGet, apiPrefix + "/deploys"}:                permMonitor,
 		{http.MethodPost, apiPrefix + "/deploys"}:               permDeploy,
+		{http.MethodGet, apiPrefix + "/backups"}:                permMonitor,
+		{http.MethodPost, apiPrefix + "/backups"}:               permBackup,
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
 		{http.MethodGet, apiPrefix + "/rollbacks"}:              permMonitor,
 		{http.MethodGet, apiPrefix + "/silences"}:               permMonitor,
