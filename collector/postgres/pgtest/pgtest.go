@@ -53,6 +53,35 @@ func WithPreload(libs ...string) Option {
 	return WithSetting("shared_preload_libraries", strings.Join(libs, ","))
 }
 
+// WithArchive turns WAL archiving on (wal_level=replica, archive_mode=on).
+// The archive_command is not set on the command line, where it would win
+// over ALTER SYSTEM: set it with SetArchiveCommand.
+func WithArchive() Option {
+	return func(c *Cluster) {
+		c.settings = append(c.settings, "wal_level=replica", "archive_mode=on")
+	}
+}
+
+// CopyArchiveCommand is an archive_command that copies each WAL file into
+// dir (see ArchiveDir).
+func CopyArchiveCommand(dir string) string { return fmt.Sprintf("cp %%p %s/%%f", dir) }
+
+// ArchiveDir returns a new temporary directory the server's user may
+// write WAL files into, removed when the test ends.
+func ArchiveDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vigil-pgtest-archive-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	// The server runs as its own user when the test is root.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dir
+}
+
 // WithPort listens on port instead of a free one.
 func WithPort(port int) Option {
 	return func(c *Cluster) { c.port = port }
