@@ -9,7 +9,7 @@ import (
 
 // BackupConfig is the seed's backup block: what the backups promise. vigil
 // validates it and exports it (vigil_backup_* gauges) so that dashboards and
-// rules can use it; watching that the backups happen is not built yet.
+// rules can use it, and its schedule gives backup_missed (drwatch.go).
 type BackupConfig struct {
 	// Schedule is a five-field cron expression (minute hour day month weekday).
 	Schedule    string   `yaml:"schedule"`
