@@ -89,3 +89,42 @@ func TestArchiver(t *testing.T) {
 	_, ok = fs.value("replication_replay_lag_seconds")
 	require.False(t, ok, "no replica streams from this primary")
 }
+
+// TestReplication: a primary reports its streaming replica's replay lag;
+// the replica reports its own lag and that it is in recovery, and no WAL
+// pending (it does not archive).
+func TestReplication(t *testing.T) {
+	if _, err := pgtest.FindBin(); err != nil {
+		t.Skipf("PostgreSQL server binaries are missing: %v", err)
+	}
+	primary := pgtest.StartCluster(t, pgtest.WithArchive())
+	replica := primary.StartReplica(t)
+	pc := newTestCollector(t, primary.DSN(), 1, nil)
+	rc := newTestCollector(t, replica.DSN(), 1, nil)
+	admin := mustConnect(t, primary.DSN())
+	_, err := admin.Exec(context.Background(), "CREATE TABLE r AS SELECT generate_series(1, 1000) AS x")
+	require.NoError(t, err)
+
+	deadline := time.Now().Add(20 * time.Second)
+	var fs families
+	for {
+		fs = mustGather(t, pc)
+		if _, ok := fs.value("replication_replay_lag_seconds"); ok {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the replica did not stream within 20s: %v", fs.names())
+		time.Sleep(100 * time.Millisecond)
+	}
+	lag := fs.mustValue(t, "replication_replay_lag_seconds", "application_name", "walreceiver", "client_addr", "127.0.0.1")
+	require.GreaterOrEqual(t, lag, 0.0)
+	require.Less(t, lag, 20.0)
+	require.Equal(t, 0.0, fs.mustValue(t, "in_recovery"))
+
+	rs := mustGather(t, rc)
+	require.Equal(t, 1.0, rs.mustValue(t, "in_recovery"))
+	require.GreaterOrEqual(t, rs.mustValue(t, "replication_lag_seconds"), 0.0)
+	_, ok := rs.value("archiver_wal_pending")
+	require.False(t, ok, "a replica does not archive")
+	_, ok = rs.value("replication_replay_lag_seconds")
+	require.False(t, ok, "nothing streams from the replica")
+}

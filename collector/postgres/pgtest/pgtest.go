@@ -140,6 +140,44 @@ func StartCluster(t testing.TB, opts ...Option) *Cluster {
 	}
 }
 
+// StartReplica starts a streaming replica of c (which needs wal_level
+// replica, e.g. WithArchive) from a base backup, in a new temporary
+// directory on a free port; it is stopped and removed when the test ends.
+func (c *Cluster) StartReplica(t testing.TB) *Cluster {
+	t.Helper()
+	r := &Cluster{t: t, bin: c.bin, asUser: c.asUser}
+	var err error
+	r.dir, err = os.MkdirTemp("", "vigil-pgtest-replica-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(r.remove)
+	if r.asUser != "" {
+		u, err := user.Lookup(r.asUser)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(r.dir, uid, gid); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+	if out, err := r.run("pg_basebackup", "-D", r.dataDir(), "-R", "-X", "stream", "-c", "fast",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", "postgres"); err != nil {
+		t.Fatalf("pgtest: pg_basebackup: %v\n%s", err, out)
+	}
+	for attempt := 1; ; attempt++ {
+		r.port = freePort(t)
+		if err = r.start(); err == nil {
+			return r
+		}
+		if attempt == 3 {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+}
+
 // FindBin returns the newest PostgreSQL server binary directory.
 func FindBin() (string, error) {
 	dirs, _ := filepath.Glob(BinGlob)
