@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/stretchr/testify/require"
 
@@ -265,4 +266,34 @@ func gatherValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestInputSelectorsSkipAlternatives: the dead-rule check does not judge
+// the sides of `or`, so the DR watch's rules (a backup, archived WAL or a
+// replica protects the data, and a setup may have only one) are not dead
+// for the ones a setup lacks; other selectors still are judged.
+func TestInputSelectorsSkipAlternatives(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vigil.yml")
+	require.NoError(t, os.WriteFile(file, []byte(`backup: {schedule: "0 0 * * *", retention: 30d, storage: S3}
+disaster_recovery:
+  rto: 4h
+  rpo: 1h
+  replication: {enabled: true, interval: 5m}
+`), 0o644))
+	cfg, err := config.Load(file)
+	require.NoError(t, err)
+	for _, r := range cfg.OwnRules {
+		expr, err := parser.ParseExpr(r.Condition)
+		require.NoError(t, err)
+		got := inputSelectors(expr)
+		switch r.Name {
+		case config.BackupMissedRuleName, config.RPOAtRiskRuleName, config.ReplicationLaggingRuleName:
+			require.Empty(t, got, r.Name)
+		}
+	}
+	expr, err := parser.ParseExpr(`cpu_usage > 90 and (disk_usage or network_usage)`)
+	require.NoError(t, err)
+	got := inputSelectors(expr)
+	require.Len(t, got, 1)
+	require.Contains(t, got, "cpu_usage")
 }
