@@ -20,6 +20,8 @@ const (
 	PermManageUsers = "manage_users"
 	PermManageRoles = "manage_roles"
 	PermAcknowledge = "acknowledge"
+	// PermBackup records backups (POST /api/v1/backups): the backup job's.
+	PermBackup = "backup"
 )
 
 // RoleConfig is a named set of permissions. In YAML a role is either
@@ -215,6 +217,7 @@ func defaultPermissions() PermissionsConfig {
 		PermManageUsers: {Description: "add, change and remove users"},
 		PermManageRoles: {Description: "change roles and reload the configuration"},
 		PermAcknowledge: {Description: "acknowledge and resolve incidents"},
+		PermBackup:      {Description: "record backups"},
 	}
 }
 
@@ -224,7 +227,7 @@ func defaultRoles() RolesConfig {
 		"admin": {
 			Description: "everything",
 			Permissions: []string{PermDeploy, PermRollback, PermMonitor, PermViewLogs, PermViewMetrics,
-				PermManageUsers, PermManageRoles, PermAcknowledge},
+				PermManageUsers, PermManageRoles, PermAcknowledge, PermBackup},
 		},
 		"developer": {
 			Description: "deploy, roll back and watch",
@@ -241,7 +244,7 @@ func defaultRoles() RolesConfig {
 // known: the permissions block describes them and may limit them to apps,
 // but never removes one.
 var BuiltinPermissions = []string{
-	PermAcknowledge, PermDeploy, PermManageRoles, PermManageUsers,
+	PermAcknowledge, PermBackup, PermDeploy, PermManageRoles, PermManageUsers,
 	PermMonitor, PermRollback, PermViewLogs, PermViewMetrics,
 }
 
@@ -255,6 +258,9 @@ var Implied = map[string][]string{
 	PermMonitor:  {PermViewLogs, PermViewMetrics},
 	PermDeploy:   {PermAcknowledge},
 	PermRollback: {PermAcknowledge},
+	// The seed's admin role (manage_users, manage_roles) records backups
+	// too, without the seed's roles block having to name the permission.
+	PermManageRoles: {PermBackup},
 }
 
 // Grants is what a user may do: each permission it holds, and the apps it

@@ -52,7 +52,7 @@ func TestBadConfigs(t *testing.T) {
 			`bad_group_by.bad.yml:6: escalation.group_by[2]: "alertname" is listed twice`,
 		}},
 		{"group_by_all_mixed.bad.yml", []string{`group_by_all_mixed.bad.yml:2: escalation.group_by[1]: "..." stands alone: it already groups by every label`}},
-		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
+		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, backup, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{
 			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
@@ -125,6 +125,13 @@ func TestBadConfigs(t *testing.T) {
 			`remote_write.bad.yml:18: remote_write[2]: url for remote_write is empty`,
 			`remote_write.bad.yml:19: remote_write[3] "backend": invalid protobuf_message value: unknown type for remote write protobuf message io.prometheus.write.v3.Request, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request`,
 			`remote_write.bad.yml:20: remote_write[3] "backend": name "backend" is already the name of remote_write[1]`,
+		}},
+		{"drwatch.bad.yml", []string{
+			`drwatch.bad.yml:2: backup.schedule: "0 0 31 2 *" never runs twice`,
+			`drwatch.bad.yml:5: backup.grace: "-1m" is not a duration`,
+			`drwatch.bad.yml:6: backup.metric: "backup-last-ok" is not a metric name`,
+			`drwatch.bad.yml:10: disaster_recovery.rpo_warning: 1.5 must be a fraction of the rpo between 0 and 1 (e.g. 0.5)`,
+			`drwatch.bad.yml:11: disaster_recovery.rto_escalation: 1 must be a fraction of the rto between 0 and 1 (e.g. 0.5)`,
 		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
@@ -432,10 +439,10 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Nil(t, cfg.Collectors.Loki)
 
 	require.Equal(t, []string{"admin", "developer", "viewer"}, cfg.RoleNames())
-	require.Len(t, cfg.PermissionsOf("admin"), 8)
+	require.Len(t, cfg.PermissionsOf("admin"), 9)
 	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
 	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
-	require.Len(t, cfg.Permissions.Names(), 8)
+	require.Len(t, cfg.Permissions.Names(), 9)
 }
 
 func TestGroupBy(t *testing.T) {
@@ -705,7 +712,7 @@ func TestSummary(t *testing.T) {
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",
-		"access:      0 users, 3 roles, 8 permissions",
+		"access:      0 users, 3 roles, 9 permissions",
 	} {
 		require.Contains(t, out, want)
 	}

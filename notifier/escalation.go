@@ -115,6 +115,7 @@ func (m *Manager) notifyLevel(tx Tx, cfg *runtimeConfig, inc *Incident, level in
 	if level < last || inc.Repeats < cfg.esc.RepeatLimit {
 		inc.NextDeadline = now.Add(cfg.step(level, inc.Priority))
 	}
+	inc.NextDeadline = cfg.rtoDeadline(inc, level, inc.NextDeadline)
 	eff.deadlines[inc.ID] = inc.NextDeadline
 	return m.queueMessages(tx, cfg, inc, kind, []int{level}, now, eff)
 }
@@ -330,6 +331,8 @@ func (m *Manager) deadline(id string) {
 				m.logger.Info("acknowledged incident still firing; escalating again", "incident", id)
 			})
 			err = m.notifyLevel(tx, cfg, &inc, current, KindEscalation, now, eff)
+		case current < last && cfg.rtoDue(&inc, now):
+			err = m.escalateForRTO(tx, cfg, &inc, now, eff)
 		case current < last:
 			name := cfg.ladder()[current+1].Name
 			eff.after = append(eff.after, func() { m.metrics.escalations.WithLabelValues(name).Inc() })

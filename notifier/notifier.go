@@ -122,6 +122,7 @@ type runtimeConfig struct {
 	// retention is storage.incident_retention; 0 (or less) keeps every
 	// incident.
 	retention time.Duration
+	rto       rtoPolicy // disaster_recovery's RTO escalation (rto.go)
 }
 
 // Manager receives alerts from the rules manager, keeps incidents, escalates
@@ -282,6 +283,7 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		levels:    cfg.Escalation.Levels,
 		receivers: map[string]Receiver{},
 		retention: time.Duration(cfg.Storage.IncidentRetention),
+		rto:       newRTOPolicy(cfg.DisasterRecovery),
 	}
 	if len(rc.levels) == 0 {
 		// Without levels every incident still reaches someone: the log.

@@ -117,6 +117,9 @@ type Incident struct {
 	// Storm is set on the incident that folds an alert storm: how many
 	// alerts it holds and the first of them.
 	Storm *Storm `json:"storm,omitempty"`
+	// RTODeadline is when a down incident runs out of
+	// disaster_recovery.rto (rto.go); zero for other incidents.
+	RTODeadline time.Time `json:"rtoDeadline,omitzero"`
 }
 
 // Comment is a note left with an acknowledgement or a resolution.

@@ -40,6 +40,8 @@ var routeDescriptions = map[string]string{
 	"GET /api/v1/deploys":                "recorded deploys, newest first: `?limit=N`",
 	"POST /api/v1/deploys":               "record a deploy: `{\"service\", \"version\", \"environment\", \"time\", \"strategy\"}` (strategy: canary, blue-green or rolling)",
 	"GET /api/v1/deploys/:id/analysis":   "a deploy's analysis against its baseline, step by step, and its verdict (docs/deploy-analysis.md)",
+	"GET /api/v1/backups":                "recorded backups, newest first: `?limit=N`",
+	"POST /api/v1/backups":               "record a backup (the backup job): `{\"time\", \"size\", \"ok\", \"location\", \"error\"}`; `ok` defaults to true (docs/dr-watch.md)",
 	"POST /api/v1/rollback":              "fire the rollback webhook for the last deploy now: `{\"reason\": \"...\"}`",
 	"GET /api/v1/rollbacks":              "rollback webhook calls, for incidents and by hand, newest first: `?limit=N`",
 	"POST /slack/interactions":           "Slack's Acknowledge and Resolve buttons; verified with Slack's signing secret",

@@ -21,6 +21,7 @@ const (
 	permAcknowledge = "acknowledge"
 	permDeploy      = "deploy"
 	permRollback    = "rollback"
+	permBackup      = "backup"
 	// permSlack marks the route Slack calls: it carries no vigil token, the
 	// handler verifies Slack's signing secret.
 	permSlack = "slack_signature"
@@ -111,6 +112,8 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
 		{http.MethodGet, apiPrefix + "/deploys/:id/analysis", permMonitor, h.deployAnalysis},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
+		{http.MethodGet, apiPrefix + "/backups", permMonitor, h.listBackups},
+		{http.MethodPost, apiPrefix + "/backups", permBackup, h.recordBackup},
 		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
 		{http.MethodGet, apiPrefix + "/silences", permMonitor, h.listSilences},
 		{http.MethodPost, apiPrefix + "/silences", permAcknowledge, h.addSilence},

@@ -95,6 +95,8 @@ type Options struct {
 	Deploys Deploys
 	// Analyses serves deploy analyses; nil answers 404 there.
 	Analyses Analyses
+	// Backups records and lists the backup job's backups (backups.go).
+	Backups Backups
 	// SlackInteractions answers Slack's interaction requests (it verifies
 	// Slack's signature itself); nil answers 404.
 	SlackInteractions http.Handler

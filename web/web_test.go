@@ -379,6 +379,8 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodGet, apiPrefix + "/deploys"}:                permMonitor,
 		{http.MethodPost, apiPrefix + "/deploys"}:               permDeploy,
 		{http.MethodGet, apiPrefix + "/deploys/:id/analysis"}:   permMonitor,
+		{http.MethodGet, apiPrefix + "/backups"}:                permMonitor,
+		{http.MethodPost, apiPrefix + "/backups"}:               permBackup,
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
 		{http.MethodGet, apiPrefix + "/rollbacks"}:              permMonitor,
 		{http.MethodGet, apiPrefix + "/silences"}:               permMonitor,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/config"
 )
 
 // demo plays the whole loop on this machine in about two minutes: a small
@@ -189,6 +190,9 @@ func (d *demoRun) run(ctx context.Context) error {
 	if err := d.canaryAct(ctx); err != nil {
 		return err
 	}
+	if err := d.missedBackup(ctx); err != nil {
+		return err
+	}
 	d.say("Done in %s.", time.Since(d.start).Round(time.Second))
 	return nil
 }
@@ -248,6 +252,60 @@ func (d *demoRun) canaryAct(ctx context.Context) error {
 	return nil
 }
 
+// missedBackup plays the backup watch (docs/dr-watch.md): the demo's backup
+// block wants a backup every minute, and the backup job's last report is
+// three minutes old, so vigil's own rule backup_missed fires; a fresh
+// backup resolves it.
+func (d *demoRun) missedBackup(ctx context.Context) error {
+	last := time.Now().Add(-3 * time.Minute).UTC().Format(time.RFC3339)
+	d.say("the backup job reports its last backup, from 3 minutes ago (POST /api/v1/backups); the backup block's schedule \"* * * * *\" wants one every minute")
+	if err := d.post("/api/v1/backups", `{"time":"`+last+`","size":1048576,"ok":true,"location":"file:///var/backups/demo.tar.zst"}`, nil); err != nil {
+		return err
+	}
+	var id string
+	if err := d.waitFor(ctx, 30*time.Second, func() bool {
+		id = d.openIncidentOf(config.BackupMissedRuleName)
+		return id != ""
+	}); err != nil {
+		return fmt.Errorf("backup_missed did not fire: %w", err)
+	}
+	d.say("backup_missed fired: incident %s (vigil's own rule, from the backup block)", id)
+	if err := d.post("/api/v1/backups", `{"size":1048576,"location":"file:///var/backups/demo-2.tar.zst"}`, nil); err != nil {
+		return err
+	}
+	if err := d.waitFor(ctx, 30*time.Second, func() bool { return d.incidentState(id) == "resolved" }); err != nil {
+		return fmt.Errorf("backup_missed did not resolve: %w", err)
+	}
+	d.say("a fresh backup is recorded: backup_missed resolved. Backup watch done in %s.", time.Since(d.start).Round(time.Second))
+	return nil
+}
+
+// openIncidentOf returns an open incident of the alert name, or "".
+func (d *demoRun) openIncidentOf(alertname string) string {
+	resp, err := d.call(http.MethodGet, "/api/v1/incidents?state=triggered", "")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Data []struct {
+			ID    string `json:"id"`
+			Alert struct {
+				Name string `json:"name"`
+			} `json:"alert"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&env) != nil {
+		return ""
+	}
+	for _, inc := range env.Data {
+		if inc.Alert.Name == alertname {
+			return inc.ID
+		}
+	}
+	return ""
+}
+
 const demoConfig = `service: demo
 environment: production
 data_dir: %s
@@ -274,6 +332,10 @@ receivers:
   - {name: support-team, webhook: {url: "http://%[4]s/support", secret: demo-secret}}
   - {name: development-team, webhook: {url: "http://%[4]s/development", secret: demo-secret}}
   - {name: architecture-team, webhook: {url: "http://%[4]s/architecture", secret: demo-secret}}
+backup:
+  schedule: "* * * * *"
+  retention: 1d
+  storage: local
 rollback:
   webhook: {url: "http://%[5]s/rollback", secret: demo-secret}
   when: {severity: critical, app: app}

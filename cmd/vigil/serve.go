@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/backup"
 	"github.com/vigil-sh/vigil/notifier/rollback"
 	"github.com/vigil-sh/vigil/rules"
 	"github.com/vigil-sh/vigil/storage"
@@ -239,6 +240,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	if err != nil {
 		return err
 	}
+	// The backup job's reports (POST /api/v1/backups), for the DR watch rules.
+	backups, err := backup.New(&backup.Options{KV: store.KV("backup")}, logger.With("component", "backup"), reg)
+	if err != nil {
+		return err
+	}
 	notifications, err := notifier.New(&notifier.Options{
 		Store:       store,
 		Receivers:   receivers(rollbacks, store, logger.With("component", "notifier"), reg),
@@ -293,6 +299,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Silences:          notifications,
 		Deploys:           rollbacks,
 		Analyses:          analyses,
+		Backups:           backups,
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
 		Directory:         directory,
@@ -351,6 +358,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The seed's backup, disaster_recovery and security blocks, as
 		// gauges, and whether data_dir is on an encrypted device.
 		{"seed-info", collector.NewSeedInfo(reg, logger).ApplyConfig},
+		// The DR watch starts counting when a backup block first appears.
+		{"backup", backups.ApplyConfig},
 	}
 	current := cfg
 	// Nothing runs before the first config is applied.
