@@ -20,6 +20,9 @@ const (
 	PermManageUsers = "manage_users"
 	PermManageRoles = "manage_roles"
 	PermAcknowledge = "acknowledge"
+	// PermIngest lets a sender (Prometheus, vmalert, Grafana) post alerts
+	// to the Alertmanager API v2.
+	PermIngest = "ingest"
 )
 
 // RoleConfig is a named set of permissions. In YAML a role is either
@@ -215,6 +218,7 @@ func defaultPermissions() PermissionsConfig {
 		PermManageUsers: {Description: "add, change and remove users"},
 		PermManageRoles: {Description: "change roles and reload the configuration"},
 		PermAcknowledge: {Description: "acknowledge and resolve incidents"},
+		PermIngest:      {Description: "post alerts to the Alertmanager API v2"},
 	}
 }
 
@@ -224,7 +228,7 @@ func defaultRoles() RolesConfig {
 		"admin": {
 			Description: "everything",
 			Permissions: []string{PermDeploy, PermRollback, PermMonitor, PermViewLogs, PermViewMetrics,
-				PermManageUsers, PermManageRoles, PermAcknowledge},
+				PermManageUsers, PermManageRoles, PermAcknowledge, PermIngest},
 		},
 		"developer": {
 			Description: "deploy, roll back and watch",
@@ -243,6 +247,7 @@ func defaultRoles() RolesConfig {
 var BuiltinPermissions = []string{
 	PermAcknowledge, PermDeploy, PermManageRoles, PermManageUsers,
 	PermMonitor, PermRollback, PermViewLogs, PermViewMetrics,
+	PermIngest,
 }
 
 // Implied maps the seed's coarse permissions to the finer ones vigil also
@@ -255,6 +260,9 @@ var Implied = map[string][]string{
 	PermMonitor:  {PermViewLogs, PermViewMetrics},
 	PermDeploy:   {PermAcknowledge},
 	PermRollback: {PermAcknowledge},
+	// Whoever manages roles may grant any permission, ingest included: so
+	// the seed's admin role may post alerts without a change to its block.
+	PermManageRoles: {PermIngest},
 }
 
 // Grants is what a user may do: each permission it holds, and the apps it

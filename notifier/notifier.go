@@ -122,6 +122,8 @@ type runtimeConfig struct {
 	// retention is storage.incident_retention; 0 (or less) keeps every
 	// incident.
 	retention time.Duration
+	// resolveTimeout is ingest.resolve_timeout.
+	resolveTimeout time.Duration
 }
 
 // Manager receives alerts from the rules manager, keeps incidents, escalates
@@ -167,6 +169,9 @@ type Manager struct {
 	// fold into a storm) since it read the rules; see noteFiring.
 	firingMtx sync.Mutex
 	firings   map[*map[string]bool]struct{}
+
+	// ingest keeps the alerts posted to the Alertmanager API (ingest.go).
+	ingest ingestState
 }
 
 // watchFirings starts recording the fingerprints whose alerts are notified
@@ -282,6 +287,8 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		levels:    cfg.Escalation.Levels,
 		receivers: map[string]Receiver{},
 		retention: time.Duration(cfg.Storage.IncidentRetention),
+
+		resolveTimeout: time.Duration(cfg.Ingest.ResolveTimeout),
 	}
 	if len(rc.levels) == 0 {
 		// Without levels every incident still reaches someone: the log.
@@ -377,6 +384,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// hold back the messages waiting since the restart.
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
+	retention.Go(func() { m.runIngest(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
 	retention.Wait()
@@ -451,12 +459,12 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 	for len(alerts) > 0 {
 		batch := alerts[:min(len(alerts), notifyBatch)]
 		alerts = alerts[len(batch):]
-		m.notify(ctx, cfg, expr, batch)
+		m.notify(ctx, cfg, expr, batch, SourceRules)
 	}
 }
 
 // notify records one batch of alerts in one transaction.
-func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, alerts []*rules.Alert) {
+func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, alerts []*rules.Alert, source string) {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
@@ -497,7 +505,7 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, a
 				if found && latest.Alert.ActiveAt.Equal(a.ActiveAt) {
 					continue // resolved by hand while the same firing goes on
 				}
-				if err := m.openOrFold(tx, cfg, st, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
+				if err := m.openOrFold(tx, cfg, st, toAlert(a, fp, expr, m.opts.ExternalURL, source), now, eff); err != nil {
 					return err
 				}
 			case a.State == rules.StateFiring && open:
@@ -704,7 +712,7 @@ func (m *Manager) forgetRetry(id string) {
 
 func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
 
-func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
+func toAlert(a *rules.Alert, fp, expr, externalURL, source string) Alert {
 	out := Alert{
 		Name:        a.Labels.Get(labels.AlertName),
 		Fingerprint: fp,
@@ -714,7 +722,7 @@ func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
 		ActiveAt:    a.ActiveAt,
 		FiredAt:     a.FiredAt,
 		ResolvedAt:  a.ResolvedAt,
-		Source:      SourceRules,
+		Source:      source,
 	}
 	if expr != "" && externalURL != "" {
 		// The link Prometheus itself puts on its alerts.
