@@ -278,6 +278,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		LogStatus:         logManager.Status,
 		Incidents:         notifications,
 		Silences:          notifications,
+		Alertmanager:      notifications,
 		Deploys:           rollbacks,
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
