@@ -245,9 +245,8 @@ func defaultRoles() RolesConfig {
 // known: the permissions block describes them and may limit them to apps,
 // but never removes one.
 var BuiltinPermissions = []string{
-	PermAcknowledge, PermDeploy, PermManageRoles, PermManageUsers,
+	PermAcknowledge, PermDeploy, PermIngest, PermManageRoles, PermManageUsers,
 	PermMonitor, PermRollback, PermViewLogs, PermViewMetrics,
-	PermIngest,
 }
 
 // Implied maps the seed's coarse permissions to the finer ones vigil also
