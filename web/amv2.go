@@ -497,7 +497,9 @@ func (h *Handler) amConfigYAML() string {
 	}{}
 	doc.Global.ResolveTimeout = config.Duration(config.DefaultResolveTimeout).String()
 	if cfg := h.cfg.Load(); cfg != nil {
-		doc.Global.ResolveTimeout = cfg.Ingest.ResolveTimeout.String()
+		if cfg.Ingest.ResolveTimeout > 0 {
+			doc.Global.ResolveTimeout = cfg.Ingest.ResolveTimeout.String()
+		}
 		if lv := cfg.Escalation.Levels; len(lv) > 0 && len(lv[0].Notify) > 0 {
 			doc.Route.Receiver = lv[0].Notify[0]
 		}
@@ -508,11 +510,13 @@ func (h *Handler) amConfigYAML() string {
 	if doc.Route.Receiver == "" {
 		doc.Route.Receiver = doc.Receivers[0].Name
 	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
 		return ""
 	}
-	return string(out)
+	return out.String()
 }
 
 // getAMStatus answers GET /api/v2/status. vigil runs no Alertmanager
