@@ -19,6 +19,7 @@ import (
 	promnotifier "github.com/prometheus/prometheus/notifier"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
 )
@@ -290,4 +291,35 @@ func TestAlertmanagerAPISilences(t *testing.T) {
 	require.Equal(t, "0.1.0", status.VersionInfo["version"])
 	require.Contains(t, status.Config.Original, "resolve_timeout: 5m")
 	require.False(t, status.Uptime.IsZero())
+}
+
+// TestAlertmanagerAPIIngestByApp: a sender whose ingest permission reaches
+// some apps has its alerts of other apps refused one by one.
+func TestAlertmanagerAPIIngestByApp(t *testing.T) {
+	token, hash, err := auth.NewToken()
+	require.NoError(t, err)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`service: checkout
+environment: production
+roles:
+  sender: {permissions: [ingest]}
+permissions:
+  ingest: {resources: [app]}
+  monitor: {resources: [app, database]}
+users:
+  - {name: prom, role: sender, tokens: [%q]}
+`, hash)), "vigil.yml")
+	require.NoError(t, err)
+	a, err := auth.New(cfg)
+	require.NoError(t, err)
+	m := startNotifier(t, 5*time.Minute)
+	env := newTestEnv(t, func(o *Options) {
+		o.Auth = func() *auth.Authenticator { return a }
+		o.Alertmanager = m
+	})
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v2/alerts", bearer(token), strings.NewReader(
+		`[{"labels": {"alertname": "OfApp", "app": "app"}}, {"labels": {"alertname": "OfDB", "app": "database"}}]`))
+	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), `alert 1 {alertname=\"OfDB\", app=\"database\"}: user \"prom\" may not post alerts of app \"database\"`)
+	require.Len(t, incidentsNamed(t, m, "OfApp"), 1)
+	require.Empty(t, incidentsNamed(t, m, "OfDB"))
 }
