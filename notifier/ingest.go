@@ -192,10 +192,11 @@ func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error 
 		return fmt.Errorf("notifier: read posted alerts: %w", err)
 	}
 	now := m.clock.Now()
-	kv := m.store.KV(ingestNamespace)
 	batch := make([]*rules.Alert, 0, len(alerts))
+	put := make(map[string][]byte, len(alerts))
+	var del []string
+	ends := make(map[string]time.Time, len(alerts))
 	earliest := time.Time{}
-	var werr error
 	for _, p := range alerts {
 		rec := IngestedAlert{PostedAlert: p, UpdatedAt: now}
 		if rec.StartsAt.IsZero() {
@@ -219,26 +220,34 @@ func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error 
 		if rec.EndsAt.After(now) {
 			a.State = rules.StateFiring
 			raw, err := json.Marshal(rec)
-			if err == nil {
-				err = kv.Put(rec.Fingerprint, raw)
-			}
 			if err != nil {
-				werr = err
-				break
+				return fmt.Errorf("notifier: record posted alerts: %w", err)
 			}
-			m.ingest.ends[rec.Fingerprint] = rec.EndsAt
+			put[rec.Fingerprint] = raw
+			del = slices.DeleteFunc(del, func(fp string) bool { return fp == rec.Fingerprint })
+			ends[rec.Fingerprint] = rec.EndsAt
 			if earliest.IsZero() || rec.EndsAt.Before(earliest) {
 				earliest = rec.EndsAt
 			}
 		} else {
 			a.State, a.ResolvedAt = rules.StateInactive, rec.EndsAt
-			if err := kv.Delete(rec.Fingerprint); err != nil {
-				werr = err
-				break
-			}
-			delete(m.ingest.ends, rec.Fingerprint)
+			delete(put, rec.Fingerprint)
+			del = append(del, rec.Fingerprint)
+			ends[rec.Fingerprint] = time.Time{}
 		}
 		batch = append(batch, a)
+	}
+	// The records first, all in one write when the store can: an incident
+	// is never opened without the record that will resolve it.
+	if err := writeKV(m.store.KV(ingestNamespace), put, del); err != nil {
+		return fmt.Errorf("notifier: record posted alerts: %w", err)
+	}
+	for fp, end := range ends {
+		if end.IsZero() {
+			delete(m.ingest.ends, fp)
+		} else {
+			m.ingest.ends[fp] = end
+		}
 	}
 	m.notifyAPI(ctx, cfg, batch)
 	if !earliest.IsZero() && (m.ingest.armed.IsZero() || earliest.Before(m.ingest.armed)) {
@@ -247,8 +256,29 @@ func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error 
 		default:
 		}
 	}
-	if werr != nil {
-		return fmt.Errorf("notifier: record posted alerts: %w", werr)
+	return nil
+}
+
+// kvWriter is a KV that writes many keys in one transaction (the bbolt
+// store's).
+type kvWriter interface {
+	Write(put map[string][]byte, del []string) error
+}
+
+// writeKV puts and deletes keys, in one transaction when kv can.
+func writeKV(kv KV, put map[string][]byte, del []string) error {
+	if w, ok := kv.(kvWriter); ok {
+		return w.Write(put, del)
+	}
+	for k, v := range put {
+		if err := kv.Put(k, v); err != nil {
+			return err
+		}
+	}
+	for _, k := range del {
+		if err := kv.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -351,15 +381,15 @@ func (m *Manager) sweepIngest(ctx context.Context) time.Time {
 	}
 	if len(batch) > 0 && cfg != nil {
 		m.notifyAPI(ctx, cfg, batch)
-		for _, fp := range gone {
-			if err := kv.Delete(fp); err != nil {
-				// Resolved already: the next sweep resolves it again,
-				// which changes nothing.
-				m.logger.Error("cannot delete the record of a resolved posted alert", "fingerprint", fp, "err", err)
-				retry = true
-				continue
+		if err := writeKV(kv, nil, gone); err != nil {
+			// Resolved already: the next sweep resolves them again,
+			// which changes nothing.
+			m.logger.Error("cannot delete the records of resolved posted alerts", "alerts", len(gone), "err", err)
+			retry = true
+		} else {
+			for _, fp := range gone {
+				delete(m.ingest.ends, fp)
 			}
-			delete(m.ingest.ends, fp)
 		}
 		m.logger.Debug("posted alerts resolved at their endsAt", "alerts", len(batch))
 	} else if len(batch) > 0 {
