@@ -410,8 +410,8 @@ func (h *Handler) getAMSilence(c *gin.Context) {
 
 // postAMSilence answers POST /api/v2/silences. The silence's creator is the
 // caller's user (the body's createdBy only while vigil runs open). A body
-// with the id of a silence replaces it: the old one is expired and a new
-// one made, as Alertmanager does when a silence cannot change in place.
+// with the id of a silence replaces it: a new one is made and the old one
+// expired, as Alertmanager does when a silence cannot change in place.
 func (h *Handler) postAMSilence(c *gin.Context) {
 	s := h.silences(c)
 	if s == nil {
@@ -432,16 +432,28 @@ func (h *Handler) postAMSilence(c *gin.Context) {
 		by = req.CreatedBy
 	}
 	if req.ID != "" {
-		if _, err := s.ExpireSilence(req.ID, pageUser(c)); err != nil {
+		list, err := s.Silences(true)
+		if err != nil {
 			amSilenceError(c, err)
 			return
 		}
+		if !slices.ContainsFunc(list, func(o notifier.Silence) bool { return o.ID == req.ID }) {
+			amError(c, http.StatusNotFound, fmt.Sprintf("silence %q not found", req.ID))
+			return
+		}
 	}
+	// The new silence first: a refused one leaves the old in force.
 	out, err := s.AddSilence(notifier.Silence{Matchers: selector, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
 		Comment: req.Comment, CreatedBy: by})
 	if err != nil {
 		amSilenceError(c, err)
 		return
+	}
+	if req.ID != "" {
+		if _, err := s.ExpireSilence(req.ID, pageUser(c)); err != nil {
+			amSilenceError(c, err)
+			return
+		}
 	}
 	c.JSON(http.StatusOK, gin.H{"silenceID": out.ID})
 }

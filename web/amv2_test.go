@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -273,6 +274,32 @@ func TestAlertmanagerAPISilences(t *testing.T) {
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &sils))
 	require.Len(t, sils, 1)
 	require.Equal(t, "expired", sils[0].Status.State)
+
+	// A post with the id of a silence replaces it; an unknown id is 404.
+	post := func(id, comment string) *httptest.ResponseRecorder {
+		return serve(env.h, "127.0.0.1", http.MethodPost, "/api/v2/silences", bearer(f.tokens["developer"]), strings.NewReader(fmt.Sprintf(
+			`{"id": %q, "matchers": [{"name": "alertname", "value": "Loud", "isRegex": false}], "endsAt": %q, "createdBy": "x", "comment": %q}`,
+			id, end.Format(time.RFC3339), comment)))
+	}
+	rec = post("", "first")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var first struct {
+		SilenceID string `json:"silenceID"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &first))
+	rec = post(first.SilenceID, "second")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var second struct {
+		SilenceID string `json:"silenceID"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &second))
+	require.NotEqual(t, first.SilenceID, second.SilenceID)
+	active, err := m.Silences(false)
+	require.NoError(t, err)
+	require.Len(t, active, 1)
+	require.Equal(t, second.SilenceID, active[0].ID)
+	require.Equal(t, "second", active[0].Comment)
+	require.Equal(t, http.StatusNotFound, post("no-such-silence", "third").Code)
 
 	// Status: disabled cluster, the config's shape without secrets.
 	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/api/v2/status", bearer(f.tokens["viewer"]), nil)
