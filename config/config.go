@@ -61,6 +61,10 @@ type Config struct {
 	// Query bounds the Prometheus HTTP API's queries (config/query.go).
 	Query QueryConfig `yaml:"query"`
 
+	// Ingest is the Alertmanager API v2 that senders post alerts to
+	// (docs/alertmanager-api.md).
+	Ingest IngestConfig `yaml:"ingest"`
+
 	// Global holds Prometheus's global.external_labels.
 	Global GlobalConfig `yaml:"global"`
 	// RemoteWrite are Prometheus remote_write endpoints that receive every
@@ -269,6 +273,14 @@ type AlertsConfig struct {
 	// the first AbsentAfter after start is not judged. 0 turns the check
 	// off. Default 10m.
 	AbsentAfter Duration `yaml:"absent_after"`
+}
+
+// IngestConfig is the Alertmanager API v2 gateway's: POST /api/v2/alerts.
+type IngestConfig struct {
+	// ResolveTimeout is how long an alert posted without endsAt stays
+	// firing unless it is posted again (Alertmanager's
+	// global.resolve_timeout). Default 5m.
+	ResolveTimeout Duration `yaml:"resolve_timeout"`
 }
 
 // RuleConfig is one seed-format alert rule.

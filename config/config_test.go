@@ -52,7 +52,8 @@ func TestBadConfigs(t *testing.T) {
 			`bad_group_by.bad.yml:6: escalation.group_by[2]: "alertname" is listed twice`,
 		}},
 		{"group_by_all_mixed.bad.yml", []string{`group_by_all_mixed.bad.yml:2: escalation.group_by[1]: "..." stands alone: it already groups by every label`}},
-		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, backup, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
+		{"ingest_resolve_timeout.bad.yml", []string{`ingest_resolve_timeout.bad.yml:3: ingest.resolve_timeout: "0s" must be more than 0`}},
+		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, backup, deploy, ingest, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{
 			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
@@ -439,10 +440,10 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Nil(t, cfg.Collectors.Loki)
 
 	require.Equal(t, []string{"admin", "developer", "viewer"}, cfg.RoleNames())
-	require.Len(t, cfg.PermissionsOf("admin"), 9)
+	require.Len(t, cfg.PermissionsOf("admin"), 10)
 	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
 	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
-	require.Len(t, cfg.Permissions.Names(), 9)
+	require.Len(t, cfg.Permissions.Names(), 10)
 }
 
 func TestGroupBy(t *testing.T) {
@@ -712,7 +713,7 @@ func TestSummary(t *testing.T) {
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",
-		"access:      0 users, 3 roles, 9 permissions",
+		"access:      0 users, 3 roles, 10 permissions",
 	} {
 		require.Contains(t, out, want)
 	}

@@ -25,6 +25,9 @@ const (
 	// DefaultRuleLimit bounds the series or alerts of one rule evaluation:
 	// a sidecar must not let one runaway rule fill its memory.
 	DefaultRuleLimit = 10000
+	// DefaultResolveTimeout is ingest.resolve_timeout: Alertmanager's
+	// global.resolve_timeout default.
+	DefaultResolveTimeout = 5 * time.Minute
 	// DefaultAbsentAfter is how long a rule's inputs may be missing before
 	// the rule is reported dead.
 	DefaultAbsentAfter = 10 * time.Minute
@@ -58,6 +61,9 @@ func newConfig() *Config {
 			IncidentRetention: Duration(DefaultIncidentRetention),
 		},
 		Query: defaultQuery(),
+		Ingest: IngestConfig{
+			ResolveTimeout: Duration(DefaultResolveTimeout),
+		},
 		Escalation: EscalationConfig{
 			ResponseTimes: map[string]Duration{
 				"critical": Duration(time.Hour),

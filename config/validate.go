@@ -54,6 +54,9 @@ func (c *Config) validate(r *reporter) {
 	if c.Storage.IncidentRetention < 0 {
 		r.valueErr(0, "storage.incident_retention", "must not be negative (0 keeps incidents for ever)")
 	}
+	if c.Ingest.ResolveTimeout <= 0 {
+		r.valueErr(0, "ingest.resolve_timeout", "%q must be more than 0", c.Ingest.ResolveTimeout.String())
+	}
 	c.validateCollectors(r)
 	c.validateRules(r)
 	c.validateReceivers(r)

@@ -123,6 +123,8 @@ type runtimeConfig struct {
 	// incident.
 	retention time.Duration
 	rto       rtoPolicy // disaster_recovery's RTO escalation (rto.go)
+	// resolveTimeout is ingest.resolve_timeout.
+	resolveTimeout time.Duration
 }
 
 // Manager receives alerts from the rules manager, keeps incidents, escalates
@@ -168,6 +170,9 @@ type Manager struct {
 	// fold into a storm) since it read the rules; see noteFiring.
 	firingMtx sync.Mutex
 	firings   map[*map[string]bool]struct{}
+
+	// ingest keeps the alerts posted to the Alertmanager API (ingest.go).
+	ingest ingestState
 }
 
 // watchFirings starts recording the fingerprints whose alerts are notified
@@ -284,6 +289,8 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		receivers: map[string]Receiver{},
 		retention: time.Duration(cfg.Storage.IncidentRetention),
 		rto:       newRTOPolicy(cfg.DisasterRecovery),
+
+		resolveTimeout: time.Duration(cfg.Ingest.ResolveTimeout),
 	}
 	if len(rc.levels) == 0 {
 		// Without levels every incident still reaches someone: the log.
@@ -386,6 +393,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// hold back the messages waiting since the restart.
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
+	retention.Go(func() { m.runIngest(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
 	retention.Wait()

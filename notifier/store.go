@@ -493,3 +493,28 @@ func (s *idSource) next(now time.Time) string {
 	_, _ = rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
 }
+
+// Write implements kvWriter: puts and deletes in one transaction.
+func (kv *boltKV) Write(put map[string][]byte, del []string) error {
+	err := kv.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketKV).CreateBucketIfNotExists(kv.ns)
+		if err != nil {
+			return err
+		}
+		for k, v := range put {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kv %s write: %w", kv.ns, err)
+	}
+	return nil
+}

@@ -62,6 +62,14 @@ var routeDescriptions = map[string]string{
 	"POST /ui/silences":                  "the page's Silence form on an incident (its alert, for 1h, 4h or 24h)",
 	"POST /ui/silences/:id/expire":       "the page's Expire button on a silence",
 	"GET /api/v1/rules/dead":             "rule inputs that matched no series for `alerts.absent_after`: rules that cannot fire (`vigil check config --live` reads it)",
+	"POST /api/v2/alerts":                "Alertmanager API v2: take alerts (Prometheus, vmalert, Grafana, amtool); 400 names each invalid one, the rest are taken; [docs/alertmanager-api.md](alertmanager-api.md)",
+	"GET /api/v2/alerts":                 "Alertmanager API v2: the posted alerts that have not ended (`filter`, `active`, `silenced`, `receiver`)",
+	"GET /api/v2/status":                 "Alertmanager API v2: cluster `disabled`, version, uptime, an Alertmanager-shaped summary of the config (no secrets)",
+	"GET /api/v2/receivers":              "Alertmanager API v2: the configured receivers' names",
+	"GET /api/v2/silences":               "Alertmanager API v2: every silence in Alertmanager's shape (`filter`)",
+	"POST /api/v2/silences":              "Alertmanager API v2: add a silence (or replace one: `id`); answers `{\"silenceID\"}`",
+	"GET /api/v2/silence/:id":            "Alertmanager API v2: one silence",
+	"DELETE /api/v2/silence/:id":         "Alertmanager API v2: expire a silence",
 	"prometheus":                         "Prometheus's HTTP API, for Grafana's Prometheus data source and promtool-style clients",
 }
 

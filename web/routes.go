@@ -131,6 +131,14 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, h.getRole},
 		{http.MethodPut, apiPrefix + "/roles/:name", permManageRoles, h.updateRole},
 		{http.MethodDelete, apiPrefix + "/roles/:name", permManageRoles, h.deleteRole},
+		{http.MethodPost, amPrefix + "/alerts", permIngest, h.postAlerts},
+		{http.MethodGet, amPrefix + "/alerts", permMonitor, h.getAlerts},
+		{http.MethodGet, amPrefix + "/status", permMonitor, h.getAMStatus},
+		{http.MethodGet, amPrefix + "/receivers", permMonitor, h.getAMReceivers},
+		{http.MethodGet, amPrefix + "/silences", permMonitor, h.getAMSilences},
+		{http.MethodPost, amPrefix + "/silences", permAcknowledge, h.postAMSilence},
+		{http.MethodGet, amPrefix + "/silence/:id", permMonitor, h.getAMSilence},
+		{http.MethodDelete, amPrefix + "/silence/:id", permAcknowledge, h.deleteAMSilence},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {

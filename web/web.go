@@ -88,6 +88,9 @@ type Options struct {
 	LogStatus func() []logs.LogStatus
 	// Silences adds, lists and expires silences; nil answers 404 there.
 	Silences Silences
+	// Alertmanager takes and lists the alerts of the Alertmanager API v2
+	// (amv2.go); nil answers 404 on /api/v2/alerts.
+	Alertmanager Alertmanager
 	// Incidents lists, acknowledges and resolves incidents.
 	Incidents Incidents
 	// Deploys records and lists deploys; Rollback fires the rollback webhook

@@ -404,6 +404,14 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodGet, apiPrefix + "/roles/:name"}:            permManageRoles,
 		{http.MethodPut, apiPrefix + "/roles/:name"}:            permManageRoles,
 		{http.MethodDelete, apiPrefix + "/roles/:name"}:         permManageRoles,
+		{http.MethodPost, amPrefix + "/alerts"}:                 permIngest,
+		{http.MethodGet, amPrefix + "/alerts"}:                  permMonitor,
+		{http.MethodGet, amPrefix + "/status"}:                  permMonitor,
+		{http.MethodGet, amPrefix + "/receivers"}:               permMonitor,
+		{http.MethodGet, amPrefix + "/silences"}:                permMonitor,
+		{http.MethodPost, amPrefix + "/silences"}:               permAcknowledge,
+		{http.MethodGet, amPrefix + "/silence/:id"}:             permMonitor,
+		{http.MethodDelete, amPrefix + "/silence/:id"}:          permAcknowledge,
 	}
 	wantPermission := func(k key) string {
 		path := k.path

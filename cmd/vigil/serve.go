@@ -297,6 +297,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		LogStatus:         logManager.Status,
 		Incidents:         notifications,
 		Silences:          notifications,
+		Alertmanager:      notifications,
 		Deploys:           rollbacks,
 		Analyses:          analyses,
 		Backups:           backups,
