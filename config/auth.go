@@ -20,6 +20,11 @@ const (
 	PermManageUsers = "manage_users"
 	PermManageRoles = "manage_roles"
 	PermAcknowledge = "acknowledge"
+	// PermBackup records backups (POST /api/v1/backups): the backup job's.
+	PermBackup = "backup"
+	// PermIngest lets a sender (Prometheus, vmalert, Grafana) post alerts
+	// to the Alertmanager API v2.
+	PermIngest = "ingest"
 )
 
 // RoleConfig is a named set of permissions. In YAML a role is either
@@ -215,6 +220,8 @@ func defaultPermissions() PermissionsConfig {
 		PermManageUsers: {Description: "add, change and remove users"},
 		PermManageRoles: {Description: "change roles and reload the configuration"},
 		PermAcknowledge: {Description: "acknowledge and resolve incidents"},
+		PermBackup:      {Description: "record backups"},
+		PermIngest:      {Description: "post alerts to the Alertmanager API v2"},
 	}
 }
 
@@ -224,7 +231,7 @@ func defaultRoles() RolesConfig {
 		"admin": {
 			Description: "everything",
 			Permissions: []string{PermDeploy, PermRollback, PermMonitor, PermViewLogs, PermViewMetrics,
-				PermManageUsers, PermManageRoles, PermAcknowledge},
+				PermManageUsers, PermManageRoles, PermAcknowledge, PermBackup, PermIngest},
 		},
 		"developer": {
 			Description: "deploy, roll back and watch",
@@ -241,7 +248,7 @@ func defaultRoles() RolesConfig {
 // known: the permissions block describes them and may limit them to apps,
 // but never removes one.
 var BuiltinPermissions = []string{
-	PermAcknowledge, PermDeploy, PermManageRoles, PermManageUsers,
+	PermAcknowledge, PermBackup, PermDeploy, PermIngest, PermManageRoles, PermManageUsers,
 	PermMonitor, PermRollback, PermViewLogs, PermViewMetrics,
 }
 
@@ -255,6 +262,9 @@ var Implied = map[string][]string{
 	PermMonitor:  {PermViewLogs, PermViewMetrics},
 	PermDeploy:   {PermAcknowledge},
 	PermRollback: {PermAcknowledge},
+	// Whoever manages roles may grant any permission: so the seed's admin
+	// role records backups and posts alerts without a change to its block.
+	PermManageRoles: {PermBackup, PermIngest},
 }
 
 // Grants is what a user may do: each permission it holds, and the apps it

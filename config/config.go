@@ -33,6 +33,8 @@ type Config struct {
 	Escalation EscalationConfig `yaml:"escalation"`
 	Receivers  []ReceiverConfig `yaml:"receivers"`
 	Rollback   RollbackConfig   `yaml:"rollback"`
+	// Analysis judges deploys that carry a strategy (config/analysis.go).
+	Analysis *AnalysisConfig `yaml:"analysis"`
 
 	Users       []UserConfig      `yaml:"users"`
 	Roles       RolesConfig       `yaml:"roles"`
@@ -58,6 +60,10 @@ type Config struct {
 
 	// Query bounds the Prometheus HTTP API's queries (config/query.go).
 	Query QueryConfig `yaml:"query"`
+
+	// Ingest is the Alertmanager API v2 that senders post alerts to
+	// (docs/alertmanager-api.md).
+	Ingest IngestConfig `yaml:"ingest"`
 
 	// Global holds Prometheus's global.external_labels.
 	Global GlobalConfig `yaml:"global"`
@@ -274,6 +280,14 @@ type AlertsConfig struct {
 	Forward *ForwardConfig `yaml:"forward"`
 }
 
+// IngestConfig is the Alertmanager API v2 gateway's: POST /api/v2/alerts.
+type IngestConfig struct {
+	// ResolveTimeout is how long an alert posted without endsAt stays
+	// firing unless it is posted again (Alertmanager's
+	// global.resolve_timeout). Default 5m.
+	ResolveTimeout Duration `yaml:"resolve_timeout"`
+}
+
 // RuleConfig is one seed-format alert rule.
 type RuleConfig struct {
 	Name        string            `yaml:"name"`
@@ -299,6 +313,10 @@ type EscalationConfig struct {
 	// before its further alerts fold into one storm incident; 0 turns
 	// folding off.
 	StormThreshold int `yaml:"storm_threshold"`
+	// GroupBy are the labels whose values key an incident: alerts that
+	// agree on them (the replicas of one service) share one incident.
+	// "..." alone groups by every label: one incident per alert.
+	GroupBy []string `yaml:"group_by"`
 }
 
 // LevelConfig is one support tier.

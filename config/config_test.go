@@ -47,7 +47,13 @@ func TestBadConfigs(t *testing.T) {
 			`bad_priority.bad.yml:3: escalation.priorities.warning: "someday" has no response time`,
 		}},
 		{"negative_storm_threshold.bad.yml", []string{`negative_storm_threshold.bad.yml:3: escalation.storm_threshold: "-5" must not be negative (0 turns storm folding off)`}},
-		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
+		{"bad_group_by.bad.yml", []string{
+			`bad_group_by.bad.yml:5: escalation.group_by[1]: "pod-name" is not a valid label name`,
+			`bad_group_by.bad.yml:6: escalation.group_by[2]: "alertname" is listed twice`,
+		}},
+		{"group_by_all_mixed.bad.yml", []string{`group_by_all_mixed.bad.yml:2: escalation.group_by[1]: "..." stands alone: it already groups by every label`}},
+		{"ingest_resolve_timeout.bad.yml", []string{`ingest_resolve_timeout.bad.yml:3: ingest.resolve_timeout: "0s" must be more than 0`}},
+		{"unknown_permission.bad.yml", []string{`unknown_permission.bad.yml:2: roles.ops[1]: "launch_rockets" is not a permission (permissions: acknowledge, backup, deploy, ingest, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics)`}},
 		{"metrics_labels_without_app.bad.yml", []string{`metrics_labels_without_app.bad.yml:5: metrics.labels: label the app's series (collectors.app), and there is no collectors.app; put labels of the host or the database under collectors.infrastructure.labels or collectors.database.labels`}},
 		{"collector_port_path.bad.yml", []string{
 			`collector_port_path.bad.yml:5: collectors.infrastructure.port: 9100 is not vigil's listener port 9090: vigil serves the infrastructure collector's metrics on its own listener (127.0.0.1:9090), at /metrics and /metrics/collectors/infrastructure; leave port out or set it to 9090`,
@@ -73,6 +79,14 @@ func TestBadConfigs(t *testing.T) {
 			`bad_network_policy.bad.yml:17: network.policies[0] "App_Policy": ingress[0].ports[0].port 70000 is not a port (1-65535)`,
 			`bad_network_policy.bad.yml:20: encryption.at_rest.algorithm: "DES" is not an algorithm vigil knows (AES-128, AES-192 or AES-256, optionally with -GCM, -XTS, -CBC or -CTR)`,
 			`bad_network_policy.bad.yml:21: encryption.at_rest.key_rotation: "30x" is not a duration (use a number and a unit: 30s, 5m, 1h, 1d)`,
+		}},
+		{"bad_analysis.bad.yml", []string{
+			`bad_analysis.bad.yml:3: analysis.steps: must not be negative`,
+			`bad_analysis.bad.yml:4: analysis.strategy: "big-bang" is not one of canary, blue-green, rolling`,
+			`bad_analysis.bad.yml:5: analysis.version_label: "build version" is not a label name`,
+			`bad_analysis.bad.yml:6: analysis.latency.quantile: 99 is not a quantile (above 0, below 1)`,
+			`bad_analysis.bad.yml:8: analysis.thresholds.error_rate.max_ratio: 0.5 is below 1: the new version would fail for matching its baseline`,
+			`bad_analysis.bad.yml:9: analysis.thresholds.latancy: "latancy" is not a signal (signals: error_rate, latency, cpu_usage, memory_usage)`,
 		}},
 		{"bad_backup.bad.yml", []string{
 			`bad_backup.bad.yml:2: backup.schedule: "0 25 * * *" is not a cron schedule: hour "25": 25 is outside 0-23`,
@@ -130,6 +144,13 @@ func TestBadConfigs(t *testing.T) {
 			`forward_empty.bad.yml:4: alerts.forward.urls: lists no gateway; give at least one URL such as http://vigil-gateway:9090`,
 			`forward_empty.bad.yml:5: alerts.forward.notify_locally: "maybe" is not true or false`,
 			`forward_empty.bad.yml:6: alerts.forward.retries: unknown key "retries"`,
+		}},
+		{"drwatch.bad.yml", []string{
+			`drwatch.bad.yml:2: backup.schedule: "0 0 31 2 *" never runs twice`,
+			`drwatch.bad.yml:5: backup.grace: "-1m" is not a duration`,
+			`drwatch.bad.yml:6: backup.metric: "backup-last-ok" is not a metric name`,
+			`drwatch.bad.yml:10: disaster_recovery.rpo_warning: 1.5 must be a fraction of the rpo between 0 and 1 (e.g. 0.5)`,
+			`drwatch.bad.yml:11: disaster_recovery.rto_escalation: 1 must be a fraction of the rto between 0 and 1 (e.g. 0.5)`,
 		}},
 		{"many.bad.yml", []string{
 			`many.bad.yml:2: environment: "qa" is not one of development, staging, production`,
@@ -418,6 +439,7 @@ func TestDefaultsApplied(t *testing.T) {
 		"critical": "critical", "high": "high", "warning": "medium", "medium": "medium", "info": "low", "low": "low",
 	}, cfg.Escalation.Priorities)
 	require.Equal(t, 3, cfg.Escalation.RepeatLimit)
+	require.Equal(t, []string{"alertname", "service", "environment", "app"}, cfg.Escalation.GroupBy)
 	require.Equal(t, Duration(30*time.Minute), cfg.Rollback.Window)
 	require.Equal(t, Duration(time.Hour), cfg.Rollback.Cooldown)
 
@@ -436,10 +458,22 @@ func TestDefaultsApplied(t *testing.T) {
 	require.Nil(t, cfg.Collectors.Loki)
 
 	require.Equal(t, []string{"admin", "developer", "viewer"}, cfg.RoleNames())
-	require.Len(t, cfg.PermissionsOf("admin"), 8)
+	require.Len(t, cfg.PermissionsOf("admin"), 10)
 	require.Equal(t, []string{"acknowledge", "deploy", "monitor", "rollback", "view_logs", "view_metrics"}, cfg.PermissionsOf("developer"))
 	require.Equal(t, []string{"monitor", "view_logs", "view_metrics"}, cfg.PermissionsOf("viewer"))
-	require.Len(t, cfg.Permissions.Names(), 8)
+	require.Len(t, cfg.Permissions.Names(), 10)
+}
+
+func TestGroupBy(t *testing.T) {
+	// A list in the file replaces the default; it is not appended to it.
+	cfg, err := Parse([]byte("escalation:\n  group_by: [alertname, instance]\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"alertname", "instance"}, cfg.Escalation.GroupBy)
+	cfg, err = Parse([]byte("escalation:\n  group_by: [\"...\"]\n"), "vigil.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{GroupByAll}, cfg.Escalation.GroupBy)
+	_, err = Parse([]byte("escalation:\n  group_by: []\n"), "vigil.yaml")
+	require.ErrorContains(t, err, `vigil.yaml:2: escalation.group_by: must name at least one label ("..." alone keys an incident by every label)`)
 }
 
 func TestIncidentRetention(t *testing.T) {
@@ -697,7 +731,7 @@ func TestSummary(t *testing.T) {
 		"collectors:  self, infrastructure (0 targets)",
 		"receivers:   log (log)",
 		"escalation:  support -> log; development -> log; architecture -> log",
-		"access:      0 users, 3 roles, 8 permissions",
+		"access:      0 users, 3 roles, 10 permissions",
 	} {
 		require.Contains(t, out, want)
 	}

@@ -25,11 +25,17 @@ const (
 	// DefaultRuleLimit bounds the series or alerts of one rule evaluation:
 	// a sidecar must not let one runaway rule fill its memory.
 	DefaultRuleLimit = 10000
+	// DefaultResolveTimeout is ingest.resolve_timeout: Alertmanager's
+	// global.resolve_timeout default.
+	DefaultResolveTimeout = 5 * time.Minute
 	// DefaultAbsentAfter is how long a rule's inputs may be missing before
 	// the rule is reported dead.
 	DefaultAbsentAfter = 10 * time.Minute
 	// DefaultStormThreshold is escalation.storm_threshold.
 	DefaultStormThreshold = 100
+	// GroupByAll is the escalation.group_by entry that groups by every
+	// label (one incident per alert), as Alertmanager's "..." does.
+	GroupByAll = "..."
 )
 
 // newConfig returns a Config that holds every default that a key in the file
@@ -55,6 +61,9 @@ func newConfig() *Config {
 			IncidentRetention: Duration(DefaultIncidentRetention),
 		},
 		Query: defaultQuery(),
+		Ingest: IngestConfig{
+			ResolveTimeout: Duration(DefaultResolveTimeout),
+		},
 		Escalation: EscalationConfig{
 			ResponseTimes: map[string]Duration{
 				"critical": Duration(time.Hour),
@@ -72,6 +81,7 @@ func newConfig() *Config {
 			},
 			RepeatLimit:    DefaultRepeatLimit,
 			StormThreshold: DefaultStormThreshold,
+			GroupBy:        DefaultGroupBy(),
 		},
 		Alerts: AlertsConfig{
 			Limit:       DefaultRuleLimit,
@@ -188,4 +198,10 @@ func withDefaultLabel(labels map[string]string, name, value string) map[string]s
 	}
 	labels[name] = value
 	return labels
+}
+
+// DefaultGroupBy is escalation.group_by: the labels that name a problem,
+// not those that name a replica (instance, pod, job).
+func DefaultGroupBy() []string {
+	return []string{"alertname", "service", "environment", "app"}
 }

@@ -59,6 +59,7 @@ func parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 	cfg.OwnRules = append(cfg.OwnRules, cfg.certificateRules()...)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.dataDirRules()...)
 	cfg.OwnRules = append(cfg.OwnRules, cfg.ruleLimitRules()...)
+	cfg.OwnRules = append(cfg.OwnRules, cfg.drRules()...)
 	cfg.Warnings = append(cfg.Warnings, cfg.securityWarnings()...)
 	return cfg, nil
 }

@@ -181,7 +181,7 @@ func TestCheckCron(t *testing.T) {
 func TestCertificateRotationRules(t *testing.T) {
 	cfg, err := Load("testdata/seed_data_security.good.yml")
 	require.NoError(t, err)
-	require.Len(t, cfg.OwnRules, 3, "two certificate rules and rule_limit_exceeded")
+	require.Len(t, cfg.OwnRules, 7, "two certificate rules, rule_limit_exceeded and the DR watch's four (drwatch_test.go)")
 	require.Equal(t, "vigil_certificate_rotation_due", cfg.OwnRules[0].Name)
 	require.Equal(t, "time() - vigil_tls_certificate_not_before_timestamp_seconds > 7171200", cfg.OwnRules[0].Condition)
 	require.Equal(t, "vigil_tls_certificate_not_after_timestamp_seconds - time() < 604800", cfg.OwnRules[1].Condition)

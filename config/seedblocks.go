@@ -9,7 +9,7 @@ import (
 
 // BackupConfig is the seed's backup block: what the backups promise. vigil
 // validates it and exports it (vigil_backup_* gauges) so that dashboards and
-// rules can use it; watching that the backups happen is not built yet.
+// rules can use it, and its schedule gives backup_missed (drwatch.go).
 type BackupConfig struct {
 	// Schedule is a five-field cron expression (minute hour day month weekday).
 	Schedule    string   `yaml:"schedule"`
@@ -17,6 +17,14 @@ type BackupConfig struct {
 	Storage     string   `yaml:"storage"`
 	Encryption  bool     `yaml:"encryption"`
 	Compression bool     `yaml:"compression"`
+	// Grace is how late a backup may finish after its schedule's period
+	// before backup_missed fires (drwatch.go); a tenth of the period, at
+	// least a minute, when not set.
+	Grace Duration `yaml:"grace"`
+	// Metric is the name of a gauge a backup job exposes (scraped by vigil)
+	// holding the Unix time of its last successful backup; backup_missed
+	// and rpo_at_risk read it beside POST /api/v1/backups.
+	Metric string `yaml:"metric"`
 }
 
 // DisasterRecoveryConfig is the seed's disaster_recovery block: the recovery
@@ -27,6 +35,16 @@ type DisasterRecoveryConfig struct {
 	RPO         Duration           `yaml:"rpo"`
 	Backup      *BackupConfig      `yaml:"backup"`
 	Replication *ReplicationConfig `yaml:"replication"`
+	// RPOWarning is the fraction of the rpo above which rpo_at_risk warns
+	// (drwatch.go); 0.5 when not set.
+	RPOWarning float64 `yaml:"rpo_warning"`
+	// RTOEscalation is the fraction of the rto after which a down incident
+	// still open escalates to its ladder's last level (notifier/rto.go);
+	// 0.5 when not set.
+	RTOEscalation float64 `yaml:"rto_escalation"`
+	// DownAlerts are the alerts whose incidents count against the rto;
+	// DefaultDownAlerts when not set.
+	DownAlerts []string `yaml:"down_alerts"`
 }
 
 // ReplicationConfig is disaster_recovery.replication.
@@ -79,6 +97,7 @@ func (c *Config) TLSVersion() string {
 
 func (c *Config) validateSeedBlocks(r *reporter) {
 	c.validateSecurityBlocks(r)
+	c.validateDRWatch(r)
 	if b := c.Backup; b != nil {
 		validateBackup(r, "backup", b)
 	}

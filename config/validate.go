@@ -54,11 +54,15 @@ func (c *Config) validate(r *reporter) {
 	if c.Storage.IncidentRetention < 0 {
 		r.valueErr(0, "storage.incident_retention", "must not be negative (0 keeps incidents for ever)")
 	}
+	if c.Ingest.ResolveTimeout <= 0 {
+		r.valueErr(0, "ingest.resolve_timeout", "%q must be more than 0", c.Ingest.ResolveTimeout.String())
+	}
 	c.validateCollectors(r)
 	c.validateRules(r)
 	c.validateReceivers(r)
 	c.validateEscalation(r)
 	c.validateRollback(r)
+	c.validateAnalysis(r)
 	c.validateAccess(r)
 	c.validateSeedBlocks(r)
 	c.validateQuery(r)
@@ -304,6 +308,7 @@ func (c *Config) validateEscalation(r *reporter) {
 	if e.StormThreshold < 0 {
 		r.valueErr(0, "escalation.storm_threshold", "\"%d\" must not be negative (0 turns storm folding off)", e.StormThreshold)
 	}
+	c.validateGroupBy(r)
 	receivers := c.ReceiverNames()
 	levelNames := map[string]int{}
 	for i, l := range e.Levels {
@@ -324,6 +329,30 @@ func (c *Config) validateEscalation(r *reporter) {
 		if l.Wait < 0 {
 			r.valueErr(0, joinPath(p, "wait"), "must not be negative")
 		}
+	}
+}
+
+// validateGroupBy checks escalation.group_by: label names, each once, or
+// "..." alone.
+func (c *Config) validateGroupBy(r *reporter) {
+	g := c.Escalation.GroupBy
+	if len(g) == 0 {
+		r.valueErr(0, "escalation.group_by", "must name at least one label (%q alone keys an incident by every label)", GroupByAll)
+		return
+	}
+	seen := map[string]bool{}
+	for i, name := range g {
+		p := indexPath("escalation.group_by", i)
+		switch {
+		case name == GroupByAll && len(g) > 1:
+			r.valueErr(0, p, "%q stands alone: it already groups by every label", name)
+		case name == GroupByAll:
+		case !model.LabelName(name).IsValidLegacy():
+			r.valueErr(0, p, "%q is not a valid label name", name)
+		case seen[name]:
+			r.valueErr(0, p, "%q is listed twice", name)
+		}
+		seen[name] = true
 	}
 }
 

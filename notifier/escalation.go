@@ -71,13 +71,15 @@ func (c *runtimeConfig) routes(level int) []string {
 	return c.ladder()[level].Notify
 }
 
-// open starts an incident for a firing alert (or an alert storm, when storm
-// is not nil), notifies level 1 and returns the incident's ID.
-func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now time.Time, eff *effects) (string, error) {
+// open starts the incident of group fp for its first alert a and its
+// members (or of an alert storm, when storm is not nil), notifies level 1
+// and returns the incident's ID.
+func (m *Manager) open(tx Tx, cfg *runtimeConfig, fp string, a Alert, ms []Member, storm *Storm, now time.Time, eff *effects) (string, error) {
 	inc := Incident{
 		ID:            m.ids.next(now),
-		Fingerprint:   a.Fingerprint,
+		Fingerprint:   fp,
 		Alert:         a,
+		Members:       ms,
 		State:         StateTriggered,
 		Priority:      cfg.priority(a.Labels["severity"]),
 		Level:         -1,
@@ -99,7 +101,7 @@ func (m *Manager) open(tx Tx, cfg *runtimeConfig, a Alert, storm *Storm, now tim
 			m.countOpen(a.Name, 1)
 		}
 		m.metrics.incidents.WithLabelValues(string(StateTriggered), inc.Priority).Inc()
-		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority)
+		m.logger.Info("incident opened", "incident", inc.ID, "alertname", a.Name, "priority", inc.Priority, "members", len(ms))
 	})
 	return inc.ID, tx.PutIncident(&inc)
 }
@@ -113,6 +115,7 @@ func (m *Manager) notifyLevel(tx Tx, cfg *runtimeConfig, inc *Incident, level in
 	if level < last || inc.Repeats < cfg.esc.RepeatLimit {
 		inc.NextDeadline = now.Add(cfg.step(level, inc.Priority))
 	}
+	inc.NextDeadline = cfg.rtoDeadline(inc, level, inc.NextDeadline)
 	eff.deadlines[inc.ID] = inc.NextDeadline
 	return m.queueMessages(tx, cfg, inc, kind, []int{level}, now, eff)
 }
@@ -177,7 +180,7 @@ func (m *Manager) queueMessages(tx Tx, cfg *runtimeConfig, inc *Incident, kind K
 // muted.
 func (m *Manager) enqueue(tx Tx, inc *Incident, msg *Message, receiver string, now time.Time, eff *effects) error {
 	if msg.Kind != KindRollback {
-		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		silence, err := m.incidentSilencedBy(tx, inc, now, eff)
 		if err != nil {
 			return err
 		}
@@ -309,7 +312,7 @@ func (m *Manager) deadline(id string) {
 		// A silence holds the escalation where it is: no level is passed
 		// over or repeat used up while nobody can be told, so when the
 		// silence ends the next deadline tells the next level.
-		silence, err := m.silencedBy(tx, inc.Alert.Labels, now, eff)
+		silence, err := m.incidentSilencedBy(tx, &inc, now, eff)
 		if err != nil {
 			return err
 		}
@@ -328,6 +331,8 @@ func (m *Manager) deadline(id string) {
 				m.logger.Info("acknowledged incident still firing; escalating again", "incident", id)
 			})
 			err = m.notifyLevel(tx, cfg, &inc, current, KindEscalation, now, eff)
+		case current < last && cfg.rtoDue(&inc, now):
+			err = m.escalateForRTO(tx, cfg, &inc, now, eff)
 		case current < last:
 			name := cfg.ladder()[current+1].Name
 			eff.after = append(eff.after, func() { m.metrics.escalations.WithLabelValues(name).Inc() })

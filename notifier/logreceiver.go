@@ -36,6 +36,9 @@ func (r *logReceiver) Notify(ctx context.Context, m *Message) (bool, error) {
 		"value", inc.Alert.Value,
 		"environment", m.Environment,
 	}
+	if d := describeMembers(inc); d != "" {
+		attrs = append(attrs, "members", len(inc.Members), "members_firing", FiringMembers(inc), "first_members", d)
+	}
 	if !inc.NextDeadline.IsZero() {
 		attrs = append(attrs, "next_deadline", inc.NextDeadline)
 	}

@@ -122,6 +122,9 @@ type runtimeConfig struct {
 	// retention is storage.incident_retention; 0 (or less) keeps every
 	// incident.
 	retention time.Duration
+	rto       rtoPolicy // disaster_recovery's RTO escalation (rto.go)
+	// resolveTimeout is ingest.resolve_timeout.
+	resolveTimeout time.Duration
 }
 
 // Manager receives alerts from the rules manager, keeps incidents, escalates
@@ -167,6 +170,9 @@ type Manager struct {
 	// fold into a storm) since it read the rules; see noteFiring.
 	firingMtx sync.Mutex
 	firings   map[*map[string]bool]struct{}
+
+	// ingest keeps the alerts posted to the Alertmanager API (ingest.go).
+	ingest ingestState
 }
 
 // watchFirings starts recording the fingerprints whose alerts are notified
@@ -282,6 +288,9 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		levels:    cfg.Escalation.Levels,
 		receivers: map[string]Receiver{},
 		retention: time.Duration(cfg.Storage.IncidentRetention),
+		rto:       newRTOPolicy(cfg.DisasterRecovery),
+
+		resolveTimeout: time.Duration(cfg.Ingest.ResolveTimeout),
 	}
 	if len(rc.levels) == 0 {
 		// Without levels every incident still reaches someone: the log.
@@ -303,6 +312,13 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 		}
 	}
 	m.metrics.initConfig(rc.levels, slices.Collect(maps.Keys(rc.receivers)))
+	if m.config() == nil {
+		if err := m.adoptOlderIncidents(rc); err != nil {
+			// They keep working as they are (MemberList); only a replica
+			// firing now would open its group's incident beside them.
+			m.logger.Error("cannot key incidents of an older version by their group", "err", err)
+		}
+	}
 	m.cfgMtx.Lock()
 	changed := m.cfg != nil && m.cfg.retention != rc.retention
 	m.cfg = rc
@@ -377,6 +393,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// hold back the messages waiting since the restart.
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
+	retention.Go(func() { m.runIngest(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
 	retention.Wait()
@@ -421,10 +438,15 @@ func (m *Manager) Incidents(state State) ([]Incident, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
 	}
+	for i := range out {
+		out[i].Members = MemberList(&out[i])
+	}
 	return out, nil
 }
 
-// Incident returns one incident, or an error wrapping ErrNotFound.
+// Incident returns one incident, or an error wrapping ErrNotFound. The
+// incidents it and Incidents return list their members (MemberList) also
+// when they were written before grouping.
 func (m *Manager) Incident(id string) (Incident, error) {
 	var inc Incident
 	err := m.store.View(func(tx Tx) error {
@@ -432,96 +454,57 @@ func (m *Manager) Incident(id string) (Incident, error) {
 		inc, err = tx.Incident(id)
 		return err
 	})
+	inc.Members = MemberList(&inc)
 	return inc, err
 }
 
-// Notify is a rules.NotifyFunc. A firing alert opens an incident unless one
-// is open for its fingerprint or it is the same firing (same ActiveAt) as an
-// incident resolved by hand; a resolved alert resolves its incident, or, when
-// that was resolved by hand, is recorded on it (so retention may delete it).
-// Beyond escalation.storm_threshold open incidents of an alertname, its
-// alerts fold into one storm incident (see storm.go). The alerts of one call
-// are written notifyBatch at a time, each batch one transaction.
+// Notify is a rules.NotifyFunc for vigil's own rules. A firing alert joins
+// the open incident of its group (escalation.group_by) or opens one, unless
+// it is the same firing (same ActiveAt) as a member of an incident resolved
+// by hand; a resolved alert resolves its member, and the incident with its
+// last member, or, when the incident was resolved by hand, is recorded on
+// it (so retention may delete it). Beyond escalation.storm_threshold open
+// incidents of an alertname, the alerts of further groups fold into one
+// storm incident (see storm.go). The alerts of one call are written
+// notifyBatch at a time, each batch one transaction.
 func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
+	m.notifyAlerts(ctx, SourceRules, expr, alerts)
+}
+
+// notifyAlerts is Notify for alerts of any source (Alert.Source): SourceRules
+// for vigil's rules, another name for alerts that came in from outside,
+// which the restart reconcile leaves alone. For SourceRules expr is the
+// rule's expression, linked as the alerts' generator URL; for another
+// source it is the generator URL itself ("" for none), and each alert's
+// ValidUntil is kept as its EndsAt.
+func (m *Manager) notifyAlerts(ctx context.Context, source, expr string, alerts []*rules.Alert) {
 	cfg := m.config()
 	if cfg == nil {
-		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts))
+		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts), "source", source)
 		return
 	}
 	for len(alerts) > 0 {
 		batch := alerts[:min(len(alerts), notifyBatch)]
 		alerts = alerts[len(batch):]
-		m.notify(ctx, cfg, expr, batch)
+		m.notify(ctx, cfg, source, expr, batch)
 	}
 }
 
 // notify records one batch of alerts in one transaction.
-func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, expr string, alerts []*rules.Alert) {
+func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr string, alerts []*rules.Alert) {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(tx Tx) error {
 		eff = newEffects()
 		st := newStorms(cfg.esc.StormThreshold, m.openCount)
+		gs := newGroups()
 		for _, a := range alerts {
-			fp := fingerprint(a.Labels)
-			latest, found, err := tx.LatestIncident(fp)
-			if err != nil {
+			if err := m.notifyAlert(tx, cfg, st, gs, source, expr, a, now, eff); err != nil {
 				return err
 			}
-			if a.State == rules.StateFiring {
-				// In this transaction, so before any reconcile's write;
-				// a storm incident as the reconcile judges it: by the
-				// alerts it folds and those not recorded yet.
-				switch {
-				case !found:
-					m.noteFiring(fp, stormFingerprint(a.Labels.Get(labels.AlertName)))
-				case latest.Storm != nil && latest.State != StateResolved:
-					m.noteFiring(fp, latest.Fingerprint)
-				default:
-					m.noteFiring(fp)
-				}
-			}
-			if found && latest.Storm != nil && latest.Fingerprint != fp {
-				handled, err := m.stormMember(tx, cfg, st, latest, a, fp, now, eff)
-				if err != nil {
-					return err
-				}
-				if handled {
-					continue
-				}
-				found = false // the storm ended; this is a new firing
-			}
-			open := found && latest.State != StateResolved
-			switch {
-			case a.State == rules.StateFiring && !open:
-				if found && latest.Alert.ActiveAt.Equal(a.ActiveAt) {
-					continue // resolved by hand while the same firing goes on
-				}
-				if err := m.openOrFold(tx, cfg, st, toAlert(a, fp, expr, m.opts.ExternalURL), now, eff); err != nil {
-					return err
-				}
-			case a.State == rules.StateFiring && open:
-				if latest.Alert.Value != a.Value {
-					latest.Alert.Value = a.Value
-					if err := tx.PutIncident(&latest); err != nil {
-						return err
-					}
-				}
-			case a.State == rules.StateInactive && !a.ResolvedAt.IsZero() && open:
-				latest.Alert.ResolvedAt = a.ResolvedAt
-				latest.Alert.Value = a.Value
-				if err := m.resolve(tx, cfg, &latest, ResolvedByAlert, "", now, eff); err != nil {
-					return err
-				}
-			case a.State == rules.StateInactive && !a.ResolvedAt.IsZero() && found && !open &&
-				latest.Alert.ResolvedAt.IsZero() && latest.Alert.ActiveAt.Equal(a.ActiveAt):
-				// Resolved by hand earlier, and now the firing itself ended.
-				latest.Alert.ResolvedAt = a.ResolvedAt
-				latest.Alert.Value = a.Value
-				if err := tx.PutIncident(&latest); err != nil {
-					return err
-				}
-			}
+		}
+		if err := m.openGroups(tx, cfg, gs, now, eff); err != nil {
+			return err
 		}
 		return m.flush(tx, cfg, st, now, eff)
 	})
@@ -704,7 +687,7 @@ func (m *Manager) forgetRetry(id string) {
 
 func fingerprint(ls labels.Labels) string { return fmt.Sprintf("%016x", ls.Hash()) }
 
-func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
+func toAlert(a *rules.Alert, fp, source, expr, externalURL string) Alert {
 	out := Alert{
 		Name:        a.Labels.Get(labels.AlertName),
 		Fingerprint: fp,
@@ -714,7 +697,12 @@ func toAlert(a *rules.Alert, fp, expr, externalURL string) Alert {
 		ActiveAt:    a.ActiveAt,
 		FiredAt:     a.FiredAt,
 		ResolvedAt:  a.ResolvedAt,
-		Source:      SourceRules,
+		Source:      source,
+		EndsAt:      endsAt(a, source),
+	}
+	if source != SourceRules {
+		out.GeneratorURL = expr
+		return out
 	}
 	if expr != "" && externalURL != "" {
 		// The link Prometheus itself puts on its alerts.

@@ -30,6 +30,8 @@ type call struct {
 	delivery string
 	incident string
 	payload  string
+	// members is how many members the message's incident listed.
+	members int
 }
 
 // recorder collects the calls of every fake receiver of a test.
@@ -73,7 +75,7 @@ type fakeReceiver struct {
 func (f *fakeReceiver) Notify(_ context.Context, m *Message) (bool, error) {
 	f.rec.mtx.Lock()
 	defer f.rec.mtx.Unlock()
-	c := call{receiver: f.name, at: time.Now(), kind: m.Kind, level: m.Level, delivery: m.DeliveryID, incident: m.Incident.ID, payload: string(m.Payload)}
+	c := call{receiver: f.name, at: time.Now(), kind: m.Kind, level: m.Level, delivery: m.DeliveryID, incident: m.Incident.ID, payload: string(m.Payload), members: len(m.Incident.Members)}
 	if f.rec.fail != nil {
 		if retry, err := f.rec.fail(f.name, m); err != nil {
 			c.kind = "" // a failed attempt
@@ -103,6 +105,10 @@ func testConfig(env string) *config.Config {
 				{Name: "architecture", Notify: []string{"r3"}},
 			},
 			RepeatLimit: 2,
+			// One incident per alert, as before grouping: the tests of
+			// escalation, storms and the reconcile fire alerts that differ
+			// by severity or instance. group_test.go tests the default.
+			GroupBy: []string{config.GroupByAll},
 		},
 	}
 }

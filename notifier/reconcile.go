@@ -3,6 +3,7 @@ package notifier
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -17,9 +18,17 @@ const SourceRules = "rules"
 // fromRules reports whether an incident's alert comes from vigil's own
 // rules, so that the reconcile may judge it: an alert that came in from
 // outside (a gateway's Alertmanager API) is not the rules' to end.
+// An incident of a group is judged when any member comes from the rules,
+// and only by those members.
 func fromRules(inc *Incident) bool {
-	return inc.Alert.Source == "" || inc.Alert.Source == SourceRules
+	if inc.Storm != nil {
+		return inc.Alert.Source == "" || inc.Alert.Source == SourceRules
+	}
+	return slices.ContainsFunc(MemberList(inc), memberFromRules)
 }
+
+// memberFromRules reports whether a member is an alert of vigil's rules.
+func memberFromRules(mb Member) bool { return mb.Source == "" || mb.Source == SourceRules }
 
 // reconcileBatch bounds how many incidents one reconcile transaction
 // resolves.
@@ -101,8 +110,10 @@ func (m *Manager) reconcileLoop(ctx context.Context, src LocalRules, interval ti
 }
 
 // reconcile resolves the open incidents from the rules (of alertname
-// only, unless empty) whose alert is not active and returns how many rest
-// on a pending alert only. Those of a rule over its limit are left alone.
+// only, unless empty) none of whose members is active, and marks resolved
+// the members of open incidents that are not; it returns how many
+// incidents rest on pending alerts only. Those of a rule over its limit
+// are left alone.
 func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname string) (int, error) {
 	cfg := m.config()
 	if cfg == nil {
@@ -114,20 +125,28 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 	fired, stop := m.watchFirings()
 	defer stop()
 	type activeAlert struct {
-		fp, name string
-		state    rules.AlertState
+		fp, group, name string
+		state           rules.AlertState
 	}
 	var alerts []activeAlert
 	src.ForEachActiveAlert(func(ls labels.Labels, state rules.AlertState) {
-		alerts = append(alerts, activeAlert{fingerprint(ls), ls.Get(labels.AlertName), state})
+		alerts = append(alerts, activeAlert{fingerprint(ls), cfg.groupKey(ls), ls.Get(labels.AlertName), state})
 	})
-	var gone, waiting []string
+	// settle are the incidents to write: true for those whose alerts are
+	// all gone, false for those with members that ended.
+	var settle map[string]bool
+	var waiting []string
+	// activeFP are the fingerprints of the active alerts themselves.
+	activeFP := map[string]bool{}
+	for _, a := range alerts {
+		activeFP[a.fp] = true
+	}
 	// recount holds the open storm incidents whose folded alerts fire
 	// fewer than they count: those that ended while vigil was down will
 	// never be sent as resolved.
 	var recount map[string]int
 	err := m.store.View(func(tx Tx) error {
-		gone, waiting, recount = nil, nil, map[string]int{}
+		settle, waiting, recount = map[string]bool{}, nil, map[string]int{}
 		active := map[string]rules.AlertState{}
 		mark := func(fp string, state rules.AlertState) {
 			if state > active[fp] {
@@ -136,7 +155,9 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 		}
 		// A storm incident is judged by the alerts it folds, and by the
 		// alerts of its name not recorded yet (they may fold into it);
-		// not by those with an incident of their own.
+		// not by those with an incident of their own. A group's incident
+		// by its members and the alerts of its group not recorded yet
+		// (they join it).
 		firing := map[string]int{}
 		for _, a := range alerts {
 			mark(a.fp, a.state)
@@ -146,12 +167,17 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 				return err
 			case !found:
 				mark(stormFingerprint(a.name), a.state)
+				mark(a.group, a.state)
 			case latest.Storm != nil && latest.State != StateResolved:
 				mark(latest.Fingerprint, a.state)
 				// A folded alert may be pending again after a start,
 				// until its for state is restored: still one of those
 				// the storm counts as firing.
 				firing[latest.ID]++
+			case latest.State != StateResolved:
+				mark(latest.Fingerprint, a.state) // the incident it joined
+			default:
+				mark(a.group, a.state) // its next firing joins its group's
 			}
 		}
 		all, err := tx.Incidents("")
@@ -173,13 +199,25 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 				(alertname != "" && inc.Alert.Name != alertname) || overLimit(inc.Alert.Name) {
 				continue
 			}
-			switch state, ok := active[inc.Fingerprint]; {
+			state, ok := active[inc.Fingerprint]
+			ended := false
+			for _, mb := range MemberList(&inc) {
+				if s, in := active[mb.Fingerprint]; in {
+					ok, state = true, max(state, s)
+				}
+				ended = ended || (mb.State != MemberResolved && memberFromRules(mb) && !activeFP[mb.Fingerprint])
+			}
+			switch {
 			case !ok:
-				gone = append(gone, inc.ID)
+				settle[inc.ID] = true
+				continue
 			case state == rules.StatePending:
 				waiting = append(waiting, inc.ID)
 			case inc.Storm != nil && firing[inc.ID] < inc.Storm.Firing:
 				recount[inc.ID] = firing[inc.ID]
+			}
+			if ended {
+				settle[inc.ID] = false
 			}
 		}
 		return nil
@@ -208,47 +246,92 @@ func (m *Manager) reconcile(ctx context.Context, src LocalRules, alertname strin
 			return 0, fmt.Errorf("notifier: recount storm incidents: %w", err)
 		}
 	}
-	for len(gone) > 0 {
-		batch := gone[:min(len(gone), reconcileBatch)]
-		gone = gone[len(batch):]
-		if err := m.resolveGone(ctx, cfg, batch, seen, fired); err != nil {
+	ids := make([]string, 0, len(settle))
+	for id := range settle {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), reconcileBatch)]
+		ids = ids[len(batch):]
+		if err := m.resolveGone(ctx, cfg, batch, settle, activeFP, seen, fired); err != nil {
 			return 0, err
 		}
 	}
 	return len(waiting), nil
 }
 
-// resolveGone resolves the incidents of ids that are still open: their
-// alerts were gone when the rules were read. Those whose alert was notified
-// firing since (fired) are left open: it fires again.
-func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, seen time.Time, fired func(fp string) bool) error {
+// resolveGone marks resolved the members from the rules of the incidents
+// of ids that were not active when the rules were read (activeFP), and
+// resolves the incidents still open whose alerts were all gone then (gone)
+// once every member has resolved. Members notified firing since (fired)
+// are left firing, and an incident whose group fired since is left open:
+// it fires again.
+func (m *Manager) resolveGone(ctx context.Context, cfg *runtimeConfig, ids []string, gone, activeFP map[string]bool, seen time.Time, fired func(fp string) bool) error {
 	now := m.clock.Now()
 	var eff *effects
-	resolved := 0
+	resolved, ended := 0, 0
 	err := m.store.Update(func(tx Tx) error {
-		eff, resolved = newEffects(), 0
+		eff, resolved, ended = newEffects(), 0, 0
 		for _, id := range ids {
 			inc, err := tx.Incident(id)
 			if err != nil {
 				return err
 			}
-			if inc.State == StateResolved || fired(inc.Fingerprint) {
+			if inc.State == StateResolved {
 				continue
 			}
-			if inc.Alert.ResolvedAt.IsZero() {
-				inc.Alert.ResolvedAt = seen
+			if inc.Storm != nil {
+				if !gone[id] || fired(inc.Fingerprint) {
+					continue
+				}
+				if inc.Alert.ResolvedAt.IsZero() {
+					inc.Alert.ResolvedAt = seen
+				}
+				if err := m.resolve(tx, cfg, &inc, ResolvedByAlert, "", now, eff); err != nil {
+					return err
+				}
+				resolved++
+				continue
 			}
-			if err := m.resolve(tx, cfg, &inc, ResolvedByAlert, "", now, eff); err != nil {
-				return err
+			changed := false
+			ms := members(&inc)
+			for i := range ms {
+				mb := &ms[i]
+				if mb.State == MemberResolved || !memberFromRules(*mb) || activeFP[mb.Fingerprint] || fired(mb.Fingerprint) {
+					continue
+				}
+				mb.State, mb.ResolvedAt, changed = MemberResolved, seen, true
+				if inc.Alert.Fingerprint == mb.Fingerprint && inc.Alert.ResolvedAt.IsZero() {
+					inc.Alert.ResolvedAt = seen
+				}
+				if err := tx.UnfoldAlert(mb.Fingerprint, inc.ID); err != nil {
+					return err
+				}
+				ended++
 			}
-			resolved++
+			if done, last := allResolved(&inc); done && gone[id] && !fired(inc.Fingerprint) {
+				if inc.Alert.ResolvedAt.IsZero() {
+					inc.Alert.ResolvedAt = last
+				}
+				if err := m.resolve(tx, cfg, &inc, ResolvedByAlert, "", now, eff); err != nil {
+					return err
+				}
+				resolved++
+				continue
+			}
+			if changed {
+				if err := tx.PutIncident(&inc); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("notifier: resolve incidents whose alerts are gone: %w", err)
 	}
-	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", resolved)
+	m.logger.Info("resolved incidents whose alerts ended while vigil was down", "incidents", resolved, "alerts", ended)
 	m.apply(ctx, eff)
 	return nil
 }

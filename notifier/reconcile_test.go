@@ -182,6 +182,7 @@ func TestReconcileLeavesIncidentsFromElsewhere(t *testing.T) {
 				return err
 			}
 			got.Alert.Source = "alertmanager-api"
+			got.Members[0].Source = "alertmanager-api"
 			return tx.PutIncident(&got)
 		}))
 		legacy := h.fire(namedAlert("disk_full", time.Now()))
@@ -192,6 +193,7 @@ func TestReconcileLeavesIncidentsFromElsewhere(t *testing.T) {
 				return err
 			}
 			got.Alert.Source = ""
+			got.Members = nil
 			return tx.PutIncident(&got)
 		}))
 		time.Sleep(time.Second)

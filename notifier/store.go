@@ -68,9 +68,9 @@ type Tx interface {
 	// IncidentsAfter returns at most limit incidents (all when limit <= 0)
 	// whose IDs sort after the given one ("" for the first), oldest first.
 	IncidentsAfter(after string, limit int) ([]Incident, error)
-	// DeleteIncident removes an incident, and its fingerprint's entry when
-	// that names it, so that LatestIncident never names a deleted
-	// incident. Removing an incident that does not exist does nothing.
+	// DeleteIncident removes an incident, and its fingerprint's entry and
+	// its members' when they name it, so that LatestIncident never names a
+	// deleted incident. Removing an incident that does not exist does nothing.
 	DeleteIncident(id string) error
 	// Delivery returns a queued delivery.
 	Delivery(id string) (Delivery, bool, error)
@@ -95,7 +95,8 @@ type Tx interface {
 	// does nothing.
 	DeleteSilence(id string) error
 	// FoldAlert makes LatestIncident of an alert's fingerprint name the
-	// storm incident that folds the alert.
+	// storm incident that folds the alert, or the group incident it is a
+	// member of.
 	FoldAlert(fingerprint, incidentID string) error
 	// UnfoldAlert removes what FoldAlert wrote, when the fingerprint still
 	// names that incident.
@@ -267,14 +268,23 @@ func (t boltTx) DeleteIncident(id string) error {
 	}
 	var inc struct {
 		Fingerprint string `json:"fingerprint"`
+		Members     []struct {
+			Fingerprint string `json:"fingerprint"`
+		} `json:"members"`
 	}
 	if err := json.Unmarshal(v, &inc); err != nil {
 		return fmt.Errorf("decode incident %q: %w", id, err)
 	}
 	fps := t.tx.Bucket(bucketFingerprint)
-	if cur := fps.Get([]byte(inc.Fingerprint)); bytes.Equal(cur, []byte(id)) {
-		if err := fps.Delete([]byte(inc.Fingerprint)); err != nil {
-			return fmt.Errorf("unindex incident %q: %w", id, err)
+	keys := []string{inc.Fingerprint}
+	for _, mb := range inc.Members {
+		keys = append(keys, mb.Fingerprint)
+	}
+	for _, fp := range keys {
+		if cur := fps.Get([]byte(fp)); bytes.Equal(cur, []byte(id)) {
+			if err := fps.Delete([]byte(fp)); err != nil {
+				return fmt.Errorf("unindex incident %q: %w", id, err)
+			}
 		}
 	}
 	if err := incs.Delete([]byte(id)); err != nil {
@@ -482,4 +492,29 @@ func (s *idSource) next(now time.Time) string {
 	binary.BigEndian.PutUint64(b[:8], uint64(n))
 	_, _ = rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
+}
+
+// Write implements kvWriter: puts and deletes in one transaction.
+func (kv *boltKV) Write(put map[string][]byte, del []string) error {
+	err := kv.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketKV).CreateBucketIfNotExists(kv.ns)
+		if err != nil {
+			return err
+		}
+		for k, v := range put {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kv %s write: %w", kv.ns, err)
+	}
+	return nil
 }

@@ -156,9 +156,10 @@ func (s *storms) fold(storm *Incident, a Alert) {
 	s.members[storm.Fingerprint] = append(s.members[storm.Fingerprint], a.Fingerprint)
 }
 
-// openOrFold opens an incident for a firing alert, or folds it into its
-// name's storm incident once the name has threshold open incidents.
-func (m *Manager) openOrFold(tx Tx, cfg *runtimeConfig, st *storms, a Alert, now time.Time, eff *effects) error {
+// openOrFold starts the incident of group gfp for a firing alert (opened
+// at the end of the transaction, see openGroups), or folds the alert into
+// its name's storm incident once the name has threshold open incidents.
+func (m *Manager) openOrFold(tx Tx, cfg *runtimeConfig, st *storms, gs *groups, gfp string, a Alert, now time.Time, eff *effects) error {
 	if st.threshold > 0 {
 		storm, err := st.openStorm(tx, a.Name)
 		if err != nil {
@@ -178,9 +179,8 @@ func (m *Manager) openOrFold(tx Tx, cfg *runtimeConfig, st *storms, a Alert, now
 			return nil
 		}
 	}
-	if _, err := m.open(tx, cfg, a, nil, now, eff); err != nil {
-		return err
-	}
+	gs.pending[gfp] = &Incident{Fingerprint: gfp, Alert: a, Members: []Member{memberOf(a)}}
+	gs.order = append(gs.order, gfp)
 	st.opened[a.Name]++
 	return nil
 }
@@ -240,7 +240,7 @@ func (m *Manager) flush(tx Tx, cfg *runtimeConfig, st *storms, now time.Time, ef
 	for fp, storm := range st.incidents {
 		describe(storm)
 		if storm.ID == "" {
-			id, err := m.open(tx, cfg, storm.Alert, storm.Storm, now, eff)
+			id, err := m.open(tx, cfg, storm.Fingerprint, storm.Alert, nil, storm.Storm, now, eff)
 			if err != nil {
 				return err
 			}

@@ -51,16 +51,50 @@ type Alert struct {
 	// Source is where the alert came from: SourceRules for vigil's own
 	// rules (also when empty, as in incidents of older versions).
 	Source string `json:"source,omitempty"`
+	// EndsAt is when an alert from another source resolves unless it is
+	// sent again (Alertmanager's endsAt); zero for vigil's own rules.
+	EndsAt time.Time `json:"endsAt,omitzero"`
 }
 
-// Incident is one firing of one alert, from the first firing evaluation to
-// its resolution.
+// Member states.
+const (
+	MemberFiring   = "firing"
+	MemberResolved = "resolved"
+)
+
+// Member is one alert of an incident's group (escalation.group_by), with
+// its own state: the replicas of a service that fire together share one
+// incident, and it resolves when every member has.
+type Member struct {
+	Fingerprint string            `json:"fingerprint"`
+	Labels      map[string]string `json:"labels"`
+	// State is MemberFiring or MemberResolved.
+	State      string    `json:"state"`
+	Value      float64   `json:"value"`
+	ActiveAt   time.Time `json:"activeAt"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	Source     string    `json:"source,omitempty"`
+	EndsAt     time.Time `json:"endsAt,omitzero"`
+}
+
+// Incident is one firing of one group of alerts (escalation.group_by), from
+// the first firing evaluation of its first alert to the resolution of its
+// last.
 type Incident struct {
-	ID          string `json:"id"`
+	ID string `json:"id"`
+	// Fingerprint is the group's key: the hash of its group_by labels. In
+	// incidents of older versions, and with group_by "...", it is the
+	// alert's own fingerprint.
 	Fingerprint string `json:"fingerprint"`
-	Alert       Alert  `json:"alert"`
-	State       State  `json:"state"`
-	Priority    string `json:"priority"`
+	// Alert is the group's first alert, as it was last seen: what messages
+	// name the incident by.
+	Alert Alert `json:"alert"`
+	// Members are the alerts of the group, first to last joined. Incidents
+	// of older versions have none: their Alert is their only member (see
+	// MemberList). Storm incidents have none either (see Storm).
+	Members  []Member `json:"members,omitempty"`
+	State    State    `json:"state"`
+	Priority string   `json:"priority"`
 	// Level is the index (0-based) of the highest level notified; -1 before
 	// any.
 	Level int `json:"level"`
@@ -83,6 +117,9 @@ type Incident struct {
 	// Storm is set on the incident that folds an alert storm: how many
 	// alerts it holds and the first of them.
 	Storm *Storm `json:"storm,omitempty"`
+	// RTODeadline is when a down incident runs out of
+	// disaster_recovery.rto (rto.go); zero for other incidents.
+	RTODeadline time.Time `json:"rtoDeadline,omitzero"`
 }
 
 // Comment is a note left with an acknowledgement or a resolution.

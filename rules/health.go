@@ -288,8 +288,9 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 
 // inputSelectors returns the vector selectors of expr that should match
 // series, keyed by their text without offset or @. Selectors under
-// absent() and absent_over_time() are meant to match nothing, and ALERTS
-// and ALERTS_FOR_STATE exist only while something fires: they are left out.
+// absent() and absent_over_time() are meant to match nothing, the sides of
+// `or` are alternatives, and ALERTS and ALERTS_FOR_STATE exist only while
+// something fires: they are left out.
 func inputSelectors(expr parser.Expr) map[string][]*labels.Matcher {
 	out := map[string][]*labels.Matcher{}
 	parser.Inspect(expr, func(node parser.Node, path []parser.Node) error {
@@ -299,6 +300,11 @@ func inputSelectors(expr parser.Expr) map[string][]*labels.Matcher {
 		}
 		for _, p := range path {
 			if c, ok := p.(*parser.Call); ok && (c.Func.Name == "absent" || c.Func.Name == "absent_over_time") {
+				return nil
+			}
+			// The sides of `or` are alternatives, one of which may well be
+			// missing (the DR watch's backup, WAL and replica terms).
+			if b, ok := p.(*parser.BinaryExpr); ok && b.Op == parser.LOR {
 				return nil
 			}
 		}

@@ -66,6 +66,10 @@ func (h *Handler) recordDeploy(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "bad_data", `version is required: {"service": "...", "version": "...", "environment": "...", "time": "RFC 3339"}`)
 		return
 	}
+	if err := rollback.CheckStrategy(d.Strategy); err != nil {
+		apiError(c, http.StatusBadRequest, "bad_data", err.Error())
+		return
+	}
 	if d.By == "" {
 		d.By = requestUser(c)
 	}

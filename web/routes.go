@@ -21,6 +21,7 @@ const (
 	permAcknowledge = "acknowledge"
 	permDeploy      = "deploy"
 	permRollback    = "rollback"
+	permBackup      = "backup"
 	// permSlack marks the route Slack calls: it carries no vigil token, the
 	// handler verifies Slack's signing secret.
 	permSlack = "slack_signature"
@@ -109,7 +110,10 @@ func (h *Handler) routeTable() []route {
 		{http.MethodPost, apiPrefix + "/incidents/:id/resolve", permAcknowledge, h.incidentAction(true)},
 		{http.MethodGet, apiPrefix + "/deploys", permMonitor, h.listDeploys},
 		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
+		{http.MethodGet, apiPrefix + "/deploys/:id/analysis", permMonitor, h.deployAnalysis},
 		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
+		{http.MethodGet, apiPrefix + "/backups", permMonitor, h.listBackups},
+		{http.MethodPost, apiPrefix + "/backups", permBackup, h.recordBackup},
 		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
 		{http.MethodGet, apiPrefix + "/silences", permMonitor, h.listSilences},
 		{http.MethodPost, apiPrefix + "/silences", permAcknowledge, h.addSilence},
@@ -127,6 +131,14 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, h.getRole},
 		{http.MethodPut, apiPrefix + "/roles/:name", permManageRoles, h.updateRole},
 		{http.MethodDelete, apiPrefix + "/roles/:name", permManageRoles, h.deleteRole},
+		{http.MethodPost, amPrefix + "/alerts", permIngest, h.postAlerts},
+		{http.MethodGet, amPrefix + "/alerts", permMonitor, h.getAlerts},
+		{http.MethodGet, amPrefix + "/status", permMonitor, h.getAMStatus},
+		{http.MethodGet, amPrefix + "/receivers", permMonitor, h.getAMReceivers},
+		{http.MethodGet, amPrefix + "/silences", permMonitor, h.getAMSilences},
+		{http.MethodPost, amPrefix + "/silences", permAcknowledge, h.postAMSilence},
+		{http.MethodGet, amPrefix + "/silence/:id", permMonitor, h.getAMSilence},
+		{http.MethodDelete, amPrefix + "/silence/:id", permAcknowledge, h.deleteAMSilence},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {

@@ -138,7 +138,8 @@ func alertMatchers(lbls map[string]string) string {
 }
 
 // uiSilence answers the page's Silence form on an incident: the incident's
-// alert, for one of pageSilenceDurations.
+// alert (the labels its members share, for a group), for one of
+// pageSilenceDurations.
 func (h *Handler) uiSilence(c *gin.Context) {
 	if !parseForm(c) {
 		return
@@ -168,7 +169,7 @@ func (h *Handler) uiSilence(c *gin.Context) {
 		comment = "silenced from the operator page for incident " + inc.ID
 	}
 	if _, err := s.AddSilence(notifier.Silence{
-		Matchers:  alertMatchers(inc.Alert.Labels),
+		Matchers:  alertMatchers(notifier.CommonLabels(&inc)), // the group's, for a group
 		EndsAt:    time.Now().Add(d),
 		Comment:   comment,
 		CreatedBy: pageUser(c),

@@ -159,4 +159,17 @@ func TestPageSilence(t *testing.T) {
 	_, page = dev.get(resp.Header.Get("Location"))
 	require.Contains(t, page, "Silence ended")
 	require.NotContains(t, page, `<section id="silences">`)
+
+	// An incident of a group: the silence selects the labels its members
+	// share, so it mutes the whole group, replicas to come included.
+	inc.Members = []notifier.Member{
+		{Fingerprint: "a", State: notifier.MemberFiring, Labels: map[string]string{"alertname": "HighErrorRate", "app": "checkout", "pod": "checkout-0"}},
+		{Fingerprint: "b", State: notifier.MemberFiring, Labels: map[string]string{"alertname": "HighErrorRate", "app": "checkout", "pod": "checkout-1"}},
+	}
+	inc.Alert.Labels = inc.Members[0].Labels
+	incs.m["inc-1"] = inc
+	resp, body = dev.post("/ui/silences", url.Values{"csrf": {csrf}, "incident": {"inc-1"}, "duration": {"1h"}})
+	requireStatus(t, resp, body, http.StatusSeeOther)
+	require.Len(t, sil.list, 2)
+	require.Equal(t, `{alertname="HighErrorRate", app="checkout"}`, sil.list[1].Matchers)
 }

@@ -112,6 +112,9 @@ type pageData struct {
 	RemoteWrite []storage.QueueStatus
 	// Forward is alerts.forward's state.
 	Forward *ForwardStatus
+
+	// Analyses are the newest deploy analyses, step by step.
+	Analyses []analysisView
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -137,6 +140,18 @@ type incidentView struct {
 	// CanAct shows the Acknowledge and Resolve buttons: the caller's
 	// acknowledge covers the incident's app.
 	CanAct bool
+	// MembersFiring counts the alerts of the incident's group still
+	// firing, FirstMembers are the first notifier.MemberSample of them;
+	// shown when the group has more than one.
+	MembersFiring int
+	FirstMembers  []memberView
+}
+
+// memberView is one alert of an incident's group: the labels that tell it
+// apart and its state.
+type memberView struct {
+	Labels string
+	State  string
 }
 
 // notifiedView is who was told about an incident at one level, and how that
@@ -511,6 +526,7 @@ func (h *Handler) page(c *gin.Context) {
 	h.pageGraphs(c.Request.Context(), d, byName)
 	h.pageDeploys(d)
 	d.Deploys = h.visibleDeploys(c, d.Deploys)
+	h.pageAnalysisViews(c, d)
 	rollbacks, err := h.rollbackHistory(all, pageDeploys)
 	if err != nil {
 		d.Failures = append(d.Failures, "rollbacks: "+err.Error())
@@ -654,6 +670,12 @@ func levelName(levels []string, i int) string {
 
 func newIncidentView(inc notifier.Incident, levels []string, units map[string]unit) incidentView {
 	v := incidentView{Incident: inc, LevelName: levelName(levels, inc.Level), Value: formatValue(inc.Alert.Value, units[inc.Alert.Name])}
+	if ms := notifier.MemberList(&inc); len(ms) > 1 {
+		v.MembersFiring = notifier.FiringMembers(&inc)
+		for _, mb := range ms[:min(len(ms), notifier.MemberSample)] {
+			v.FirstMembers = append(v.FirstMembers, memberView{Labels: notifier.MemberLabels(&inc, mb), State: mb.State})
+		}
+	}
 	for _, cm := range inc.Comments {
 		if strings.TrimSpace(cm.Text) != "" {
 			v.Notes = append(v.Notes, cm)

@@ -474,6 +474,30 @@ func TestPageBoundsIncidents(t *testing.T) {
 	require.Contains(t, page, fmt.Sprintf(`id="incident-inc-%03d"`, pageIncidents+4), "the critical one is shown however old")
 }
 
+// TestPageShowsMembers: an incident of a group (escalation.group_by) shows
+// how many alerts it holds, how many still fire and the first of them.
+func TestPageShowsMembers(t *testing.T) {
+	inc := notifier.Incident{ID: "g", State: notifier.StateTriggered, Priority: notifier.PriorityCritical,
+		Alert: notifier.Alert{Name: "high_cpu", Labels: map[string]string{"alertname": "high_cpu", "pod": "p0"}}}
+	for i := range 7 {
+		st := notifier.MemberFiring
+		if i == 1 {
+			st = notifier.MemberResolved
+		}
+		inc.Members = append(inc.Members, notifier.Member{Fingerprint: fmt.Sprint(i), State: st,
+			Labels: map[string]string{"alertname": "high_cpu", "pod": fmt.Sprintf("p%d", i)}})
+	}
+	incs := &fakeIncidents{m: map[string]notifier.Incident{"g": inc}}
+	env := newTestEnv(t, func(o *Options) { o.Incidents = incs })
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	page := rec.Body.String()
+	require.Contains(t, page, `<span class="member-count">7 alerts, 6 firing</span>`)
+	require.Equal(t, notifier.MemberSample, strings.Count(page, `<span class="member-state`))
+	require.Contains(t, page, `<li><code>{pod=&#34;p1&#34;}</code> <span class="member-state member-resolved">resolved</span></li>`)
+	require.Contains(t, page, "and 7 in all")
+}
+
 // TestPageLogs: the page says which files each log follows and whether its
 // lines reach the output file and Loki.
 func TestPageLogs(t *testing.T) {

@@ -88,11 +88,18 @@ type Options struct {
 	LogStatus func() []logs.LogStatus
 	// Silences adds, lists and expires silences; nil answers 404 there.
 	Silences Silences
+	// Alertmanager takes and lists the alerts of the Alertmanager API v2
+	// (amv2.go); nil answers 404 on /api/v2/alerts.
+	Alertmanager Alertmanager
 	// Incidents lists, acknowledges and resolves incidents.
 	Incidents Incidents
 	// Deploys records and lists deploys; Rollback fires the rollback webhook
 	// by hand.
 	Deploys Deploys
+	// Analyses serves deploy analyses; nil answers 404 there.
+	Analyses Analyses
+	// Backups records and lists the backup job's backups (backups.go).
+	Backups Backups
 	// SlackInteractions answers Slack's interaction requests (it verifies
 	// Slack's signature itself); nil answers 404.
 	SlackInteractions http.Handler

@@ -378,6 +378,9 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodPost, apiPrefix + "/incidents/:id/resolve"}: permAcknowledge,
 		{http.MethodGet, apiPrefix + "/deploys"}:                permMonitor,
 		{http.MethodPost, apiPrefix + "/deploys"}:               permDeploy,
+		{http.MethodGet, apiPrefix + "/deploys/:id/analysis"}:   permMonitor,
+		{http.MethodGet, apiPrefix + "/backups"}:                permMonitor,
+		{http.MethodPost, apiPrefix + "/backups"}:               permBackup,
 		{http.MethodPost, apiPrefix + "/rollback"}:              permRollback,
 		{http.MethodGet, apiPrefix + "/rollbacks"}:              permMonitor,
 		{http.MethodGet, apiPrefix + "/silences"}:               permMonitor,
@@ -401,6 +404,14 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodGet, apiPrefix + "/roles/:name"}:            permManageRoles,
 		{http.MethodPut, apiPrefix + "/roles/:name"}:            permManageRoles,
 		{http.MethodDelete, apiPrefix + "/roles/:name"}:         permManageRoles,
+		{http.MethodPost, amPrefix + "/alerts"}:                 permIngest,
+		{http.MethodGet, amPrefix + "/alerts"}:                  permMonitor,
+		{http.MethodGet, amPrefix + "/status"}:                  permMonitor,
+		{http.MethodGet, amPrefix + "/receivers"}:               permMonitor,
+		{http.MethodGet, amPrefix + "/silences"}:                permMonitor,
+		{http.MethodPost, amPrefix + "/silences"}:               permAcknowledge,
+		{http.MethodGet, amPrefix + "/silence/:id"}:             permMonitor,
+		{http.MethodDelete, amPrefix + "/silence/:id"}:          permAcknowledge,
 	}
 	wantPermission := func(k key) string {
 		path := k.path

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/config"
 )
 
 // demo plays the whole loop on this machine in about two minutes: a small
@@ -45,6 +46,12 @@ type demoRun struct {
 	version      atomic.Value // string
 	vigil        string       // base URL
 	token        string       // the demo user's API token
+
+	// The canary act: a second instance of the app running the next
+	// version beside the first, empty until the act begins.
+	canaryOn       atomic.Bool
+	canaryRequests atomic.Int64
+	canaryFailures atomic.Int64
 }
 
 func (d *demoRun) say(format string, args ...any) {
@@ -73,6 +80,21 @@ func (d *demoRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The canary: 200 more requests per scrape, 4% of them 5xx, once on.
+	canary, err := d.serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !d.canaryOn.Load() {
+			return
+		}
+		d.canaryRequests.Add(200)
+		d.canaryFailures.Add(8)
+		fmt.Fprintf(w, "# TYPE http_requests_total counter\n")
+		fmt.Fprintf(w, "http_requests_total{code=\"200\"} %d\n", d.canaryRequests.Load()-d.canaryFailures.Load())
+		fmt.Fprintf(w, "http_requests_total{code=\"500\"} %d\n", d.canaryFailures.Load())
+		fmt.Fprintf(w, "# TYPE demo_build_info gauge\ndemo_build_info{version=\"1.6.0\"} 1\n")
+	}))
+	if err != nil {
+		return err
+	}
 	receiver, err := d.serve(http.HandlerFunc(d.receive))
 	if err != nil {
 		return err
@@ -97,7 +119,7 @@ func (d *demoRun) run(ctx context.Context) error {
 	}
 	d.token = token
 	cfg := filepath.Join(dir, "vigil.yaml")
-	body := fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), addr, app, receiver, deployer) +
+	body := fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), addr, app, receiver, deployer, canary) + demoAnalysisConfig +
 		fmt.Sprintf("users:\n  - {name: demo-operator, role: admin, tokens: [%q]}\n", hash)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return err
@@ -164,8 +186,124 @@ func (d *demoRun) run(ctx context.Context) error {
 		return fmt.Errorf("the incident did not resolve: %w", err)
 	}
 	time.Sleep(2 * time.Second) // let the resolve notifications arrive
-	d.say("incident resolved; every level that was notified has been told. Done in %s.", time.Since(d.start).Round(time.Second))
+	d.say("incident resolved; every level that was notified has been told.")
+	if err := d.canaryAct(ctx); err != nil {
+		return err
+	}
+	if err := d.missedBackup(ctx); err != nil {
+		return err
+	}
+	d.say("Done in %s.", time.Since(d.start).Round(time.Second))
 	return nil
+}
+
+// demoAnalysisConfig judges canary deploys every 3s for 5 steps: the
+// canary fails when its error rate is more than twice the stable version's.
+const demoAnalysisConfig = `analysis:
+  interval: 3s
+  steps: 5
+  min_requests: 100
+  thresholds:
+    error_rate: {max: 5, max_ratio: 2}
+`
+
+// canaryAct ships 1.6.0 as a canary beside 1.4.0: it fails 4% of its
+// requests, under the alert rule's 5% but four times the stable version's
+// 1%, so its analysis fails and vigil asks the deploy controller to roll
+// it back.
+func (d *demoRun) canaryAct(ctx context.Context) error {
+	d.errorPercent.Store(1)
+	var dep struct {
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := d.post("/api/v1/deploys", `{"service":"demo","version":"1.6.0","environment":"production","strategy":"canary"}`, &dep); err != nil {
+		return err
+	}
+	d.canaryOn.Store(true)
+	d.say("act 2: the deploy controller starts 1.6.0 as a canary beside 1.4.0 (strategy canary, deploy %s); vigil compares the two every 3s", dep.Data.ID)
+	var a struct {
+		Verdict    string `json:"verdict"`
+		Reason     string `json:"reason"`
+		IncidentID string `json:"incident_id"`
+	}
+	if err := d.waitFor(ctx, 60*time.Second, func() bool {
+		resp, err := d.call(http.MethodGet, "/api/v1/deploys/"+dep.Data.ID+"/analysis", "")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&env) != nil || json.Unmarshal(env.Data, &a) != nil {
+			return false
+		}
+		return a.Verdict != "" && (a.Verdict != "fail" || a.IncidentID != "")
+	}); err != nil {
+		return fmt.Errorf("the canary's analysis did not finish: %w", err)
+	}
+	d.say("canary analysis: %s (%s); incident %s (GET /api/v1/deploys/%s/analysis, and the page's Deploy analysis section)",
+		strings.ToUpper(a.Verdict), a.Reason, a.IncidentID, dep.Data.ID)
+	time.Sleep(2 * time.Second) // let the rollback call arrive
+	d.canaryOn.Store(false)
+	d.say("the deploy controller removes the canary: 1.4.0 serves alone")
+	return nil
+}
+
+// missedBackup plays the backup watch (docs/dr-watch.md): the demo's backup
+// block wants a backup every minute, and the backup job's last report is
+// three minutes old, so vigil's own rule backup_missed fires; a fresh
+// backup resolves it.
+func (d *demoRun) missedBackup(ctx context.Context) error {
+	last := time.Now().Add(-3 * time.Minute).UTC().Format(time.RFC3339)
+	d.say("the backup job reports its last backup, from 3 minutes ago (POST /api/v1/backups); the backup block's schedule \"* * * * *\" wants one every minute")
+	if err := d.post("/api/v1/backups", `{"time":"`+last+`","size":1048576,"ok":true,"location":"file:///var/backups/demo.tar.zst"}`, nil); err != nil {
+		return err
+	}
+	var id string
+	if err := d.waitFor(ctx, 30*time.Second, func() bool {
+		id = d.openIncidentOf(config.BackupMissedRuleName)
+		return id != ""
+	}); err != nil {
+		return fmt.Errorf("backup_missed did not fire: %w", err)
+	}
+	d.say("backup_missed fired: incident %s (vigil's own rule, from the backup block)", id)
+	if err := d.post("/api/v1/backups", `{"size":1048576,"location":"file:///var/backups/demo-2.tar.zst"}`, nil); err != nil {
+		return err
+	}
+	if err := d.waitFor(ctx, 30*time.Second, func() bool { return d.incidentState(id) == "resolved" }); err != nil {
+		return fmt.Errorf("backup_missed did not resolve: %w", err)
+	}
+	d.say("a fresh backup is recorded: backup_missed resolved. Backup watch done in %s.", time.Since(d.start).Round(time.Second))
+	return nil
+}
+
+// openIncidentOf returns an open incident of the alert name, or "".
+func (d *demoRun) openIncidentOf(alertname string) string {
+	resp, err := d.call(http.MethodGet, "/api/v1/incidents?state=triggered", "")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Data []struct {
+			ID    string `json:"id"`
+			Alert struct {
+				Name string `json:"name"`
+			} `json:"alert"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&env) != nil {
+		return ""
+	}
+	for _, inc := range env.Data {
+		if inc.Alert.Name == alertname {
+			return inc.ID
+		}
+	}
+	return ""
 }
 
 const demoConfig = `service: demo
@@ -175,7 +313,7 @@ server: {listen: "%s"}
 logging: {level: info, format: text}
 metrics: {interval: 1s}
 collectors:
-  app: {targets: ["%s"], labels: {app: app}}
+  app: {targets: ["%s", "%[6]s"], labels: {app: app}}
 alerts:
   rules:
     - name: high_error_rate
@@ -194,11 +332,15 @@ receivers:
   - {name: support-team, webhook: {url: "http://%[4]s/support", secret: demo-secret}}
   - {name: development-team, webhook: {url: "http://%[4]s/development", secret: demo-secret}}
   - {name: architecture-team, webhook: {url: "http://%[4]s/architecture", secret: demo-secret}}
+backup:
+  schedule: "* * * * *"
+  retention: 1d
+  storage: local
 rollback:
   webhook: {url: "http://%[5]s/rollback", secret: demo-secret}
   when: {severity: critical, app: app}
   window: 10m
-  cooldown: 30m
+  cooldown: 10s
 `
 
 func (d *demoRun) serve(h http.Handler) (string, error) {
@@ -243,11 +385,12 @@ func (d *demoRun) rollbackCall(w http.ResponseWriter, r *http.Request) {
 		BadVersion      string `json:"bad_version"`
 		PreviousVersion string `json:"previous_version"`
 		IncidentID      string `json:"incident_id"`
+		Reason          string `json:"reason"`
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	_ = json.Unmarshal(body, &p)
-	d.say("  deploy controller ← ROLLBACK %s %s → %s (incident %s, idempotency key %s)",
-		p.Service, p.BadVersion, p.PreviousVersion, p.IncidentID, r.Header.Get("webhook-id"))
+	d.say("  deploy controller ← ROLLBACK %s %s → %s (incident %s, idempotency key %s, reason: %s)",
+		p.Service, p.BadVersion, p.PreviousVersion, p.IncidentID, r.Header.Get("webhook-id"), p.Reason)
 	w.WriteHeader(http.StatusAccepted)
 }
 

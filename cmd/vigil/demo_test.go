@@ -26,6 +26,10 @@ func TestDemo(t *testing.T) {
 		"escalated to Level 2",
 		"deploy controller ← ROLLBACK",
 		"incident resolved; every level that was notified has been told",
+		"canary analysis: FAIL (step 1 of 5: error_rate",
+		"reason: analysis",
+		"backup_missed fired: incident ",
+		"a fresh backup is recorded: backup_missed resolved",
 	} {
 		require.True(t, strings.Contains(string(out), step), "the demo did not show %q:\n%s", step, out)
 	}

@@ -24,12 +24,14 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/vigil-sh/vigil/analysis"
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector"
 	"github.com/vigil-sh/vigil/collector/host"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
+	"github.com/vigil-sh/vigil/notifier/backup"
 	"github.com/vigil-sh/vigil/notifier/rollback"
 	"github.com/vigil-sh/vigil/rules"
 	"github.com/vigil-sh/vigil/storage"
@@ -238,6 +240,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	if err != nil {
 		return err
 	}
+	// The backup job's reports (POST /api/v1/backups), for the DR watch rules.
+	backups, err := backup.New(&backup.Options{KV: store.KV("backup")}, logger.With("component", "backup"), reg)
+	if err != nil {
+		return err
+	}
 	notifications, err := notifier.New(&notifier.Options{
 		Store:       store,
 		Receivers:   receivers(rollbacks, store, logger.With("component", "notifier"), reg),
@@ -254,6 +261,18 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	// alerts.forward: the rules' alerts go to the gateways, and to the
 	// local notifier only without forwarding or with notify_locally.
 	forward := newForwarder(cfg, notifications.Notify, externalURL, logger.With("component", "forward"))
+	// Deploy analysis reads the TSDB with the rules' engine and hands a
+	// failed deploy to the notifier, whose incident asks the rollback logic.
+	analyses, err := analysis.New(&analysis.Options{
+		Queryable: db,
+		Engine:    engine,
+		KV:        store.KV("analysis"),
+		Deploys:   rollbacks,
+		Incidents: notifications,
+	}, logger, reg)
+	if err != nil {
+		return err
+	}
 	slackButtons := &slackInteractions{incidents: notifications, logger: logger.With("component", "slack")}
 	ruleManager, err := rules.New(&rules.Options{
 		Queryable:   db,
@@ -281,7 +300,10 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		LogStatus:         logManager.Status,
 		Incidents:         notifications,
 		Silences:          notifications,
+		Alertmanager:      notifications,
 		Deploys:           rollbacks,
+		Analyses:          analyses,
+		Backups:           backups,
 		SlackInteractions: slackButtons,
 		Auth:              directory.Authenticator,
 		Directory:         directory,
@@ -326,6 +348,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		{"notifier", notifications.ApplyConfig},
 		// alerts.forward and global.external_labels on forwarded alerts.
 		{"forward", forward.ApplyConfig},
+		{"analysis", analyses.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
 		// remote_write and global.external_labels.
@@ -342,6 +365,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The seed's backup, disaster_recovery and security blocks, as
 		// gauges, and whether data_dir is on an encrypted device.
 		{"seed-info", collector.NewSeedInfo(reg, logger).ApplyConfig},
+		// The DR watch starts counting when a backup block first appears.
+		{"backup", backups.ApplyConfig},
 	}
 	current := cfg
 	// Nothing runs before the first config is applied.
@@ -472,6 +497,11 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// A change of the app's *_build_info version is a deploy too.
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return rollbacks.WatchBuildInfo(ctx, db) }, func(error) { cancel() })
+	}
+	{
+		// Deploys that carry a strategy, judged against their baseline.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return analyses.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())

@@ -41,6 +41,26 @@ GROUP BY 1, 2`
 FROM pg_database d JOIN pg_stat_database s ON s.datid = d.oid
 WHERE d.datallowconn AND NOT d.datistemplate`
 
+	// archiverQuery reads pg_stat_archiver, and whether WAL has been
+	// written past the last archived file: pg_walfile_name of the current
+	// position names the file being written, or, exactly at a file
+	// boundary (just after a switch), the one before it.
+	archiverQuery = `SELECT archived_count, failed_count,
+	extract(epoch FROM last_archived_time)::float8,
+	extract(epoch FROM last_failed_time)::float8,
+	current_setting('archive_mode') <> 'off' AND NOT pg_is_in_recovery(),
+	CASE WHEN current_setting('archive_mode') <> 'off' AND NOT pg_is_in_recovery() THEN
+		last_archived_wal IS NULL OR pg_walfile_name(pg_current_wal_lsn()) > last_archived_wal
+	END
+FROM pg_stat_archiver`
+
+	// replicationQuery reads the streaming replicas' replay lag on a
+	// primary; without pg_read_all_stats the state is hidden and no row
+	// is read. A replica that has caught up and is idle has no lag (NULL).
+	replicationQuery = `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''),
+	coalesce(extract(epoch FROM replay_lag), 0)::float8
+FROM pg_stat_replication WHERE state = 'streaming'`
+
 	// statementsQuery sums pg_stat_statements; the function with
 	// showtext=false skips reading the query texts file. %s is the
 	// extension's schema, quoted.
@@ -65,6 +85,14 @@ func (c *Collector) collect(ctx context.Context, conn *pgx.Conn, ch chan<- prome
 		ch <- prometheus.MustNewConstMetric(replicationLagDesc, prometheus.GaugeValue, *lag)
 	}
 
+	if err := c.collectArchiver(ctx, conn, ch); err != nil {
+		return err
+	}
+	if !inRecovery {
+		if err := c.collectReplication(ctx, conn, ch); err != nil {
+			return err
+		}
+	}
 	if err := c.collectActivity(ctx, conn, ch); err != nil {
 		return err
 	}
@@ -170,6 +198,52 @@ func (c *Collector) collectStatements(ctx context.Context, conn *pgx.Conn, schem
 	ch <- prometheus.MustNewConstMetric(queryDurationMeanDesc, prometheus.GaugeValue, mean)
 	ch <- prometheus.MustNewConstMetric(statementsTotalDesc, prometheus.GaugeValue, totalMillis/1000)
 	ch <- prometheus.MustNewConstMetric(statementsCallsDesc, prometheus.CounterValue, calls)
+	return nil
+}
+
+// collectArchiver reads pg_stat_archiver: what the RPO watch needs to
+// know of WAL archiving.
+func (c *Collector) collectArchiver(ctx context.Context, conn *pgx.Conn, ch chan<- prometheus.Metric) error {
+	var (
+		archived, failed       int64
+		lastArchived, lastFail *float64
+		archiving              bool
+		pending                *bool
+	)
+	if err := conn.QueryRow(ctx, archiverQuery).Scan(&archived, &failed, &lastArchived, &lastFail, &archiving, &pending); err != nil {
+		return fmt.Errorf("pg_stat_archiver: %w", err)
+	}
+	ch <- prometheus.MustNewConstMetric(archivedDesc, prometheus.CounterValue, float64(archived))
+	ch <- prometheus.MustNewConstMetric(archiveFailedDesc, prometheus.CounterValue, float64(failed))
+	if lastArchived != nil {
+		ch <- prometheus.MustNewConstMetric(lastArchivedDesc, prometheus.GaugeValue, *lastArchived)
+	}
+	if lastFail != nil {
+		ch <- prometheus.MustNewConstMetric(lastArchiveFailedDesc, prometheus.GaugeValue, *lastFail)
+	}
+	if archiving && pending != nil {
+		ch <- prometheus.MustNewConstMetric(walPendingDesc, prometheus.GaugeValue, boolValue(*pending))
+	}
+	return nil
+}
+
+// collectReplication reads the replay lag of a primary's streaming replicas.
+func (c *Collector) collectReplication(ctx context.Context, conn *pgx.Conn, ch chan<- prometheus.Metric) error {
+	rows, err := conn.Query(ctx, replicationQuery)
+	if err != nil {
+		return fmt.Errorf("pg_stat_replication: %w", err)
+	}
+	var (
+		app, addr string
+		lag       float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&app, &addr, &lag}, func() error {
+		ch <- prometheus.MustNewConstMetric(replayLagDesc, prometheus.GaugeValue, lag, app, addr)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pg_stat_replication: %w", err)
+	}
 	return nil
 }
 

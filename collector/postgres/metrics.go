@@ -37,4 +37,16 @@ var (
 		"Seconds since the last replayed transaction on a replica, 0 when it has replayed all it received; only on replicas.", nil, nil)
 	inRecoveryDesc = prometheus.NewDesc("in_recovery",
 		"1 when the server is a replica (pg_is_in_recovery()), else 0.", nil, nil)
+	replayLagDesc = prometheus.NewDesc("replication_replay_lag_seconds",
+		"On a primary, a streaming replica's replay_lag (pg_stat_replication), 0 when it has caught up; needs pg_read_all_stats.", []string{"application_name", "client_addr"}, nil)
+	archivedDesc = prometheus.NewDesc("archiver_archived_total",
+		"WAL files archived (pg_stat_archiver.archived_count).", nil, nil)
+	archiveFailedDesc = prometheus.NewDesc("archiver_failed_total",
+		"Failed attempts to archive WAL files (pg_stat_archiver.failed_count).", nil, nil)
+	lastArchivedDesc = prometheus.NewDesc("archiver_last_archived_timestamp_seconds",
+		"Unix time the last WAL file was archived (pg_stat_archiver.last_archived_time); absent before the first.", nil, nil)
+	lastArchiveFailedDesc = prometheus.NewDesc("archiver_last_failed_timestamp_seconds",
+		"Unix time archiving last failed (pg_stat_archiver.last_failed_time); absent before the first failure.", nil, nil)
+	walPendingDesc = prometheus.NewDesc("archiver_wal_pending",
+		"1 when WAL has been written past the last archived WAL file (data not yet in the archive), else 0; only on a primary with archive_mode on.", nil, nil)
 )

@@ -8,9 +8,25 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 )
+
+// newestBuildVersion is the live version with the newest sample.
+func newestBuildVersion(ctx context.Context, q storage.Queryable, app string, now time.Time) (string, error) {
+	live, err := liveBuildVersions(ctx, q, app, "version", now)
+	if err != nil || len(live) == 0 {
+		return "", err
+	}
+	newest := live[0]
+	for _, l := range live[1:] {
+		if l.last > newest.last {
+			newest = l
+		}
+	}
+	return newest.version, nil
+}
 
 func TestNewestBuildVersion(t *testing.T) {
 	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)

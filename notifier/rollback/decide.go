@@ -31,6 +31,93 @@ type Payload struct {
 	Reason      string        `json:"reason"`
 	RequestedBy string        `json:"requested_by,omitempty"`
 	RequestedAt time.Time     `json:"requested_at"`
+	// Analysis holds the figures of the deploy analysis that failed, when
+	// Reason is ReasonAnalysis.
+	Analysis json.RawMessage `json:"analysis,omitempty"`
+}
+
+// Deploy analysis (analysis/) opens an incident for a deploy that failed
+// its analysis, with Source SourceAnalysis and the deploy's ID under
+// LabelDeployID; Decide rolls that deploy back with Reason ReasonAnalysis.
+const (
+	SourceAnalysis = "analysis"
+	LabelDeployID  = "deploy_id"
+	ReasonAnalysis = "analysis"
+)
+
+// NoteAnalysisFailure keeps the figures of a failed analysis of a deploy,
+// for the rollback payload Decide builds for the incident deploy analysis
+// opens next. Calling it again replaces them.
+func (m *Manager) NoteAnalysisFailure(deployID string, figures json.RawMessage) error {
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	if err := m.kv.Put(keyAnalysis+url.PathEscape(deployID), figures); err != nil {
+		return fmt.Errorf("rollback: storing analysis figures: %w", err)
+	}
+	return nil
+}
+
+// decideAnalysis is Decide for an incident deploy analysis opened: the
+// deploy it names is rolled back when it is still the last one, whatever
+// rollback.when and rollback.window say (the analysis judged that deploy),
+// but not within the cooldown. m.mtx is held.
+func (m *Manager) decideAnalysis(s settings, log *slog.Logger, inc *notifier.Incident, env, incKey string) (*notifier.Message, *notifier.RollbackRecord, error) {
+	id := inc.Alert.Labels[LabelDeployID]
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return m.skip(log, DecisionNoDeploy)
+	}
+	d, ok, err := m.deployByID(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return m.skip(log, DecisionNoDeploy)
+	}
+	last, ok, err := m.lastDeploy(d.Service, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || last.ID != d.ID {
+		return m.skip(log, DecisionSuperseded)
+	}
+	now := m.now()
+	if _, ok, err := m.lastRollback(s, env, now); err != nil {
+		return nil, nil, err
+	} else if ok {
+		return m.skip(log, DecisionCooldown)
+	}
+	figures, _, err := m.kv.Get(keyAnalysis + url.PathEscape(id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("rollback: reading analysis figures: %w", err)
+	}
+	p := Payload{
+		Service:         d.Service,
+		Environment:     env,
+		BadVersion:      d.Version,
+		PreviousVersion: d.PreviousVersion,
+		DeployedAt:      d.At,
+		Alert: &PayloadAlert{
+			Name:        inc.Alert.Name,
+			Labels:      inc.Alert.Labels,
+			Annotations: inc.Alert.Annotations,
+			Value:       finite(inc.Alert.Value),
+			ActiveAt:    alertStart(inc),
+		},
+		IncidentID:  inc.ID,
+		IncidentURL: incidentURL(s.externalURL, inc.ID),
+		Reason:      ReasonAnalysis,
+		RequestedAt: now,
+		Analysis:    figures,
+	}
+	msg, rec, err := m.fire(s, log, p, "rb_"+inc.ID, incKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg != nil {
+		msg.Incident = *inc
+	}
+	return msg, rec, nil
 }
 
 // PayloadAlert is the alert that asked for the rollback.
@@ -103,6 +190,9 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 		msg := *st.Message
 		msg.Incident = *inc
 		return &msg, &rec, nil
+	}
+	if inc.Alert.Source == SourceAnalysis {
+		return m.decideAnalysis(s, log, inc, env, incKey)
 	}
 	if !matches(s.when, inc.Alert.Labels) {
 		return m.skip(log, DecisionNotMatching)

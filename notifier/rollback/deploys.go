@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-sh/vigil/config"
 )
 
 // Deploy sources counted in vigil_deploys_recorded_total.
@@ -27,6 +29,7 @@ const (
 	keyCooldown = "cooldown/" // cooldown/<service>/<env> → time of the last rollback
 	keyIncident = "incident/" // incident/<id> → RollbackRecord
 	keyManual   = "manual/"   // manual/<unix ns, 20 digits> → ManualRollback
+	keyAnalysis = "analysis/" // analysis/<deploy id> → figures of a failed analysis
 )
 
 func pairKey(prefix, service, env string) string {
@@ -35,12 +38,18 @@ func pairKey(prefix, service, env string) string {
 
 // Deploy is one version of a service going out to an environment.
 type Deploy struct {
+	// ID names the deploy in the API (/api/v1/deploys/:id/analysis); it is
+	// given when the deploy is recorded.
+	ID              string    `json:"id,omitempty"`
 	Service         string    `json:"service"`
 	Version         string    `json:"version"`
 	PreviousVersion string    `json:"previous_version,omitempty"`
 	Environment     string    `json:"environment"`
 	At              time.Time `json:"at"`
 	By              string    `json:"by,omitempty"`
+	// Strategy is canary, blue-green or rolling; a deploy with one is
+	// judged by deploy analysis (analysis/). Empty is no analysis.
+	Strategy string `json:"strategy,omitempty"`
 }
 
 // UnmarshalJSON accepts "time" as well as "at", as the issue writes the
@@ -84,6 +93,12 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 	if d.Environment == "" {
 		d.Environment = m.cfg.environment
 	}
+	if d.Strategy == "" && source == sourceBuildInfo {
+		d.Strategy = m.cfg.strategy
+	}
+	if err := CheckStrategy(d.Strategy); err != nil {
+		return Deploy{}, err
+	}
 	if d.At.IsZero() {
 		d.At = m.now()
 	}
@@ -120,6 +135,7 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 	if len(hist) > 0 {
 		seq = hist[len(hist)-1].seq
 	}
+	d.ID = strconv.FormatUint(seq+1, 10)
 	b, err := json.Marshal(d)
 	if err != nil {
 		return Deploy{}, fmt.Errorf("deploy: encoding: %w", err)
@@ -148,6 +164,52 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 	m.logger.Info("deploy recorded", "service", d.Service, "environment", d.Environment,
 		"version", d.Version, "previous_version", d.PreviousVersion, "by", d.By, "source", source)
 	return d, nil
+}
+
+// ErrBadStrategy is returned for a deploy whose strategy is not one of
+// config.Strategies.
+var ErrBadStrategy = errors.New("strategy must be one of " + strings.Join(config.Strategies, ", "))
+
+// CheckStrategy returns ErrBadStrategy (wrapped) unless s is empty or a
+// known strategy.
+func CheckStrategy(s string) error {
+	if s == "" || slices.Contains(config.Strategies, s) {
+		return nil
+	}
+	return fmt.Errorf("deploy: strategy %q: %w", s, ErrBadStrategy)
+}
+
+// Deploy returns the kept deploy with the given ID.
+func (m *Manager) Deploy(id string) (Deploy, bool, error) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return Deploy{}, false, nil
+	}
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	return m.deployByID(n)
+}
+
+// deployByID needs m.mtx held.
+func (m *Manager) deployByID(n uint64) (Deploy, bool, error) {
+	b, ok, err := m.kv.Get(fmt.Sprintf("%s%020d", keyDeploy, n))
+	if err != nil || !ok {
+		return Deploy{}, false, err
+	}
+	var d Deploy
+	if err := json.Unmarshal(b, &d); err != nil {
+		return Deploy{}, false, fmt.Errorf("deploy %d: decoding: %w", n, err)
+	}
+	d.ID = strconv.FormatUint(n, 10)
+	return d, true, nil
+}
+
+// LastDeploy returns the newest deploy of the configured service and
+// environment.
+func (m *Manager) LastDeploy() (Deploy, bool, error) {
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	return m.lastDeploy(m.cfg.service, m.cfg.environment)
 }
 
 // lastDeploy returns the newest deploy of service in env.
@@ -209,6 +271,10 @@ func decodeDeploys(all map[string][]byte) ([]storedDeploy, error) {
 		var d Deploy
 		if err := json.Unmarshal(all[k], &d); err != nil {
 			return nil, fmt.Errorf("deploy: decoding %s: %w", k, err)
+		}
+		if d.ID == "" {
+			// Recorded before deploys had IDs: the key's number is it.
+			d.ID = strconv.FormatUint(n, 10)
 		}
 		out = append(out, storedDeploy{Deploy: d, key: k, seq: n})
 	}

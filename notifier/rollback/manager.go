@@ -42,11 +42,15 @@ const (
 	DecisionEnvironment   = "environment"
 	DecisionNoDeploy      = "no_deploy"
 	DecisionAlreadyFired  = "already_fired"
+	// DecisionSuperseded is an analysis failure of a deploy that is no
+	// longer the last one: rolling back would undo the newer deploy.
+	DecisionSuperseded = "superseded"
 )
 
 var decisions = []string{
 	DecisionFired, DecisionDryRun, DecisionOutsideWindow, DecisionCooldown,
 	DecisionNotMatching, DecisionEnvironment, DecisionNoDeploy, DecisionAlreadyFired,
+	DecisionSuperseded,
 }
 
 // OutcomeDryRun is the RollbackRecord outcome of a rollback that was only
@@ -93,6 +97,10 @@ type settings struct {
 	// empty without an app collector.
 	app      string
 	interval time.Duration
+	// strategy is analysis.strategy, for deploys seen in *_build_info.
+	strategy string
+	// versionLabel is analysis.version_label, default "version".
+	versionLabel string
 }
 
 // Manager records deploys and decides and delivers rollbacks. Its methods are
@@ -168,14 +176,21 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 // that is not http(s) is an error and the previous settings stay.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	s := settings{
-		service:     cfg.Service,
-		environment: cfg.Environment,
-		when:        maps.Clone(cfg.Rollback.When),
-		window:      time.Duration(cfg.Rollback.Window),
-		cooldown:    time.Duration(cfg.Rollback.Cooldown),
-		dryRun:      cfg.Rollback.DryRun,
-		externalURL: m.extURL,
-		interval:    cfg.Interval(),
+		service:      cfg.Service,
+		environment:  cfg.Environment,
+		when:         maps.Clone(cfg.Rollback.When),
+		window:       time.Duration(cfg.Rollback.Window),
+		cooldown:     time.Duration(cfg.Rollback.Cooldown),
+		dryRun:       cfg.Rollback.DryRun,
+		externalURL:  m.extURL,
+		interval:     cfg.Interval(),
+		versionLabel: config.DefaultVersionLabel,
+	}
+	if a := cfg.Analysis; a != nil {
+		s.strategy = a.Strategy
+		if a.VersionLabel != "" {
+			s.versionLabel = a.VersionLabel
+		}
 	}
 	if a := cfg.Collectors.App; a != nil {
 		s.app = a.Labels["app"]

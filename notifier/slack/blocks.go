@@ -86,6 +86,18 @@ func Blocks(m *notifier.Message) []slack.Block {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(truncate(strings.TrimSpace(b.String()), maxSection)), nil, nil))
 	}
 
+	if ms := notifier.MemberList(inc); len(ms) > 1 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*Members* (%d, %d firing)\n", len(ms), notifier.FiringMembers(inc))
+		for _, mb := range ms[:min(len(ms), notifier.MemberSample)] {
+			fmt.Fprintf(&b, "`%s` %s\n", escape(notifier.MemberLabels(inc, mb)), escape(mb.State))
+		}
+		if len(ms) > notifier.MemberSample {
+			fmt.Fprintf(&b, "and %d more", len(ms)-notifier.MemberSample)
+		}
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(truncate(strings.TrimSpace(b.String()), maxSection)), nil, nil))
+	}
+
 	var links []string
 	if u := a.Annotations[annotationRunbook]; isLink(u) {
 		links = append(links, "<"+escape(u)+"|Runbook>")
@@ -141,7 +153,11 @@ func fallbackText(m *notifier.Message) string {
 	if sev == "" {
 		sev = inc.Priority
 	}
-	return fmt.Sprintf("[%s] %s: %s (%s)", strings.ToUpper(sev), inc.Alert.Name, inc.State, m.LevelName)
+	text := fmt.Sprintf("[%s] %s: %s (%s)", strings.ToUpper(sev), inc.Alert.Name, inc.State, m.LevelName)
+	if n := len(notifier.MemberList(inc)); n > 1 {
+		text += fmt.Sprintf(", %d alerts", n)
+	}
+	return text
 }
 
 func stateText(inc *notifier.Incident) string {

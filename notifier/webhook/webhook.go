@@ -58,7 +58,12 @@ type IncidentInfo struct {
 	Kind           notifier.Kind  `json:"kind"`
 	URL            string         `json:"url,omitempty"`
 	AcknowledgedBy string         `json:"acknowledgedBy,omitempty"`
-	ResolvedBy     string         `json:"resolvedBy,omitempty"`
+	// Members counts the alerts of the incident's group (escalation.group_by),
+	// MembersFiring those not resolved; Alerts lists the first
+	// notifier.MemberSample of them and TruncatedAlerts the rest.
+	Members       int    `json:"members"`
+	MembersFiring int    `json:"membersFiring"`
+	ResolvedBy    string `json:"resolvedBy,omitempty"`
 }
 
 // Alertmanager's alert statuses.
@@ -185,8 +190,9 @@ func (r *Receiver) observe(code int, start time.Time) {
 	}
 }
 
-// newPayload builds the body for m. Each incident is one alert, so the group
-// is the incident and the common labels are the alert's.
+// newPayload builds the body for m. The group is the incident: an incident
+// of one alert sends it with its labels as the common ones; an incident of
+// several (escalation.group_by) sends its first members.
 func newPayload(receiver string, m *notifier.Message) Payload {
 	inc := &m.Incident
 	status := StatusFiring
@@ -222,8 +228,45 @@ func newPayload(receiver string, m *notifier.Message) Payload {
 	if m.ExternalURL != "" && inc.ID != "" {
 		incURL = strings.TrimRight(m.ExternalURL, "/") + "/api/v1/incidents/" + url.PathEscape(inc.ID)
 	}
+	alerts := []Alert{{
+		Status:       status,
+		Labels:       labels,
+		Annotations:  annotations,
+		StartsAt:     startsAt,
+		EndsAt:       endsAt,
+		GeneratorURL: inc.Alert.GeneratorURL,
+		Fingerprint:  inc.Alert.Fingerprint,
+	}}
+	members := notifier.MemberList(inc)
+	var truncated uint64
+	if len(members) > 1 {
+		// A group: one alert per member, as Alertmanager sends a group,
+		// the labels they share as the common ones.
+		alerts = alerts[:0]
+		for _, mb := range members[:min(len(members), notifier.MemberSample)] {
+			a := Alert{
+				Status:       StatusFiring,
+				Labels:       mb.Labels,
+				Annotations:  annotations,
+				StartsAt:     mb.ActiveAt,
+				GeneratorURL: inc.Alert.GeneratorURL,
+				Fingerprint:  mb.Fingerprint,
+			}
+			if mb.State == notifier.MemberResolved {
+				a.Status, a.EndsAt = StatusResolved, mb.ResolvedAt
+			}
+			alerts = append(alerts, a)
+		}
+		truncated = uint64(len(members) - len(alerts))
+		labels = notifier.CommonLabels(inc)
+	}
+	count, firing := max(len(members), 1), notifier.FiringMembers(inc)
+	if inc.Storm != nil {
+		count, firing = inc.Storm.Alerts, inc.Storm.Firing
+	}
 	return Payload{
 		Version:           "4",
+		TruncatedAlerts:   truncated,
 		GroupKey:          fmt.Sprintf("{}:{incident=%q}", inc.ID),
 		Status:            status,
 		Receiver:          receiver,
@@ -231,15 +274,7 @@ func newPayload(receiver string, m *notifier.Message) Payload {
 		CommonLabels:      labels,
 		CommonAnnotations: annotations,
 		ExternalURL:       m.ExternalURL,
-		Alerts: []Alert{{
-			Status:       status,
-			Labels:       labels,
-			Annotations:  annotations,
-			StartsAt:     startsAt,
-			EndsAt:       endsAt,
-			GeneratorURL: inc.Alert.GeneratorURL,
-			Fingerprint:  inc.Alert.Fingerprint,
-		}},
+		Alerts:            alerts,
 		Incident: IncidentInfo{
 			ID:             inc.ID,
 			State:          inc.State,
@@ -251,6 +286,8 @@ func newPayload(receiver string, m *notifier.Message) Payload {
 			URL:            incURL,
 			AcknowledgedBy: inc.AcknowledgedBy,
 			ResolvedBy:     inc.ResolvedBy,
+			Members:        count,
+			MembersFiring:  firing,
 		},
 	}
 }

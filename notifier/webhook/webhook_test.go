@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -434,4 +435,33 @@ func TestRegistererCountsRequests(t *testing.T) {
 	_, _ = a.Notify(context.Background(), testMessage(notifier.KindFiring))
 	_, _ = b.Notify(context.Background(), testMessage(notifier.KindFiring))
 	require.Equal(t, 3, testutil.CollectAndCount(reg, "vigil_webhook_request_duration_seconds"), "one series per receiver and code")
+}
+
+// An incident of a group sends its first members as Alertmanager sends a
+// group: one alert each, the rest counted as truncated, the labels they
+// share as the common ones.
+func TestPayloadOfAGroup(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	inc := notifier.Incident{ID: "i1", State: notifier.StateTriggered, Alert: notifier.Alert{
+		Name: "high_cpu", Labels: map[string]string{"alertname": "high_cpu", "pod": "p0"},
+		Annotations: map[string]string{"summary": "CPU"},
+	}}
+	for i := range 7 {
+		mb := notifier.Member{Fingerprint: fmt.Sprintf("fp%d", i), State: notifier.MemberFiring, ActiveAt: t0,
+			Labels: map[string]string{"alertname": "high_cpu", "pod": fmt.Sprintf("p%d", i)}}
+		if i == 1 {
+			mb.State, mb.ResolvedAt = notifier.MemberResolved, t0.Add(time.Minute)
+		}
+		inc.Members = append(inc.Members, mb)
+	}
+	p := newPayload("ops", &notifier.Message{Kind: notifier.KindFiring, Incident: inc})
+	require.Len(t, p.Alerts, notifier.MemberSample)
+	require.Equal(t, uint64(2), p.TruncatedAlerts)
+	require.Equal(t, map[string]string{"alertname": "high_cpu"}, p.CommonLabels)
+	require.Equal(t, 7, p.Incident.Members)
+	require.Equal(t, 6, p.Incident.MembersFiring)
+	require.Equal(t, "p1", p.Alerts[1].Labels["pod"])
+	require.Equal(t, StatusResolved, p.Alerts[1].Status)
+	require.Equal(t, t0.Add(time.Minute), p.Alerts[1].EndsAt)
+	require.Equal(t, StatusFiring, p.Alerts[0].Status)
 }

@@ -53,6 +53,35 @@ func WithPreload(libs ...string) Option {
 	return WithSetting("shared_preload_libraries", strings.Join(libs, ","))
 }
 
+// WithArchive turns WAL archiving on (wal_level=replica, archive_mode=on).
+// The archive_command is not set on the command line, where it would win
+// over ALTER SYSTEM: set it with SetArchiveCommand.
+func WithArchive() Option {
+	return func(c *Cluster) {
+		c.settings = append(c.settings, "wal_level=replica", "archive_mode=on")
+	}
+}
+
+// CopyArchiveCommand is an archive_command that copies each WAL file into
+// dir (see ArchiveDir).
+func CopyArchiveCommand(dir string) string { return fmt.Sprintf("cp %%p %s/%%f", dir) }
+
+// ArchiveDir returns a new temporary directory the server's user may
+// write WAL files into, removed when the test ends.
+func ArchiveDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vigil-pgtest-archive-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	// The server runs as its own user when the test is root.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dir
+}
+
 // WithPort listens on port instead of a free one.
 func WithPort(port int) Option {
 	return func(c *Cluster) { c.port = port }
@@ -106,6 +135,44 @@ func StartCluster(t testing.TB, opts ...Option) *Cluster {
 			return c
 		}
 		if fixed || attempt == 3 {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+}
+
+// StartReplica starts a streaming replica of c (which needs wal_level
+// replica, e.g. WithArchive) from a base backup, in a new temporary
+// directory on a free port; it is stopped and removed when the test ends.
+func (c *Cluster) StartReplica(t testing.TB) *Cluster {
+	t.Helper()
+	r := &Cluster{t: t, bin: c.bin, asUser: c.asUser}
+	var err error
+	r.dir, err = os.MkdirTemp("", "vigil-pgtest-replica-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(r.remove)
+	if r.asUser != "" {
+		u, err := user.Lookup(r.asUser)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(r.dir, uid, gid); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+	if out, err := r.run("pg_basebackup", "-D", r.dataDir(), "-R", "-X", "stream", "-c", "fast",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", "postgres"); err != nil {
+		t.Fatalf("pgtest: pg_basebackup: %v\n%s", err, out)
+	}
+	for attempt := 1; ; attempt++ {
+		r.port = freePort(t)
+		if err = r.start(); err == nil {
+			return r
+		}
+		if attempt == 3 {
 			t.Fatalf("pgtest: %v", err)
 		}
 	}
