@@ -241,3 +241,51 @@ func TestForwardToGateways(t *testing.T) {
 		20*time.Second, 50*time.Millisecond, "with notify_locally the gateways still get the alert")
 	require.Len(t, v.incidents(), 1)
 }
+
+// TestForwardToVigilGateway: a sidecar vigil forwards to a gateway vigil's
+// own POST /api/v2/alerts; the gateway opens the incident (with the
+// sidecar's pod label) and resolves it when the sidecar's alert resolves.
+func TestForwardToVigilGateway(t *testing.T) {
+	app := newGaugeApp(t, 95)
+	hooks := newHookServer(t)
+	gwDir, scDir := t.TempDir(), t.TempDir()
+	gwAddr, scAddr := freePort(t), freePort(t)
+	gwCfg := writeConfig(t, gwDir, fmt.Sprintf(`service: checkout
+environment: production
+data_dir: %s
+server: {listen: "%s"}
+logging: {level: debug, format: text}
+metrics: {interval: 1s}
+escalation:
+  response_times: {critical: 1h}
+  levels:
+    - {name: support, notify: [l1]}
+receivers:
+  - {name: l1, webhook: {url: "%s/gateway-l1", secret: s1}}
+`, filepath.Join(gwDir, "data"), gwAddr, hooks.URL))
+	gw := startVigil(t, gwCfg, gwAddr)
+
+	// The test user (admin) holds ingest.
+	require.NoError(t, os.WriteFile(filepath.Join(scDir, "gateway.token"), []byte(e2eToken), 0o600))
+	scCfg := writeConfig(t, scDir, forwardConfig(scDir, scAddr, app, hooks, []string{"http://" + gwAddr}, false))
+	sc := startVigil(t, scCfg, scAddr)
+
+	require.Eventually(t, func() bool { return len(hooks.accepted("/gateway-l1")) > 0 },
+		30*time.Second, 100*time.Millisecond, "the gateway did not page for the forwarded alert")
+	incs := gw.incidents()
+	require.Len(t, incs, 1)
+	require.Equal(t, "triggered", incs[0].State)
+	resp, err := http.Get(gw.url("/api/v1/incidents"))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), "checkout-7d9f-abcde", "the sidecar's pod label reached the gateway's incident")
+	require.Empty(t, sc.incidents(), "the sidecar notified nobody itself")
+	require.Zero(t, hooks.tried("/l1"))
+
+	app.cpu.Store(10)
+	require.Eventually(t, func() bool {
+		incs := gw.incidents()
+		return len(incs) == 1 && incs[0].State == "resolved"
+	}, 30*time.Second, 100*time.Millisecond, "the gateway's incident did not resolve with the sidecar's alert")
+}
