@@ -130,6 +130,9 @@ type StorageConfig struct {
 	// after its resolution; 0 keeps incidents for ever. Open incidents are
 	// always kept.
 	IncidentRetention Duration `yaml:"incident_retention"`
+	// Incidents is a postgres:// URL of a shared incident store (an HA
+	// gateway pair); empty keeps the bbolt store in data_dir.
+	Incidents Secret `yaml:"incidents"`
 }
 
 // CollectorsConfig lists the collectors; each entry also takes the seed's metrics keys.
@@ -273,6 +276,8 @@ type AlertsConfig struct {
 	// the first AbsentAfter after start is not judged. 0 turns the check
 	// off. Default 10m.
 	AbsentAfter Duration `yaml:"absent_after"`
+	// Forward sends the alerts to gateways (config/forward.go).
+	Forward *ForwardConfig `yaml:"forward"`
 }
 
 // IngestConfig is the Alertmanager API v2 gateway's: POST /api/v2/alerts.

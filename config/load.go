@@ -133,6 +133,7 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.RemoteWrite {
 		c.RemoteWrite[i].SetDirectory(dir)
 	}
+	c.resolveForwardPaths(dir)
 }
 
 // readSecret fills secret from the file named by *file (made absolute against

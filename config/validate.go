@@ -67,6 +67,8 @@ func (c *Config) validate(r *reporter) {
 	c.validateSeedBlocks(r)
 	c.validateQuery(r)
 	c.validateRemoteWrite(r)
+	c.validateForward(r)
+	c.validateIncidentStore(r)
 }
 
 func (c *Config) validateLogging(r *reporter) {

@@ -942,9 +942,24 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
-	t.Run("vigil config", func(t *testing.T) {
-		s := cf.Services["vigil"]
-		require.NotNil(t, s.Build, "vigil is built from the repository")
+	// The sidecar and the gateway pair of the fleet run vigil's image.
+	for _, name := range []string{"vigil", "vigil-gateway-a", "vigil-gateway-b"} {
+		t.Run(name+" config", func(t *testing.T) { checkComposeVigil(t, cf, name) })
+	}
+}
+
+// checkComposeVigil checks a compose service that runs vigil: hardened,
+// its config loads, its port is published and every host it names is a
+// service of the stack.
+func checkComposeVigil(t *testing.T, cf composeFile, name string) {
+	s, ok := cf.Services[name]
+	require.True(t, ok, "service %s is missing", name)
+	{
+		if name == "vigil" {
+			require.NotNil(t, s.Build, "vigil is built from the repository")
+		} else {
+			require.Equal(t, cf.Services["vigil"].Image, s.Image, "%s runs the image the vigil service builds", name)
+		}
 		require.NotEmpty(t, s.User, "user")
 		require.False(t, strings.HasPrefix(s.User, "0") || strings.HasPrefix(s.User, "root"), "vigil runs as root")
 		require.True(t, s.ReadOnly, "read_only")
@@ -1003,9 +1018,17 @@ func TestCompose(t *testing.T) {
 			require.NotEmpty(t, db.DSN, "collectors.database.dsn")
 			hosts["collectors.database.dsn"] = hostOf(t, string(db.DSN))
 		}
+		if f := cfg.Alerts.Forward; f != nil {
+			for i, u := range f.URLs {
+				hosts[fmt.Sprintf("alerts.forward.urls[%d]", i)] = hostOf(t, u)
+			}
+		}
+		if cfg.Storage.Incidents != "" {
+			hosts["storage.incidents"] = hostOf(t, string(cfg.Storage.Incidents))
+		}
 		for what, h := range hosts {
 			_, ok := cf.Services[h]
 			require.True(t, ok, "%s names host %q, which is no service", what, h)
 		}
-	})
+	}
 }

@@ -231,6 +231,8 @@ type statusBody struct {
 	Error  string `json:"error,omitempty"`
 	// RemoteWrite is each remote_write queue's state (on /ready only).
 	RemoteWrite []storage.QueueStatus `json:"remote_write,omitempty"`
+	// Forward is alerts.forward's state (on /ready only).
+	Forward *ForwardStatus `json:"forward,omitempty"`
 }
 
 func errorBody(msg string) statusBody { return statusBody{Status: "error", Error: msg} }
@@ -248,6 +250,9 @@ func (h *Handler) readiness(c *gin.Context) {
 		body := statusBody{Status: "ready"}
 		if h.opts.RemoteWrite != nil {
 			body.RemoteWrite = h.opts.RemoteWrite()
+		}
+		if h.opts.Forward != nil {
+			body.Forward = h.opts.Forward()
 		}
 		c.JSON(http.StatusOK, body)
 		return

@@ -110,6 +110,8 @@ type pageData struct {
 	canGraph bool
 	// RemoteWrite is each remote_write queue's state.
 	RemoteWrite []storage.QueueStatus
+	// Forward is alerts.forward's state.
+	Forward *ForwardStatus
 
 	// Analyses are the newest deploy analyses, step by step.
 	Analyses []analysisView
@@ -541,6 +543,9 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	if h.opts.RemoteWrite != nil {
 		d.RemoteWrite = h.opts.RemoteWrite()
+	}
+	if h.opts.Forward != nil {
+		d.Forward = h.opts.Forward()
 	}
 	// Silences have no app: shown, as GET /api/v1/silences lists them, only
 	// to whoever may monitor every app.

@@ -546,6 +546,35 @@ func TestPageRemoteWrite(t *testing.T) {
 	require.Contains(t, rec.Body.String(), `"remote_write":[{"name":"mimir","url":"https://mimir.example","shards":3,"pending_samples":4711`)
 }
 
+func TestPageForward(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) {
+		o.Forward = func() *ForwardStatus {
+			return &ForwardStatus{Gateways: []ForwardGateway{
+				{URL: "http://gateway-a:9090", Sent: 12},
+				{URL: "http://gateway-b:9090", Errors: 3, Dropped: 3, Queued: 1},
+			}}
+		}
+	})
+	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	page := rec.Body.String()
+	require.Contains(t, page, `<section id="forward">`)
+	require.Contains(t, page, "this vigil notifies nobody itself")
+	require.Contains(t, page, "<tr><td><code>http://gateway-a:9090</code></td><td>12</td><td>0</td><td>0</td><td>0</td></tr>")
+	require.Contains(t, page, "<tr><td><code>http://gateway-b:9090</code></td><td>0</td><td>3</td><td>3</td><td>1</td></tr>")
+
+	env.h.SetReady(true)
+	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/ready", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code, "a gateway that fails does not make vigil unready")
+	require.Contains(t, rec.Body.String(), `"forward":{"notify_locally":false,"gateways":[{"url":"http://gateway-a:9090","sent":12,"errors":0,"dropped":0,"queued":0},`)
+
+	// Without forwarding: neither the section nor the key.
+	env = newTestEnv(t, func(o *Options) { o.Forward = func() *ForwardStatus { return nil } })
+	require.NotContains(t, serve(env.h, "127.0.0.1", http.MethodGet, "/", "", nil).Body.String(), `id="forward"`)
+	env.h.SetReady(true)
+	require.NotContains(t, serve(env.h, "127.0.0.1", http.MethodGet, "/ready", "", nil).Body.String(), `"forward"`)
+}
+
 // TestPageRollback: the Roll back button is there for users with rollback,
 // fires the webhook as the signed-in user, and a viewer's forged post is
 // refused.

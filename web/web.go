@@ -124,6 +124,9 @@ type Options struct {
 	// RemoteWrite returns the state of each remote_write queue, shown on
 	// /ready; nil shows none.
 	RemoteWrite func() []storage.QueueStatus
+	// Forward returns the state of alerts.forward (nil when the alerts
+	// are not forwarded), shown on /ready and the page.
+	Forward func() *ForwardStatus
 }
 
 // Collectors is what the web layer needs of the collector set.

@@ -258,6 +258,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	// After every actor has returned: no delivery is in flight any more.
 	defer notifications.Close()
+	// alerts.forward: the rules' alerts go to the gateways, and to the
+	// local notifier only without forwarding or with notify_locally.
+	forward := newForwarder(cfg, notifications.Notify, externalURL, logger.With("component", "forward"))
 	// Deploy analysis reads the TSDB with the rules' engine and hands a
 	// failed deploy to the notifier, whose incident asks the rollback logic.
 	analyses, err := analysis.New(&analysis.Options{
@@ -276,7 +279,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Appendable:  appendable,
 		Engine:      engine,
 		ExternalURL: externalURL,
-		NotifyFunc:  notifications.Notify,
+		NotifyFunc:  forward.Notify,
 	}, logger.With("component", "rules"), reg)
 	if err != nil {
 		return err
@@ -291,7 +294,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Rules:             ruleManager,
 		DeadRules:         ruleManager.DeadRules,
 		Targets:           scrapes.ScrapeManager(),
-		Gatherer:          reg,
+		Gatherer:          prometheus.Gatherers{reg, forward.Gatherer()},
 		Collectors:        scrapes.Collectors(),
 		LogLines:          func(log string, limit int) (any, error) { return logManager.Lines(log, limit) },
 		LogStatus:         logManager.Status,
@@ -306,6 +309,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		Directory:         directory,
 		AuditStore:        store.KV("audit"),
 		RemoteWrite:       remoteWrite.Status,
+		Forward:           forward.Status,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {
@@ -342,6 +346,8 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		// The rollback rules before the notifier that asks them.
 		{"rollback", rollbacks.ApplyConfig},
 		{"notifier", notifications.ApplyConfig},
+		// alerts.forward and global.external_labels on forwarded alerts.
+		{"forward", forward.ApplyConfig},
 		{"analysis", analyses.ApplyConfig},
 		{"slack", slackButtons.ApplyConfig},
 		{"web", webHandler.ApplyConfig},
@@ -449,6 +455,10 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return notifications.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return forward.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		// After a restart the rules only know the alerts firing now: an
