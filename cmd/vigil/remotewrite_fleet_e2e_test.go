@@ -69,6 +69,8 @@ func newPodApp(t *testing.T) *podApp {
 	return a
 }
 
+func (a *podApp) hostPort() string { return strings.TrimPrefix(a.URL, "http://") }
+
 // sidecar is one vigil of the fleet, with its pod's app.
 type sidecar struct {
 	pod string
@@ -122,7 +124,7 @@ func queryRange(t *testing.T, addr, query string, r promv1.Range, add model.Labe
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	v, _, err := promv1.NewAPI(client).QueryRange(ctx, query, r)
+	v, _, _, err := promv1.NewAPI(client).QueryRange(ctx, query, r)
 	require.NoError(t, err)
 	m, ok := v.(model.Matrix)
 	require.True(t, ok, "%s is not a matrix: %v", query, v)
