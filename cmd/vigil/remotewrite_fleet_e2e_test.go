@@ -34,11 +34,12 @@ func outageDuration(t *testing.T) time.Duration {
 	return 30 * time.Second
 }
 
-// podApp is one pod's app: cpu_usage rising every 300ms, and the process and
-// request metrics the Application dashboard reads.
+// podApp is one pod's app: a gauge, app_queue_depth, rising every 300ms, and
+// the process and request metrics the Application dashboard reads (vigil
+// derives cpu_usage from process_cpu_seconds_total).
 type podApp struct {
 	*httptest.Server
-	cpu atomic.Int64
+	depth atomic.Int64
 }
 
 func newPodApp(t *testing.T) *podApp {
@@ -47,7 +48,7 @@ func newPodApp(t *testing.T) *podApp {
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secs := time.Since(start).Seconds()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# TYPE cpu_usage gauge\ncpu_usage %d\n", a.cpu.Load())
+		fmt.Fprintf(w, "# TYPE app_queue_depth gauge\napp_queue_depth %d\n", a.depth.Load())
 		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", secs/10)
 		fmt.Fprintf(w, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", 64<<20)
 		fmt.Fprintf(w, "# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} %d\nhttp_requests_total{code=\"500\"} %d\n",
@@ -64,7 +65,7 @@ func newPodApp(t *testing.T) *podApp {
 			case <-stop:
 				return
 			case <-tick.C:
-				a.cpu.Add(1)
+				a.depth.Add(1)
 			}
 		}
 	}()
@@ -179,7 +180,7 @@ func sampleDiff(want, got map[string][]model.SamplePair) string {
 //   - every series of each sidecar (its app's and its own) has the same raw
 //     samples, timestamps and values, in the receiver as in the sidecar,
 //     over the whole run, the outage included; and /api/v1/query_range of
-//     cpu_usage returns the same points on both;
+//     the app's gauge returns the same points on both;
 //   - every sample of the outage arrived (one per second per series);
 //   - each sidecar's VmRSS during the outage stayed within 20% of before;
 //   - every dashboard query runs on the receiver with no error, and the pod
@@ -204,7 +205,7 @@ func TestRemoteWriteFleet(t *testing.T) {
 	}
 	for _, s := range fleet {
 		require.Eventually(t, func() bool {
-			return len(rangeSamples(t, promURL, fmt.Sprintf(`cpu_usage{pod=%q}[1m]`, s.pod), time.Now(), nil)) > 0
+			return len(rangeSamples(t, promURL, fmt.Sprintf(`app_queue_depth{pod=%q}[1m]`, s.pod), time.Now(), nil)) > 0
 		}, 60*time.Second, 500*time.Millisecond, "nothing of %s reached the receiver before the outage", s.pod)
 	}
 
@@ -256,7 +257,7 @@ func TestRemoteWriteFleet(t *testing.T) {
 		// arrived; this proves there were some, one a second for each
 		// series the app serves. Half of them: on a loaded machine the
 		// scrape loop skips ticks it is late for.
-		for _, name := range []string{"cpu_usage", "process_cpu_seconds_total", "http_requests_total"} {
+		for _, name := range []string{"app_queue_depth", "cpu_usage", "process_cpu_seconds_total", "http_requests_total"} {
 			n := 0
 			for k, v := range got {
 				if !strings.HasPrefix(k, name+"{") {
@@ -278,13 +279,13 @@ func TestRemoteWriteFleet(t *testing.T) {
 		// What a dashboard asks: a range query over the same range, the
 		// same points on both.
 		r := promv1.Range{Start: start, End: at, Step: time.Second}
-		wantR := queryRange(t, s.v.url(""), "cpu_usage", r, pod)
-		gotR := queryRange(t, promURL, fmt.Sprintf(`cpu_usage{pod=%q}`, s.pod), r, nil)
+		wantR := queryRange(t, s.v.url(""), "app_queue_depth", r, pod)
+		gotR := queryRange(t, promURL, fmt.Sprintf(`app_queue_depth{pod=%q}`, s.pod), r, nil)
 		require.Len(t, wantR, 1)
 		require.Empty(t, sampleDiff(wantR, gotR), "%s: query_range", s.pod)
 		for k, v := range gotR {
 			require.Greater(t, len(v), int((outage + 30*time.Second).Seconds()), k)
-			require.Less(t, v[0].Value, v[len(v)-1].Value, "%s: cpu_usage rises over the run", k)
+			require.Less(t, v[0].Value, v[len(v)-1].Value, "%s: rises over the run", k)
 		}
 	}
 	t.Logf("receiver back at %s; all samples compared %s later", up.Format(time.TimeOnly), time.Since(up).Round(time.Second))
