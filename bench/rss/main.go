@@ -6,10 +6,19 @@
 //
 //	go run ./bench/rss -vigil bin/vigil -duration 2m
 //	go run ./bench/rss -vigil bin/vigil -series 100000 -duration 60s
+//
+// With -remote-write it also sends every sample by remote_write, to a
+// receiver of its own that discards them or to -receiver (a Prometheus with
+// --web.enable-remote-write-receiver), and prints the samples vigil shipped
+// per CPU-second of vigil over the run after the first reading:
+//
+//	go run ./bench/rss -vigil bin/vigil -series 10000 -remote-write \
+//	    -receiver http://127.0.0.1:9099/api/v1/write -duration 2m
 package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -35,6 +44,8 @@ func main() {
 		every    = flag.Duration("every", 15*time.Second, "how often to print a reading")
 		remote   = flag.Bool("remote-write", false, "also send every sample by remote_write to a receiver on 127.0.0.1 that discards them")
 		queue    = flag.String("queue-config", "", "remote_write queue_config as YAML flow, e.g. '{capacity: 2500}'")
+		receiver = flag.String("receiver", "", "with -remote-write: the remote-write URL to send to instead of a receiver that discards")
+		retain   = flag.String("retention", "", "storage.retention, e.g. 6h (default: vigil's)")
 	)
 	flag.Parse()
 
@@ -68,8 +79,11 @@ collectors:
   app: {targets: ["%s"], labels: {app: app}}
 rule_files: ["%s"]
 `, filepath.Join(dir, "data"), addr, interval, target.Addr(), filepath.Join(dir, "seed-rules.yml"))
+	if *retain != "" {
+		cfg += fmt.Sprintf("storage: {retention: %s}\n", *retain)
+	}
 	if *remote {
-		cfg += remoteWrite(*queue)
+		cfg += remoteWrite(*queue, *receiver)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "seed-rules.yml"), []byte(seedRules), 0o644); err != nil {
 		log.Fatal(err)
@@ -91,35 +105,116 @@ rule_files: ["%s"]
 
 	start := time.Now()
 	fmt.Printf("series=%d interval=%s pid=%d\n", *series, *interval, cmd.Process.Pid)
-	var peak int
+	var (
+		peak                  int
+		cpu0, sent0           float64
+		windowStart, anonLast int
+	)
 	for time.Since(start) < *duration {
 		time.Sleep(*every)
 		rss, hwm := status(cmd.Process.Pid)
 		peak = max(peak, hwm)
-		fmt.Printf("t=%-5s VmRSS=%.1f MB VmHWM=%.1f MB\n", time.Since(start).Round(time.Second), mb(rss), mb(hwm))
+		anonLast = anon(cmd.Process.Pid)
+		line := fmt.Sprintf("t=%-5s VmRSS=%.1f MB (RssAnon %.1f MB) VmHWM=%.1f MB", time.Since(start).Round(time.Second), mb(rss), mb(anonLast), mb(hwm))
+		if *remote {
+			cpu, sent := cpuSeconds(cmd.Process.Pid), samplesSent(addr)
+			line += fmt.Sprintf(" cpu=%.2fs sent=%.0f", cpu, sent)
+			if windowStart == 0 {
+				// The window starts after the first reading: the
+				// series exist and the queue runs.
+				cpu0, sent0, windowStart = cpu, sent, 1
+			}
+		}
+		fmt.Println(line)
 	}
 	rss, hwm := status(cmd.Process.Pid)
-	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(max(peak, hwm)))
+	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(anon(cmd.Process.Pid)), mb(max(peak, hwm)))
+	if *remote && windowStart != 0 {
+		cpu, sent := cpuSeconds(cmd.Process.Pid)-cpu0, samplesSent(addr)-sent0
+		fmt.Printf("RESULT remote write: %.0f samples shipped on %.2f CPU-s of vigil (user+system): %.0f samples per CPU-second\n",
+			sent, cpu, sent/cpu)
+	}
 }
 
-// remoteWrite starts a remote-write receiver that reads and discards each
-// request, and returns the config that sends to it.
-func remoteWrite(queue string) string {
-	rw, err := net.Listen("tcp", "127.0.0.1:0")
+// cpuSeconds is pid's user + system CPU time from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() {
-		_ = http.Serve(rw, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusNoContent)
-		}))
-	}()
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+// samplesSent is vigil's prometheus_remote_storage_samples_total, summed
+// over its queues, as /ready shows it (samples_sent).
+func samplesSent(addr string) float64 {
+	resp, err := http.Get("http://" + addr + "/ready")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		RemoteWrite []struct {
+			SamplesSent    float64 `json:"samples_sent"`
+			SamplesRetried float64 `json:"samples_retried"`
+		} `json:"remote_write"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		log.Fatal(err)
+	}
+	var n float64
+	for _, q := range body.RemoteWrite {
+		n += q.SamplesSent - q.SamplesRetried
+	}
+	return n
+}
+
+// anon reads RssAnon (kB) of pid: the process's own memory, without the
+// pages of its executable.
+func anon(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(rest)[0])
+			return n
+		}
+	}
+	return 0
+}
+
+// remoteWrite returns the config that sends to url, or, without one, starts
+// a remote-write receiver that reads and discards each request and sends to
+// it.
+func remoteWrite(queue, url string) string {
+	if url == "" {
+		rw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			_ = http.Serve(rw, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+		}()
+		url = "http://" + rw.Addr().String() + "/api/v1/write"
+	}
 	cfg := fmt.Sprintf(`global:
   external_labels: {pod: bench-0}
 remote_write:
-  - url: http://%s/api/v1/write
-`, rw.Addr())
+  - url: %s
+`, url)
 	if queue != "" {
 		cfg += "    queue_config: " + queue + "\n"
 	}

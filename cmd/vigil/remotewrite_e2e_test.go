@@ -319,12 +319,7 @@ func testRemoteWriteToPrometheus(t *testing.T, proto string) {
 // VIGIL_E2E_OUTAGE) and checks that every sample vigil stored meanwhile
 // reaches it afterwards, from the WAL, and that /ready showed the error.
 func TestRemoteWriteOutage(t *testing.T) {
-	outage := 30 * time.Second
-	if s := os.Getenv("VIGIL_E2E_OUTAGE"); s != "" {
-		d, err := time.ParseDuration(s)
-		require.NoError(t, err)
-		outage = d
-	}
+	outage := outageDuration(t)
 	bin := prometheusBinary(t)
 	promAddr := freePort(t)
 	promDir := t.TempDir()
