@@ -109,6 +109,12 @@ type Options struct {
 	// that no level is paged for an alert that ended while vigil was down.
 	// Without a call to Reconcile those deadlines would wait for ever.
 	Reconcile bool
+	// Owner names this gateway in the claims of a shared store (a Store
+	// that implements Leaser); default: host, pid and a random suffix.
+	Owner string
+	// Lease is how long a claim in a shared store lasts unless renewed
+	// (storage.lease; default DefaultLease).
+	Lease time.Duration
 }
 
 // runtimeConfig is what the Manager needs from a config, swapped whole on
@@ -167,6 +173,10 @@ type Manager struct {
 	// fold into a storm) since it read the rules; see noteFiring.
 	firingMtx sync.Mutex
 	firings   map[*map[string]bool]struct{}
+
+	// shared is set when the store is shared with other gateways (see
+	// shared.go).
+	shared *shared
 }
 
 // watchFirings starts recording the fingerprints whose alerts are notified
@@ -241,6 +251,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		}
 		m.store, m.ownsDB = s, true
 	}
+	m.shared = newShared(m)
 	m.metrics = newMetrics(reg, m.activeSilences)
 	m.queue = newQueue(m.clock)
 	if err := m.initGauges(); err != nil {
@@ -377,6 +388,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// hold back the messages waiting since the restart.
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
+	retention.Go(func() { m.runShared(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
 	retention.Wait()
