@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -53,6 +54,13 @@ func (c *Config) validate(r *reporter) {
 	}
 	if c.Storage.IncidentRetention < 0 {
 		r.valueErr(0, "storage.incident_retention", "must not be negative (0 keeps incidents for ever)")
+	}
+	if dsn := string(c.Storage.Incidents); dsn != "" && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		// The value may hold a password: it is not repeated.
+		r.valueErr(0, "storage.incidents", "must be a postgres:// or postgresql:// URL, or empty for the embedded store in data_dir")
+	}
+	if l := time.Duration(c.Storage.Lease); l != 0 && l < time.Second {
+		r.valueErr(0, "storage.lease", "must be at least 1s (default 15s)")
 	}
 	c.validateCollectors(r)
 	c.validateRules(r)

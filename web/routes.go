@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/storage"
 )
 
@@ -219,6 +220,8 @@ type statusBody struct {
 	Error  string `json:"error,omitempty"`
 	// RemoteWrite is each remote_write queue's state (on /ready only).
 	RemoteWrite []storage.QueueStatus `json:"remote_write,omitempty"`
+	// Store is the incident store and its peers (on /ready only).
+	Store *notifier.StoreStatus `json:"store,omitempty"`
 }
 
 func errorBody(msg string) statusBody { return statusBody{Status: "error", Error: msg} }
@@ -236,6 +239,10 @@ func (h *Handler) readiness(c *gin.Context) {
 		body := statusBody{Status: "ready"}
 		if h.opts.RemoteWrite != nil {
 			body.RemoteWrite = h.opts.RemoteWrite()
+		}
+		if h.opts.Store != nil {
+			st := h.opts.Store()
+			body.Store = &st
 		}
 		c.JSON(http.StatusOK, body)
 		return

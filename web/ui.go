@@ -110,6 +110,8 @@ type pageData struct {
 	canGraph bool
 	// RemoteWrite is each remote_write queue's state.
 	RemoteWrite []storage.QueueStatus
+	// Store is the incident store and, when shared, its peers.
+	Store *notifier.StoreStatus
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -525,6 +527,10 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	if h.opts.RemoteWrite != nil {
 		d.RemoteWrite = h.opts.RemoteWrite()
+	}
+	if h.opts.Store != nil {
+		st := h.opts.Store()
+		d.Store = &st
 	}
 	// Silences have no app: shown, as GET /api/v1/silences lists them, only
 	// to whoever may monitor every app.

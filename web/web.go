@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
 	vigilrules "github.com/vigil-sh/vigil/rules"
 	"github.com/vigil-sh/vigil/storage"
 )
@@ -117,6 +118,10 @@ type Options struct {
 	// RemoteWrite returns the state of each remote_write queue, shown on
 	// /ready; nil shows none.
 	RemoteWrite func() []storage.QueueStatus
+	// Store says which incident store is used and, for one shared by
+	// gateways (PostgreSQL), which peers hold leases; shown on /ready and
+	// the page. nil shows nothing.
+	Store func() notifier.StoreStatus
 }
 
 // Collectors is what the web layer needs of the collector set.
