@@ -1,6 +1,10 @@
 package notifier
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // DefaultLease is how long a claim of a shared store lasts without renewal
 // (storage.lease).
@@ -46,4 +50,61 @@ type Peer struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 	// Self is the gateway answering.
 	Self bool `json:"self"`
+}
+
+// Claim results, the result label of vigil_store_claims_total.
+const (
+	ClaimWon      = "won"      // free, or the owner's already
+	ClaimLost     = "lost"     // another live gateway holds it
+	ClaimTakeover = "takeover" // another gateway's lease had ended
+)
+
+// StoreMetrics are the incident store's, vigil_store_*. A shared store
+// counts into them; with the embedded store they stay 0 (one process
+// claims nothing), and main registers them anyway so that dashboards read
+// 0 rather than nothing.
+type StoreMetrics struct {
+	Retries   *prometheus.CounterVec
+	Claims    *prometheus.CounterVec
+	Failovers *prometheus.CounterVec
+	Renewals  prometheus.Counter
+}
+
+// Codes of vigil_store_transaction_retries_total.
+var storeRetryCodes = []string{"40001", "40P01", "23505"}
+
+// NewStoreMetrics builds the store metrics and registers them on reg (when
+// not nil).
+func NewStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
+	m := &StoreMetrics{
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_store_transaction_retries_total",
+			Help: "Store transactions rerun after losing a conflict with another gateway's, by PostgreSQL error code (40001 serialization failure, 40P01 deadlock, 23505 the open incident key).",
+		}, []string{"code"}),
+		Claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_store_claims_total",
+			Help: "Claims of deliveries, escalation deadlines and rollback decisions in the shared store, by kind and result (won, lost to a live gateway, takeover of a dead gateway's).",
+		}, []string{"kind", "result"}),
+		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_store_failovers_total",
+			Help: "Claims taken over from another gateway whose lease had ended, by kind.",
+		}, []string{"kind"}),
+		Renewals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_store_lease_renewals_total",
+			Help: "Renewals of this gateway's lease on its claims in the shared store.",
+		}),
+	}
+	for _, k := range []string{ClaimDelivery, ClaimDeadline, ClaimRollback} {
+		for _, r := range []string{ClaimWon, ClaimLost, ClaimTakeover} {
+			m.Claims.WithLabelValues(k, r)
+		}
+		m.Failovers.WithLabelValues(k)
+	}
+	for _, c := range storeRetryCodes {
+		m.Retries.WithLabelValues(c)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Retries, m.Claims, m.Failovers, m.Renewals)
+	}
+	return m
 }

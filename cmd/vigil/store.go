@@ -28,6 +28,8 @@ func openIncidentStore(cfg *config.Config, logger *slog.Logger, reg prometheus.R
 		if err != nil {
 			return nil, fmt.Errorf("opening the incident store in %s: %w", cfg.DataDir, err)
 		}
+		// One process claims nothing: vigil_store_* read 0.
+		notifier.NewStoreMetrics(reg)
 		return store, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)

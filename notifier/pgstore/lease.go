@@ -7,61 +7,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-sh/vigil/notifier"
 )
 
 var _ notifier.Leaser = (*Store)(nil)
 
-// Claim results, the result label of vigil_store_claims_total.
 const (
-	claimWon      = "won"      // free, or owner's already
-	claimLost     = "lost"     // another live gateway holds it
-	claimTakeover = "takeover" // another gateway's lease had ended
+	claimWon      = notifier.ClaimWon
+	claimLost     = notifier.ClaimLost
+	claimTakeover = notifier.ClaimTakeover
 )
-
-// metrics are the store's, vigil_store_*.
-type metrics struct {
-	retries   *prometheus.CounterVec
-	claims    *prometheus.CounterVec
-	failovers *prometheus.CounterVec
-	renewals  prometheus.Counter
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_store_transaction_retries_total",
-			Help: "Store transactions rerun after losing a conflict with another gateway's, by PostgreSQL error code (40001 serialization failure, 40P01 deadlock, 23505 the open incident key).",
-		}, []string{"code"}),
-		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_store_claims_total",
-			Help: "Claims of deliveries, escalation deadlines and rollback decisions in the shared store, by kind and result (won, lost to a live gateway, takeover of an expired gateway's).",
-		}, []string{"kind", "result"}),
-		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_store_failovers_total",
-			Help: "Claims taken over from another gateway whose lease had ended, by kind.",
-		}, []string{"kind"}),
-		renewals: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_store_lease_renewals_total",
-			Help: "Renewals of this gateway's lease on its claims in the shared store.",
-		}),
-	}
-	for _, k := range []string{notifier.ClaimDelivery, notifier.ClaimDeadline, notifier.ClaimRollback} {
-		for _, r := range []string{claimWon, claimLost, claimTakeover} {
-			m.claims.WithLabelValues(k, r)
-		}
-		m.failovers.WithLabelValues(k)
-	}
-	for _, c := range []string{codeSerialization, codeDeadlock, codeUniqueViolation} {
-		m.retries.WithLabelValues(c)
-	}
-	if reg != nil {
-		reg.MustRegister(m.retries, m.claims, m.failovers, m.renewals)
-	}
-	return m
-}
 
 func (s *Store) short() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.opts.TxTimeout)
@@ -111,9 +67,9 @@ func (s *Store) Claim(kind, id, owner string, ttl time.Duration) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("pgstore: claim %s %s: %w", kind, id, err)
 	}
-	s.metrics.claims.WithLabelValues(kind, result).Inc()
+	s.metrics.Claims.WithLabelValues(kind, result).Inc()
 	if result == claimTakeover {
-		s.metrics.failovers.WithLabelValues(kind).Inc()
+		s.metrics.Failovers.WithLabelValues(kind).Inc()
 	}
 	return result != claimLost, nil
 }
@@ -154,7 +110,7 @@ func (s *Store) Renew(owner string, ttl time.Duration) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: renew lease of %s: %w", owner, err)
 	}
-	s.metrics.renewals.Inc()
+	s.metrics.Renewals.Inc()
 	return int(n), nil
 }
 

@@ -28,6 +28,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-sh/vigil/notifier"
 )
 
 // Defaults of Options.
@@ -59,7 +61,7 @@ type Store struct {
 	opts    Options
 	logger  *slog.Logger
 	q       queries
-	metrics *metrics
+	metrics *notifier.StoreMetrics
 	desc    string
 }
 
@@ -101,7 +103,7 @@ func Open(ctx context.Context, dsn string, opts Options, logger *slog.Logger, re
 		opts:    opts,
 		logger:  logger,
 		q:       newQueries(opts.Schema),
-		metrics: newMetrics(reg),
+		metrics: notifier.NewStoreMetrics(reg),
 		desc:    describe(cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, opts.Schema),
 	}
 	pctx, cancel := context.WithTimeout(ctx, opts.TxTimeout)
@@ -168,7 +170,7 @@ func (s *Store) run(iso pgx.TxIsoLevel, readOnly bool, fn func(t *pgTx) error) e
 		if code == "" {
 			return err
 		}
-		s.metrics.retries.WithLabelValues(code).Inc()
+		s.metrics.Retries.WithLabelValues(code).Inc()
 		if attempt >= s.opts.MaxRetries {
 			return fmt.Errorf("pgstore: transaction lost %d conflicts in a row: %w", attempt+1, err)
 		}
