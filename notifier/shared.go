@@ -303,7 +303,9 @@ type StoreStatus struct {
 	Shared   bool   `json:"shared"`
 	// Owner names this gateway in claims; Lease is their length.
 	Owner string        `json:"owner,omitempty"`
-	Lease time.Duration `json:"lease,omitempty"`
+	Lease time.Duration `json:"-"`
+	// LeaseSeconds is Lease, for JSON.
+	LeaseSeconds float64 `json:"leaseSeconds,omitempty"`
 	// Renewed is this gateway's last lease renewal.
 	Renewed time.Time `json:"renewed,omitzero"`
 	Peers   []Peer    `json:"peers,omitempty"`
@@ -320,7 +322,8 @@ func (m *Manager) StoreStatus() StoreStatus {
 		}
 		return st
 	}
-	st := StoreStatus{Kind: "postgres", Location: s.leaser.Describe(), Shared: true, Owner: s.owner, Lease: s.lease}
+	st := StoreStatus{Kind: "postgres", Location: s.leaser.Describe(), Shared: true, Owner: s.owner, Lease: s.lease,
+		LeaseSeconds: s.lease.Seconds()}
 	s.mtx.Lock()
 	st.Renewed = s.renewed
 	if s.lastErr != nil {
