@@ -96,6 +96,10 @@ type haDelivery struct {
 	// after that.
 	accepted time.Time
 	extra    int
+	// inflight counts the requests being answered; overlaps counts the
+	// requests that came while another for the same id was being answered
+	// (two gateways sending one delivery at once).
+	inflight, overlaps int
 }
 
 func newHAHooks(t *testing.T) *haHooks {
@@ -118,6 +122,15 @@ func newHAHooks(t *testing.T) *haHooks {
 		case ok:
 			d.accepted = now
 		}
+		d.inflight++
+		if d.inflight > 1 {
+			d.overlaps++
+		}
+		h.mtx.Unlock()
+		// A slow receiver, so that two senders of one delivery meet.
+		time.Sleep(150 * time.Millisecond)
+		h.mtx.Lock()
+		d.inflight--
 		h.mtx.Unlock()
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -318,6 +331,7 @@ func haTrial(t *testing.T, serverDSN string) (time.Duration, int) {
 	for id, d := range got {
 		paths[d.path]++
 		require.False(t, d.accepted.IsZero(), "delivery %s to %s never arrived", id, d.path)
+		require.Zero(t, d.overlaps, "delivery %s to %s was sent by two gateways at once", id, d.path)
 		if d.extra > 0 {
 			// At least once: a gateway killed between the receiver's 2xx
 			// and its commit leaves the delivery for the survivor, which
