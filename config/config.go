@@ -130,9 +130,16 @@ type StorageConfig struct {
 	// after its resolution; 0 keeps incidents for ever. Open incidents are
 	// always kept.
 	IncidentRetention Duration `yaml:"incident_retention"`
-	// Incidents is a postgres:// URL of a shared incident store (an HA
-	// gateway pair); empty keeps the bbolt store in data_dir.
-	Incidents Secret `yaml:"incidents"`
+	// Incidents selects the incident store: empty for the embedded bbolt
+	// file in data_dir, or a postgres:// DSN whose database two or more
+	// gateways share (incidents, deliveries, silences, users and roles,
+	// the audit log, deploys). IncidentsFile reads the DSN from a file.
+	Incidents     Secret `yaml:"incidents"`
+	IncidentsFile string `yaml:"incidents_file"`
+	// Lease is how long a gateway's claims in a shared store last unless
+	// it renews them (default 15s): a gateway that dies hands its
+	// deliveries and deadlines over within about this long.
+	Lease Duration `yaml:"lease"`
 }
 
 // CollectorsConfig lists the collectors; each entry also takes the seed's metrics keys.

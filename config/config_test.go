@@ -25,6 +25,10 @@ func TestBadConfigs(t *testing.T) {
 		{"bad_duration.bad.yml", []string{`bad_duration.bad.yml:6: alerts.rules[0] "high_cpu": duration "5x" is not a duration`}},
 		{"bad_size.bad.yml", []string{`bad_size.bad.yml:3: logging.maxSize: "100XB" is not a size`}},
 		{"negative_incident_retention.bad.yml", []string{`negative_incident_retention.bad.yml:4: storage.incident_retention: "-1d" is not a duration`}},
+		{"bad_storage_incidents.bad.yml", []string{
+			`bad_storage_incidents.bad.yml:3: storage.incidents: must be a postgres:// or postgresql:// URL, or empty for the embedded store in data_dir`,
+			`bad_storage_incidents.bad.yml:4: storage.lease: must be at least 1s (default 15s)`,
+		}},
 		{"bad_environment.bad.yml", []string{`bad_environment.bad.yml:2: environment: "prod" is not one of development, staging, production`}},
 		{"duplicate_rule.bad.yml", []string{`duplicate_rule.bad.yml:4: alerts.rules[1] "high_cpu": name "high_cpu" is used twice (first at line 3)`}},
 		{"bad_promql.bad.yml", []string{`bad_promql.bad.yml:4: alerts.rules[0] "high_cpu": condition "cpu_usage >" is not valid PromQL: 1:12: parse error: unexpected end of input`}},

@@ -99,6 +99,7 @@ func (c *Config) readSecrets(r *reporter, dir string) {
 	if db := c.Collectors.Database; db != nil {
 		readSecret(r, dir, "collectors.database", "dsn", &db.DSN, &db.DSNFile)
 	}
+	readSecret(r, dir, "storage", "incidents", &c.Storage.Incidents, &c.Storage.IncidentsFile)
 	for i := range c.Receivers {
 		rc := &c.Receivers[i]
 		p := indexPath("receivers", i)

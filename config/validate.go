@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -56,6 +57,9 @@ func (c *Config) validate(r *reporter) {
 	}
 	if c.Ingest.ResolveTimeout <= 0 {
 		r.valueErr(0, "ingest.resolve_timeout", "%q must be more than 0", c.Ingest.ResolveTimeout.String())
+	}
+	if l := time.Duration(c.Storage.Lease); l != 0 && l < time.Second {
+		r.valueErr(0, "storage.lease", "must be at least 1s (default 15s)")
 	}
 	c.validateCollectors(r)
 	c.validateRules(r)

@@ -116,6 +116,19 @@ func (q *queue) restore(ds []Delivery) {
 	q.push(ds...)
 }
 
+// ids returns the IDs of the deliveries in the queue, in flight included.
+func (q *queue) ids() map[string]bool {
+	q.mtx.Lock()
+	defer q.mtx.Unlock()
+	out := make(map[string]bool, q.n)
+	for _, l := range q.lanes {
+		for _, it := range l {
+			out[it.d.ID] = true
+		}
+	}
+	return out
+}
+
 // pop returns a due item, or the time the first one is due (zero when the
 // queue is empty).
 func (q *queue) pop(now time.Time) (*item, time.Time) {
@@ -179,6 +192,9 @@ func (m *Manager) runDelivery(ctx context.Context) {
 	for range m.opts.Workers {
 		workers.Go(func() {
 			for it := range work {
+				if !m.claimAttempt(it) {
+					continue // another gateway's, or done by it
+				}
 				if r, ok := m.attempt(ctx, it); ok {
 					results <- r
 				} else {
@@ -322,6 +338,7 @@ func (m *Manager) commit(batch []result) {
 			continue
 		}
 		m.queue.done(o.it)
+		m.releaseAttempt(o.it.d.ID)
 		m.metrics.notifications.WithLabelValues(o.it.d.Receiver, o.outcome).Inc()
 		if o.rollback {
 			m.metrics.rollbacks.WithLabelValues(o.outcome).Inc()

@@ -287,9 +287,10 @@ func (m *Manager) resolve(tx Tx, cfg *runtimeConfig, inc *Incident, by, comment 
 // its escalation, or its re-arming after an acknowledgement.
 func (m *Manager) deadline(id string) {
 	cfg := m.config()
-	if cfg == nil || m.hold(id) {
+	if cfg == nil || m.hold(id) || !m.claimDeadline(id) {
 		return
 	}
+	defer m.releaseDeadline(id)
 	now := m.clock.Now()
 	var eff *effects
 	idle := false
@@ -373,9 +374,10 @@ func (m *Manager) deadline(id string) {
 // queues what it decides, clearing the incident's pending mark.
 func (m *Manager) decideRollback(ctx context.Context, id string) error {
 	cfg := m.config()
-	if m.opts.Rollback == nil || cfg == nil {
+	if m.opts.Rollback == nil || cfg == nil || !m.claimRollback(id) {
 		return nil
 	}
+	defer m.releaseRollback(id)
 	key := rollbackTimerKey(id)
 	retry := func() { _ = m.decideRollback(context.Background(), id) }
 	inc, err := m.Incident(id)
@@ -407,6 +409,9 @@ func (m *Manager) decideRollback(ctx context.Context, id string) error {
 		inc, err := tx.Incident(id)
 		if err != nil {
 			return err
+		}
+		if inc.Rollback != nil {
+			return nil // decided meanwhile, by another gateway of a shared store
 		}
 		r := *rec
 		if r.At.IsZero() {

@@ -109,6 +109,12 @@ type Options struct {
 	// that no level is paged for an alert that ended while vigil was down.
 	// Without a call to Reconcile those deadlines would wait for ever.
 	Reconcile bool
+	// Owner names this gateway in the claims of a shared store (a Store
+	// that implements Leaser); default: host, pid and a random suffix.
+	Owner string
+	// Lease is how long a claim in a shared store lasts unless renewed
+	// (storage.lease; default DefaultLease).
+	Lease time.Duration
 }
 
 // runtimeConfig is what the Manager needs from a config, swapped whole on
@@ -173,6 +179,9 @@ type Manager struct {
 
 	// ingest keeps the alerts posted to the Alertmanager API (ingest.go).
 	ingest ingestState
+	// shared is set when the store is shared with other gateways (see
+	// shared.go).
+	shared *shared
 }
 
 // watchFirings starts recording the fingerprints whose alerts are notified
@@ -247,6 +256,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		}
 		m.store, m.ownsDB = s, true
 	}
+	m.shared = newShared(m)
 	m.metrics = newMetrics(reg, m.activeSilences)
 	m.queue = newQueue(m.clock)
 	if err := m.initGauges(); err != nil {
@@ -394,6 +404,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
 	retention.Go(func() { m.runIngest(ctx) })
+	retention.Go(func() { m.runShared(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
 	retention.Wait()

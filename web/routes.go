@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/storage"
 )
 
@@ -233,6 +234,8 @@ type statusBody struct {
 	RemoteWrite []storage.QueueStatus `json:"remote_write,omitempty"`
 	// Forward is alerts.forward's state (on /ready only).
 	Forward *ForwardStatus `json:"forward,omitempty"`
+	// Store is the incident store and its peers (on /ready only).
+	Store *notifier.StoreStatus `json:"store,omitempty"`
 }
 
 func errorBody(msg string) statusBody { return statusBody{Status: "error", Error: msg} }
@@ -253,6 +256,10 @@ func (h *Handler) readiness(c *gin.Context) {
 		}
 		if h.opts.Forward != nil {
 			body.Forward = h.opts.Forward()
+		}
+		if h.opts.Store != nil {
+			st := h.opts.Store()
+			body.Store = &st
 		}
 		c.JSON(http.StatusOK, body)
 		return

@@ -115,6 +115,9 @@ type pageData struct {
 
 	// Analyses are the newest deploy analyses, step by step.
 	Analyses []analysisView
+
+	// Store is the incident store and, when shared, its peers.
+	Store *notifier.StoreStatus
 }
 
 // Value writes an alert's sample value as Grafana would, in the unit its
@@ -546,6 +549,10 @@ func (h *Handler) page(c *gin.Context) {
 	}
 	if h.opts.Forward != nil {
 		d.Forward = h.opts.Forward()
+	}
+	if h.opts.Store != nil {
+		st := h.opts.Store()
+		d.Store = &st
 	}
 	// Silences have no app: shown, as GET /api/v1/silences lists them, only
 	// to whoever may monitor every app.

@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-sh/vigil/auth"
 	"github.com/vigil-sh/vigil/collector/logs"
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
 	vigilrules "github.com/vigil-sh/vigil/rules"
 	"github.com/vigil-sh/vigil/storage"
 )
@@ -127,6 +128,10 @@ type Options struct {
 	// Forward returns the state of alerts.forward (nil when the alerts
 	// are not forwarded), shown on /ready and the page.
 	Forward func() *ForwardStatus
+	// Store says which incident store is used and, for one shared by
+	// gateways (PostgreSQL), which peers hold leases; shown on /ready and
+	// the page. nil shows nothing.
+	Store func() notifier.StoreStatus
 }
 
 // Collectors is what the web layer needs of the collector set.

@@ -224,9 +224,9 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 	}
 	// One incident store: the notifier's incidents and deliveries, the
 	// rollback logic's deploys and cooldowns, the receivers' own state.
-	store, err := notifier.OpenBoltStore(cfg.DataDir)
+	store, err := openIncidentStore(cfg, logger, reg)
 	if err != nil {
-		return fmt.Errorf("opening the incident store in %s: %w", cfg.DataDir, err)
+		return err
 	}
 	defer store.Close()
 	// Users and roles added at runtime live in the same store; the config
@@ -252,6 +252,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		ExternalURL: externalURL.String(),
 		// The reconcile actor below runs Reconcile.
 		Reconcile: true,
+		Lease:     time.Duration(cfg.Storage.Lease),
 	}, logger.With("component", "notifier"), reg)
 	if err != nil {
 		return err
@@ -310,6 +311,7 @@ func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level
 		AuditStore:        store.KV("audit"),
 		RemoteWrite:       remoteWrite.Status,
 		Forward:           forward.Status,
+		Store:             notifications.StoreStatus,
 		Reload: func() error {
 			done := make(chan error, 1)
 			select {

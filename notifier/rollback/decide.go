@@ -181,6 +181,10 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 		if err := json.Unmarshal(b, &st); err != nil {
 			return nil, nil, fmt.Errorf("rollback: decoding incident state: %w", err)
 		}
+		// The cooldown may not have been written before the crash.
+		if err := m.storeCooldown(s.service, env, st.Record.At); err != nil {
+			return nil, nil, err
+		}
 		m.decisions.WithLabelValues(DecisionAlreadyFired).Inc()
 		log.Info("rollback already decided for this incident; repeating the decision", "delivery_id", st.Record.DeliveryID)
 		rec := st.Record
@@ -318,12 +322,6 @@ func (m *Manager) fire(s settings, log *slog.Logger, p Payload, id, incKey strin
 	if s.dryRun {
 		rec.Outcome = OutcomeDryRun
 	}
-	// The cooldown goes first: if the incident record then fails, the
-	// incident is still held off by the cooldown.
-	ts := []byte(p.RequestedAt.UTC().Format(time.RFC3339Nano))
-	if err := m.kv.Put(pairKey(keyCooldown, s.service, p.Environment), ts); err != nil {
-		return nil, nil, fmt.Errorf("rollback: storing cooldown: %w", err)
-	}
 	var msg *notifier.Message
 	if !s.dryRun {
 		msg = &notifier.Message{
@@ -347,6 +345,13 @@ func (m *Manager) fire(s settings, log *slog.Logger, p Payload, id, incKey strin
 			return nil, nil, fmt.Errorf("rollback: storing incident state: %w", err)
 		}
 	}
+	// The incident's record goes first: a crash (or a failed write)
+	// between the two leaves a decision that Decide repeats, cooldown
+	// included, rather than a cooldown that holds off the incident's own
+	// rollback.
+	if err := m.storeCooldown(s.service, p.Environment, p.RequestedAt); err != nil {
+		return nil, nil, err
+	}
 	if s.dryRun {
 		m.decisions.WithLabelValues(DecisionDryRun).Inc()
 		log.Info("rollback due; dry run, not calling the webhook", "delivery_id", id,
@@ -363,6 +368,25 @@ func (m *Manager) skip(log *slog.Logger, decision string) (*notifier.Message, *n
 	m.decisions.WithLabelValues(decision).Inc()
 	log.Debug("no rollback", "decision", decision)
 	return nil, nil, nil
+}
+
+// storeCooldown records a rollback at `at` for the cooldown, unless a later
+// one is recorded.
+func (m *Manager) storeCooldown(service, env string, at time.Time) error {
+	key := pairKey(keyCooldown, service, env)
+	b, ok, err := m.kv.Get(key)
+	if err != nil {
+		return fmt.Errorf("rollback: reading cooldown: %w", err)
+	}
+	if ok {
+		if last, err := time.Parse(time.RFC3339Nano, string(b)); err == nil && !last.Before(at) {
+			return nil
+		}
+	}
+	if err := m.kv.Put(key, []byte(at.UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("rollback: storing cooldown: %w", err)
+	}
+	return nil
 }
 
 // lastRollback returns the time of the last rollback of the service in env
