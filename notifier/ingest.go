@@ -133,6 +133,10 @@ func ValidatePostedAlert(a *PostedAlert) error {
 type ingestState struct {
 	// mtx takes posts and sweeps one at a time.
 	mtx sync.Mutex
+	// waiting are the posts not written yet (IngestAlerts), under
+	// waitMtx.
+	waitMtx sync.Mutex
+	waiting []*ingestRequest
 	// ends is each recorded alert's endsAt by fingerprint; nil until read
 	// from the store.
 	ends map[string]time.Time
@@ -177,7 +181,52 @@ func (m *Manager) loadIngest() error {
 // missing endsAt now + ingest.resolve_timeout, as in Alertmanager. An error
 // means the records could not be written; the alerts before the failing
 // one were taken.
+//
+// Posts are written together (group commit): a post that arrives while
+// another is being written waits, and the next writer takes every waiting
+// post in one batch, so many senders cost a few transactions, not one each.
 func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error {
+	req := &ingestRequest{alerts: alerts}
+	m.ingest.waitMtx.Lock()
+	m.ingest.waiting = append(m.ingest.waiting, req)
+	m.ingest.waitMtx.Unlock()
+
+	m.ingest.mtx.Lock()
+	defer m.ingest.mtx.Unlock()
+	if req.done {
+		return req.err // written in an earlier writer's batch
+	}
+	m.ingest.waitMtx.Lock()
+	batch := m.ingest.waiting
+	m.ingest.waiting = nil
+	m.ingest.waitMtx.Unlock()
+	all := alerts
+	if len(batch) > 1 {
+		all = make([]PostedAlert, 0, len(batch)*len(alerts))
+		for _, r := range batch {
+			all = append(all, r.alerts...)
+		}
+	}
+	// The batch is other senders' too: it must not end with this one's
+	// request.
+	err := m.ingestLocked(context.WithoutCancel(ctx), all)
+	for _, r := range batch {
+		r.done, r.err = true, err
+	}
+	return err
+}
+
+// ingestRequest is one post waiting to be written.
+type ingestRequest struct {
+	alerts []PostedAlert
+	// done and err are set by the writer that took the request, under
+	// ingest.mtx.
+	done bool
+	err  error
+}
+
+// ingestLocked records and notifies alerts; ingest.mtx is held.
+func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error {
 	cfg := m.config()
 	if cfg == nil {
 		return errors.New("notifier: no config applied")
@@ -186,8 +235,6 @@ func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error 
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	m.ingest.mtx.Lock()
-	defer m.ingest.mtx.Unlock()
 	if err := m.loadIngest(); err != nil {
 		return fmt.Errorf("notifier: read posted alerts: %w", err)
 	}

@@ -170,6 +170,9 @@ func main() {
 		rss, hwm := rssMB(g.cmd.Process.Pid)
 		fmt.Printf("gateway %s: RSS %.1f MB (peak %.1f MB), CPU %.1f s (%.0f%% of one core over %s)\n", g.name, rss, hwm, cpu, 100*cpu/settled.Seconds(), settled.Round(time.Second))
 	}
+	for _, g := range gws {
+		fmt.Printf("gateway %s: %s\n", g.name, storeMetrics(client, g.url, token))
+	}
 	pg := postgresCPU() - pgBefore
 	fmt.Printf("PostgreSQL: CPU %.1f s in all, %.0f µs per alert ingested (%d by the pair)\n", pg, 1e6*pg/float64(2*total), 2*total)
 }
@@ -238,6 +241,25 @@ func countIncidents(c *http.Client, base, token string) (incidents, members int)
 	return len(body.Data), members
 }
 
+// storeMetrics returns the gateway's vigil_store_* counters, one line.
+func storeMetrics(c *http.Client, base, token string) string {
+	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "vigil_store_") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 // receiver counts webhook deliveries by webhook-id.
 type receiver struct {
 	url  string
@@ -296,6 +318,9 @@ storage:
   incidents: "%s"
   lease: %s
 escalation:
+  # Every group is its own incident here: the run measures incidents, not
+  # storm folding (escalation.storm_threshold, default 100 per alertname).
+  storm_threshold: 1000000
   levels:
     - {name: support, notify: [bench]}
 receivers:

@@ -81,3 +81,31 @@ func (kv *pgKV) List(prefix string) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// Write puts and deletes many keys in one transaction and one round trip
+// (the notifier writes the records of a whole post of alerts this way).
+func (kv *pgKV) Write(put map[string][]byte, del []string) error {
+	if len(put)+len(del) == 0 {
+		return nil
+	}
+	ctx, cancel := kv.ctx()
+	defer cancel()
+	b := &pgx.Batch{}
+	upsert := kv.s.q.expand(`INSERT INTO {kv} (namespace, key, value) VALUES ($1, $2, $3)
+		ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value`)
+	for k, v := range put {
+		if v == nil {
+			v = []byte{}
+		}
+		b.Queue(upsert, kv.ns, k, v)
+	}
+	remove := kv.s.q.expand(`DELETE FROM {kv} WHERE namespace = $1 AND key = $2`)
+	for _, k := range del {
+		b.Queue(remove, kv.ns, k)
+	}
+	err := pgx.BeginFunc(ctx, kv.s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	if err != nil {
+		return fmt.Errorf("kv %s write: %w", kv.ns, err)
+	}
+	return nil
+}

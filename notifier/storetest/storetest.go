@@ -436,6 +436,16 @@ func testKV(t *testing.T, s notifier.Store) {
 	list, err = s.KV("nothing").List("")
 	require.NoError(t, err)
 	require.Empty(t, list)
+
+	// Both stores write many keys at once (a post of alerts' records).
+	w, ok := kv.(interface {
+		Write(put map[string][]byte, del []string) error
+	})
+	require.True(t, ok, "the KV writes many keys in one transaction")
+	require.NoError(t, w.Write(map[string][]byte{"w/1": []byte("a"), "w/2": nil}, []string{"deploy/b", "never"}))
+	list, err = kv.List("")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"cooldown/x": {}, "a%b": []byte("p"), "w/1": []byte("a"), "w/2": {}}, list)
 }
 
 func testUpdateAtomic(t *testing.T, s notifier.Store) {
