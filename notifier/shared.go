@@ -238,9 +238,17 @@ func (m *Manager) syncShared(ctx context.Context) {
 		deadlines  = map[string]time.Time{}
 		rollbacks  []string
 	)
+	known := m.queue.ids()
 	err := m.store.View(func(tx Tx) error {
 		var err error
-		if deliveries, err = tx.Deliveries(); err != nil {
+		if deliveries, err = unknownDeliveries(tx, known); err != nil {
+			return err
+		}
+		if l, ok := tx.(deadlineLister); ok {
+			if deadlines, err = l.OpenDeadlines(); err != nil {
+				return err
+			}
+			rollbacks, err = tx.RollbackPending()
 			return err
 		}
 		for _, st := range []State{StateTriggered, StateAcknowledged} {
@@ -261,7 +269,6 @@ func (m *Manager) syncShared(ctx context.Context) {
 		m.logger.Warn("cannot read the shared store", "err", err)
 		return
 	}
-	known := m.queue.ids()
 	var fresh []Delivery
 	for _, d := range deliveries {
 		if !known[d.ID] {
@@ -291,6 +298,46 @@ func (m *Manager) syncShared(ctx context.Context) {
 		}
 		_ = m.decideRollback(ctx, id)
 	}
+}
+
+// deadlineLister is a Tx that lists the escalation deadlines of the open
+// incidents without reading the incidents whole: the poll of a shared store
+// runs every lease/3, and a gateway may hold thousands of open incidents.
+type deadlineLister interface {
+	OpenDeadlines() (map[string]time.Time, error)
+}
+
+// deliveryIDLister is a Tx that lists the queued deliveries' IDs alone.
+type deliveryIDLister interface {
+	DeliveryIDs() ([]string, error)
+}
+
+// unknownDeliveries returns the queued deliveries not in known, reading
+// only those whole when tx can list IDs.
+func unknownDeliveries(tx Tx, known map[string]bool) ([]Delivery, error) {
+	l, ok := tx.(deliveryIDLister)
+	if !ok {
+		all, err := tx.Deliveries()
+		return all, err
+	}
+	ids, err := l.DeliveryIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []Delivery
+	for _, id := range ids {
+		if known[id] {
+			continue
+		}
+		d, found, err := tx.Delivery(id)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // StoreStatus is which store the notifier uses and, for a shared one, the

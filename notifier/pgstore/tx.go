@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -108,6 +109,45 @@ func (t *pgTx) Incidents(state notifier.State) ([]notifier.Incident, error) {
 		return all[notifier.Incident](t, "incidents", `SELECT body FROM {incidents} ORDER BY id DESC`)
 	}
 	return all[notifier.Incident](t, "incidents", `SELECT body FROM {incidents} WHERE state = $1 ORDER BY id DESC`, string(state))
+}
+
+// OpenDeadlines lists the open incidents' escalation deadlines, read in
+// the server from the bodies: the notifier's poll of a shared store runs
+// every lease/3 and must not decode every open incident each time.
+func (t *pgTx) OpenDeadlines() (map[string]time.Time, error) {
+	rows, err := t.tx.Query(t.ctx, t.q.expand(`SELECT id, body->>'nextDeadline' FROM {incidents}
+		WHERE state <> 'resolved' AND body ? 'nextDeadline'`))
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("open deadlines: %w", err))
+	}
+	out := map[string]time.Time{}
+	var id, at string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &at}, func() error {
+		ts, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return fmt.Errorf("incident %q: nextDeadline %q: %w", id, at, err)
+		}
+		if !ts.IsZero() {
+			out[id] = ts
+		}
+		return nil
+	}); err != nil {
+		return nil, t.fail(fmt.Errorf("open deadlines: %w", err))
+	}
+	return out, nil
+}
+
+// DeliveryIDs lists the queued deliveries' IDs, oldest first.
+func (t *pgTx) DeliveryIDs() ([]string, error) {
+	rows, err := t.tx.Query(t.ctx, t.q.expand(`SELECT id FROM {deliveries} ORDER BY id`))
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("delivery ids: %w", err))
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("delivery ids: %w", err))
+	}
+	return ids, nil
 }
 
 func (t *pgTx) PutIncident(inc *notifier.Incident) error {
