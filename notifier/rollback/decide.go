@@ -91,7 +91,15 @@ func (m *Manager) decideAnalysis(s settings, log *slog.Logger, inc *notifier.Inc
 	if err != nil {
 		return nil, nil, fmt.Errorf("rollback: reading analysis figures: %w", err)
 	}
-	p := Payload{
+	p := incidentPayload(s, inc, d, env, alertStart(inc), now)
+	p.Reason, p.Analysis = ReasonAnalysis, figures
+	return m.fireForIncident(s, log, p, inc, incKey)
+}
+
+// incidentPayload is the rollback request of an incident that started at
+// started, after the deploy d.
+func incidentPayload(s settings, inc *notifier.Incident, d Deploy, env string, started, now time.Time) Payload {
+	return Payload{
 		Service:         d.Service,
 		Environment:     env,
 		BadVersion:      d.Version,
@@ -102,14 +110,17 @@ func (m *Manager) decideAnalysis(s settings, log *slog.Logger, inc *notifier.Inc
 			Labels:      inc.Alert.Labels,
 			Annotations: inc.Alert.Annotations,
 			Value:       finite(inc.Alert.Value),
-			ActiveAt:    alertStart(inc),
+			ActiveAt:    started,
 		},
 		IncidentID:  inc.ID,
 		IncidentURL: incidentURL(s.externalURL, inc.ID),
-		Reason:      ReasonAnalysis,
 		RequestedAt: now,
-		Analysis:    figures,
 	}
+}
+
+// fireForIncident fires an incident's rollback, once per incident
+// (delivery rb_<incident>), and puts the incident in its message.
+func (m *Manager) fireForIncident(s settings, log *slog.Logger, p Payload, inc *notifier.Incident, incKey string) (*notifier.Message, *notifier.RollbackRecord, error) {
 	msg, rec, err := m.fire(s, log, p, "rb_"+inc.ID, incKey)
 	if err != nil {
 		return nil, nil, err
@@ -221,33 +232,10 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 		return m.skip(log, DecisionCooldown)
 	}
 
-	p := Payload{
-		Service:         d.Service,
-		Environment:     env,
-		BadVersion:      d.Version,
-		PreviousVersion: d.PreviousVersion,
-		DeployedAt:      d.At,
-		Alert: &PayloadAlert{
-			Name:        inc.Alert.Name,
-			Labels:      inc.Alert.Labels,
-			Annotations: inc.Alert.Annotations,
-			Value:       finite(inc.Alert.Value),
-			ActiveAt:    started,
-		},
-		IncidentID:  inc.ID,
-		IncidentURL: incidentURL(s.externalURL, inc.ID),
-		Reason: fmt.Sprintf("alert %s started %s after the deploy of %s",
-			inc.Alert.Name, started.Sub(d.At).Round(time.Second), d.Version),
-		RequestedAt: now,
-	}
-	msg, rec, err := m.fire(s, log, p, "rb_"+inc.ID, incKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	if msg != nil {
-		msg.Incident = *inc
-	}
-	return msg, rec, nil
+	p := incidentPayload(s, inc, d, env, started, now)
+	p.Reason = fmt.Sprintf("alert %s started %s after the deploy of %s",
+		inc.Alert.Name, started.Sub(d.At).Round(time.Second), d.Version)
+	return m.fireForIncident(s, log, p, inc, incKey)
 }
 
 // Manual rolls back the last deploy of the configured service and
