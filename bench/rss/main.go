@@ -35,14 +35,16 @@ func main() {
 		every    = flag.Duration("every", 15*time.Second, "how often to print a reading")
 		remote   = flag.Bool("remote-write", false, "also send every sample by remote_write to a receiver on 127.0.0.1 that discards them")
 		queue    = flag.String("queue-config", "", "remote_write queue_config as YAML flow, e.g. '{capacity: 2500}'")
+		metric   = flag.String("metric", "bench_requests_total", "name of the target's series (http_requests_total is read by the app's signal rules)")
+		targetAt = flag.String("target", "127.0.0.1:0", "address the target listens on (fix it to scrape the same target from Prometheus too)")
 	)
 	flag.Parse()
 
-	target, err := net.Listen("tcp", "127.0.0.1:0")
+	target, err := net.Listen("tcp", *targetAt)
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { _ = http.Serve(target, exposition(*series)) }()
+	go func() { _ = http.Serve(target, exposition(*series, *metric)) }()
 
 	dir, err := os.MkdirTemp("", "vigil-rss")
 	if err != nil {
@@ -90,7 +92,7 @@ rule_files: ["%s"]
 	}()
 
 	start := time.Now()
-	fmt.Printf("series=%d interval=%s pid=%d\n", *series, *interval, cmd.Process.Pid)
+	fmt.Printf("series=%d interval=%s pid=%d target=%s vigil=%s\n", *series, *interval, cmd.Process.Pid, target.Addr(), addr)
 	var peak int
 	for time.Since(start) < *duration {
 		time.Sleep(*every)
@@ -153,13 +155,13 @@ func status(pid int) (rss, hwm int) {
 }
 
 // exposition serves n gauge series whose values move a little every scrape.
-func exposition(n int) http.Handler {
+func exposition(n int, name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		bw := bufio.NewWriterSize(w, 64<<10)
-		fmt.Fprintln(bw, "# TYPE bench_requests_total counter")
+		fmt.Fprintf(bw, "# TYPE %s counter\n", name)
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(bw, "bench_requests_total{handler=\"/api/h%d\",code=\"200\"} %d\n", i, 1000+i+rand.IntN(50))
+			fmt.Fprintf(bw, "%s{handler=\"/api/h%d\",code=\"200\"} %d\n", name, i, 1000+i+rand.IntN(50))
 		}
 		_ = bw.Flush()
 	})
