@@ -101,7 +101,7 @@ rule_files: ["%s"]
 		fmt.Printf("t=%-5s VmRSS=%.1f MB VmHWM=%.1f MB\n", time.Since(start).Round(time.Second), mb(rss), mb(hwm))
 	}
 	rss, hwm := status(cmd.Process.Pid)
-	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(max(peak, hwm)))
+	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (peak VmHWM=%.1f MB) CPU=%.1f s\n", duration, mb(rss), mb(max(peak, hwm)), cpuSeconds(cmd.Process.Pid))
 }
 
 // remoteWrite starts a remote-write receiver that reads and discards each
@@ -126,6 +126,20 @@ remote_write:
 		cfg += "    queue_config: " + queue + "\n"
 	}
 	return cfg
+}
+
+// cpuSeconds is the user and system CPU time pid has used, from
+// /proc/pid/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces; fields count from after it.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return float64(utime+stime) / 100
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
