@@ -6,6 +6,7 @@
 //
 //	go run ./bench/rss -vigil bin/vigil -duration 2m
 //	go run ./bench/rss -vigil bin/vigil -series 100000 -duration 60s
+//	go run ./bench/rss -vigil bin/vigil -series 100000 -metric http_requests_total -target 127.0.0.1:19100
 package main
 
 import (
