@@ -93,7 +93,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		&scrape.Options{DiscoveryReloadInterval: model.Duration(o.ReloadInterval)},
 		logger.With("manager", "scrape"),
 		nil, // no scrape failure log files
-		nil, o.Appendable,
+		nil, batchingAppendable{AppendableV2: o.Appendable, perCommit: newSeriesPerCommit},
 		reg,
 	)
 	if err != nil {

@@ -32,6 +32,7 @@ var routeDescriptions = map[string]string{
 	"GET /ui/static/*file":               "the page's CSS and script, embedded in the binary",
 	"GET /alerts":                        "pending and firing alerts, firing first (`?state=firing\\|pending`)",
 	"POST /-/reload":                     "re-reads the configuration, as SIGHUP does",
+	"GET /debug/pprof/:name":             "a Go runtime profile for `go tool pprof`: heap, allocs, goroutine, threadcreate, block, mutex (`?debug=1` text, `?gc=1` collect first)",
 	"GET /api/v1/logs":                   "the last lines of a tailed log: `?log=NAME&limit=N`",
 	"GET /api/v1/incidents":              "incidents, newest first: `?state=triggered\\|acknowledged\\|resolved&limit=N`",
 	"GET /api/v1/incidents/:id":          "one incident with its notifications and rollback",

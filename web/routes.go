@@ -104,6 +104,7 @@ func (h *Handler) routeTable() []route {
 		{http.MethodGet, "/ui/static/*file", permOpen, h.staticFile},
 		{http.MethodGet, "/alerts", permMonitor, h.alerts},
 		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
+		{http.MethodGet, "/debug/pprof/:name", permManageRoles, h.pprofProfile},
 		{http.MethodGet, apiPrefix + "/logs", permViewLogs, h.logs},
 		{http.MethodGet, apiPrefix + "/incidents", permMonitor, h.listIncidents},
 		{http.MethodGet, apiPrefix + "/incidents/:id", permMonitor, h.getIncident},

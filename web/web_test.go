@@ -412,6 +412,7 @@ func TestRouteTable(t *testing.T) {
 		{http.MethodPost, amPrefix + "/silences"}:               permAcknowledge,
 		{http.MethodGet, amPrefix + "/silence/:id"}:             permMonitor,
 		{http.MethodDelete, amPrefix + "/silence/:id"}:          permAcknowledge,
+		{http.MethodGet, "/debug/pprof/:name"}:                  permManageRoles,
 	}
 	wantPermission := func(k key) string {
 		path := k.path

@@ -14,6 +14,10 @@
 //
 //	go run ./bench/rss -vigil bin/vigil -series 10000 -remote-write \
 //	    -receiver http://127.0.0.1:9099/api/v1/write -duration 2m
+//
+// -metric and -target let Prometheus scrape the very same target:
+//
+//	go run ./bench/rss -vigil bin/vigil -series 100000 -metric http_requests_total -target 127.0.0.1:19100
 package main
 
 import (
@@ -46,14 +50,16 @@ func main() {
 		queue    = flag.String("queue-config", "", "remote_write queue_config as YAML flow, e.g. '{capacity: 2500}'")
 		receiver = flag.String("receiver", "", "with -remote-write: the remote-write URL to send to instead of a receiver that discards")
 		retain   = flag.String("retention", "", "storage.retention, e.g. 6h (default: vigil's)")
+		metric   = flag.String("metric", "bench_requests_total", "name of the target's series (http_requests_total is read by the app's signal rules)")
+		targetAt = flag.String("target", "127.0.0.1:0", "address the target listens on (fix it to scrape the same target from Prometheus too)")
 	)
 	flag.Parse()
 
-	target, err := net.Listen("tcp", "127.0.0.1:0")
+	target, err := net.Listen("tcp", *targetAt)
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { _ = http.Serve(target, exposition(*series)) }()
+	go func() { _ = http.Serve(target, exposition(*series, *metric)) }()
 
 	dir, err := os.MkdirTemp("", "vigil-rss")
 	if err != nil {
@@ -104,7 +110,7 @@ rule_files: ["%s"]
 	}()
 
 	start := time.Now()
-	fmt.Printf("series=%d interval=%s pid=%d\n", *series, *interval, cmd.Process.Pid)
+	fmt.Printf("series=%d interval=%s pid=%d target=%s vigil=%s\n", *series, *interval, cmd.Process.Pid, target.Addr(), addr)
 	var (
 		peak                  int
 		cpu0, sent0           float64
@@ -128,7 +134,7 @@ rule_files: ["%s"]
 		fmt.Println(line)
 	}
 	rss, hwm := status(cmd.Process.Pid)
-	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB)\n", duration, mb(rss), mb(anon(cmd.Process.Pid)), mb(max(peak, hwm)))
+	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB) CPU=%.1f s\n", duration, mb(rss), mb(anon(cmd.Process.Pid)), mb(max(peak, hwm)), cpuSeconds(cmd.Process.Pid))
 	if *remote && windowStart != 0 {
 		cpu, sent := cpuSeconds(cmd.Process.Pid)-cpu0, samplesSent(addr)-sent0
 		fmt.Printf("RESULT remote write: %.0f samples shipped on %.2f CPU-s of vigil (user+system): %.0f samples per CPU-second\n",
@@ -248,13 +254,13 @@ func status(pid int) (rss, hwm int) {
 }
 
 // exposition serves n gauge series whose values move a little every scrape.
-func exposition(n int) http.Handler {
+func exposition(n int, name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		bw := bufio.NewWriterSize(w, 64<<10)
-		fmt.Fprintln(bw, "# TYPE bench_requests_total counter")
+		fmt.Fprintf(bw, "# TYPE %s counter\n", name)
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(bw, "bench_requests_total{handler=\"/api/h%d\",code=\"200\"} %d\n", i, 1000+i+rand.IntN(50))
+			fmt.Fprintf(bw, "%s{handler=\"/api/h%d\",code=\"200\"} %d\n", name, i, 1000+i+rand.IntN(50))
 		}
 		_ = bw.Flush()
 	})
