@@ -26,7 +26,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad_size.bad.yml", []string{`bad_size.bad.yml:3: logging.maxSize: "100XB" is not a size`}},
 		{"negative_incident_retention.bad.yml", []string{`negative_incident_retention.bad.yml:4: storage.incident_retention: "-1d" is not a duration`}},
 		{"bad_storage_incidents.bad.yml", []string{
-			`bad_storage_incidents.bad.yml:3: storage.incidents: must be a postgres:// or postgresql:// URL, or empty for the embedded store in data_dir`,
+			`bad_storage_incidents.bad.yml:3: storage.incidents: "mysql://root:xxxxx@db/vigil" must be a postgres:// URL (or left out for the bbolt store in data_dir)`,
 			`bad_storage_incidents.bad.yml:4: storage.lease: must be at least 1s (default 15s)`,
 		}},
 		{"bad_environment.bad.yml", []string{`bad_environment.bad.yml:2: environment: "prod" is not one of development, staging, production`}},

@@ -100,7 +100,7 @@ alerts:
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "SUCCESS")
 	for _, want := range []string{
-		"user:        admin (admin; 1 token) may: acknowledge, backup, deploy, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics",
+		"user:        admin (admin; 1 token) may: acknowledge, backup, deploy, ingest, manage_roles, manage_users, monitor, rollback, view_logs, view_metrics",
 		"user:        developer (developer; 1 token) may: acknowledge, deploy, monitor, view_logs, view_metrics",
 		"user:        viewer (viewer; 1 token) may: monitor, view_logs, view_metrics",
 		"user:        oncall (viewer; 1 token) may: acknowledge, monitor, rollback, view_logs, view_metrics",
