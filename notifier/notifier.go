@@ -505,10 +505,12 @@ func (m *Manager) notifyAlerts(ctx context.Context, source, expr string, alerts 
 func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr string, alerts []*rules.Alert) {
 	now := m.clock.Now()
 	var eff *effects
-	err := m.store.Update(func(tx Tx) error {
+	err := m.store.Update(func(stx Tx) error {
 		eff = newEffects()
 		st := newStorms(cfg.esc.StormThreshold, m.openCount)
 		gs := newGroups()
+		// Each incident the batch changes is written once, at the end.
+		tx := newWriteBack(stx)
 		for _, a := range alerts {
 			if err := m.notifyAlert(tx, cfg, st, gs, source, expr, a, now, eff); err != nil {
 				return err
@@ -517,7 +519,10 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr s
 		if err := m.openGroups(tx, cfg, gs, now, eff); err != nil {
 			return err
 		}
-		return m.flush(tx, cfg, st, now, eff)
+		if err := m.flush(tx, cfg, st, now, eff); err != nil {
+			return err
+		}
+		return tx.flush()
 	})
 	if err != nil {
 		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
