@@ -53,8 +53,21 @@ func TestWriteBackWritesEachIncidentOnce(t *testing.T) {
 		require.Equal(t, 1, ct.puts)
 		inc.State = StateAcknowledged
 		require.NoError(t, w.PutIncident(&inc))
+		// A member's fold names the kept incident before the store has it.
+		require.NoError(t, w.FoldAlert("member", "0002"))
+		got, found, err := w.LatestIncident("member")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, StateAcknowledged, got.State)
+		_, found, err = stx.LatestIncident("member")
+		require.NoError(t, err)
+		require.False(t, found, "kept until flush")
 		require.NoError(t, w.flush())
 		require.Equal(t, 2, ct.puts)
+		got, found, err = stx.LatestIncident("member")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, "0002", got.ID)
 		return nil
 	})
 	require.NoError(t, err)
