@@ -201,3 +201,35 @@ func BenchmarkIngestAlerts(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "alerts/s")
 }
+
+// TestIngestConcurrentPostsAllTaken: many senders posting at once are
+// written in shared batches (group commit); every alert is recorded and
+// every incident opened, each once.
+func TestIngestConcurrentPostsAllTaken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		h := start(t, t.TempDir(), ingestConfig(5*time.Minute), rec, nil)
+		t0 := time.Now()
+		const senders, each = 20, 5
+		errs := make(chan error, senders)
+		for s := range senders {
+			go func() {
+				var batch []PostedAlert
+				for i := range each {
+					batch = append(batch, posted(fmt.Sprintf("Sender%dAlert%d", s, i), t0, t0.Add(time.Hour)))
+				}
+				errs <- h.m.IngestAlerts(context.Background(), batch)
+			}()
+		}
+		for range senders {
+			require.NoError(t, <-errs)
+		}
+		synctest.Wait()
+		list, err := h.m.PostedAlerts()
+		require.NoError(t, err)
+		require.Len(t, list, senders*each)
+		all, err := h.m.Incidents("")
+		require.NoError(t, err)
+		require.Len(t, all, senders*each, "one incident per alertname")
+	})
+}
