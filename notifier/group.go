@@ -367,14 +367,21 @@ func (m *Manager) adoptOlderIncidents(cfg *runtimeConfig) error {
 	adopted := 0
 	err := m.store.Update(func(tx Tx) error {
 		adopted = 0
-		all, err := tx.Incidents("")
-		if err != nil {
-			return err
+		// The open ones only: a start need not read the resolved incidents
+		// retention keeps.
+		var all []Incident
+		for _, st := range []State{StateTriggered, StateAcknowledged} {
+			open, err := tx.Incidents(st)
+			if err != nil {
+				return err
+			}
+			all = append(all, open...)
 		}
-		// Oldest first: the first incident of a group keys it.
-		for i := len(all) - 1; i >= 0; i-- {
-			inc := all[i]
-			if inc.State == StateResolved || inc.Storm != nil || len(inc.Members) > 0 || inc.Alert.Fingerprint != inc.Fingerprint {
+		// Oldest first (IDs sort by time): the first incident of a group
+		// keys it.
+		slices.SortFunc(all, func(a, b Incident) int { return strings.Compare(a.ID, b.ID) })
+		for _, inc := range all {
+			if inc.Storm != nil || len(inc.Members) > 0 || inc.Alert.Fingerprint != inc.Fingerprint {
 				continue
 			}
 			ls := labels.FromMap(inc.Alert.Labels)

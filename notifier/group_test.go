@@ -407,3 +407,47 @@ func TestCommonLabels(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"alertname": "a"}, CommonLabels(&inc))
 }
+
+// At the first config the oldest open incident of an older version keys
+// its group, acknowledged ones included; a newer one of the group and a
+// resolved one keep their alert's fingerprint.
+func TestOlderIncidentsOldestOpenKeysGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		t0 := time.Now()
+		s, err := OpenBoltStore(dir)
+		require.NoError(t, err)
+		old := func(id string, i int, state State) Incident {
+			a := replica(i, t0)
+			fp := fingerprint(a.Labels)
+			return Incident{ID: id, Fingerprint: fp, State: state, Priority: "critical", CreatedAt: t0,
+				Alert: Alert{Name: "high_cpu", Fingerprint: fp, Labels: a.Labels.Map(), ActiveAt: t0, Source: SourceRules}}
+		}
+		incs := []Incident{
+			old("0000000000000000aaaaaaaa", 2, StateResolved),
+			old("0000000000000001aaaaaaaa", 0, StateAcknowledged),
+			old("0000000000000002aaaaaaaa", 1, StateTriggered),
+		}
+		require.NoError(t, s.Update(func(tx Tx) error {
+			for i := range incs {
+				if err := tx.PutIncident(&incs[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		require.NoError(t, s.Close())
+
+		h := start(t, dir, groupConfig(config.DefaultGroupBy()...), &recorder{}, nil)
+		gfp := h.m.config().groupKey(replica(0, t0).Labels)
+		for _, want := range []struct {
+			id, fp string
+		}{
+			{incs[0].ID, incs[0].Fingerprint}, // resolved: left alone
+			{incs[1].ID, gfp},                 // oldest open: keys the group
+			{incs[2].ID, incs[2].Fingerprint}, // its group has one already
+		} {
+			require.Equal(t, want.fp, must(h.m.Incident(want.id))(t).Fingerprint, "incident %s", want.id)
+		}
+	})
+}

@@ -241,7 +241,8 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 	now := m.clock.Now()
 	batch := make([]*rules.Alert, 0, len(alerts))
 	put := make(map[string][]byte, len(alerts))
-	var del []string
+	// ends is each posted fingerprint's last endsAt in the batch, zero
+	// when its last post resolved it (its record is deleted).
 	ends := make(map[string]time.Time, len(alerts))
 	earliest := time.Time{}
 	for _, p := range alerts {
@@ -271,7 +272,6 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 				return fmt.Errorf("notifier: record posted alerts: %w", err)
 			}
 			put[rec.Fingerprint] = raw
-			del = slices.DeleteFunc(del, func(fp string) bool { return fp == rec.Fingerprint })
 			ends[rec.Fingerprint] = rec.EndsAt
 			if earliest.IsZero() || rec.EndsAt.Before(earliest) {
 				earliest = rec.EndsAt
@@ -279,10 +279,15 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 		} else {
 			a.State, a.ResolvedAt = rules.StateInactive, rec.EndsAt
 			delete(put, rec.Fingerprint)
-			del = append(del, rec.Fingerprint)
 			ends[rec.Fingerprint] = time.Time{}
 		}
 		batch = append(batch, a)
+	}
+	var del []string
+	for fp, end := range ends {
+		if end.IsZero() {
+			del = append(del, fp)
+		}
 	}
 	// The records first, all in one write when the store can: an incident
 	// is never opened without the record that will resolve it.

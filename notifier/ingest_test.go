@@ -233,3 +233,26 @@ func TestIngestConcurrentPostsAllTaken(t *testing.T) {
 		require.Len(t, all, senders*each, "one incident per alertname")
 	})
 }
+
+// TestIngestSameAlertTwiceInOnePost: when one post (or one group-commit
+// batch) holds the same alert twice, its last post decides its record:
+// firing then resolved leaves none, resolved then firing keeps it firing.
+func TestIngestSameAlertTwiceInOnePost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, t.TempDir(), ingestConfig(5*time.Minute), &recorder{}, nil)
+		t0 := time.Now()
+		require.NoError(t, h.m.IngestAlerts(context.Background(), []PostedAlert{
+			posted("EndsLast", t0, time.Time{}),
+			posted("EndsLast", t0.Add(-time.Minute), t0.Add(-time.Second)),
+			posted("FiresLast", t0.Add(-time.Minute), t0.Add(-time.Second)),
+			posted("FiresLast", t0, t0.Add(time.Minute)),
+		}))
+		synctest.Wait()
+		list, err := h.m.PostedAlerts()
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		require.Equal(t, "FiresLast", list[0].Labels["alertname"])
+		require.True(t, list[0].EndsAt.Equal(t0.Add(time.Minute)), "endsAt %s", list[0].EndsAt.Sub(t0))
+		require.Equal(t, StateTriggered, h.incidentOf("FiresLast").State)
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -235,7 +236,7 @@ func (m *Manager) syncShared(ctx context.Context) {
 
 	var (
 		deliveries []Delivery
-		deadlines  = map[string]time.Time{}
+		deadlines  map[string]time.Time
 		rollbacks  []string
 	)
 	known := m.queue.ids()
@@ -244,23 +245,8 @@ func (m *Manager) syncShared(ctx context.Context) {
 		if deliveries, err = unknownDeliveries(tx, known); err != nil {
 			return err
 		}
-		if l, ok := tx.(deadlineLister); ok {
-			if deadlines, err = l.OpenDeadlines(); err != nil {
-				return err
-			}
-			rollbacks, err = tx.RollbackPending()
+		if deadlines, err = openDeadlines(tx); err != nil {
 			return err
-		}
-		for _, st := range []State{StateTriggered, StateAcknowledged} {
-			open, err := tx.Incidents(st)
-			if err != nil {
-				return err
-			}
-			for _, inc := range open {
-				if !inc.NextDeadline.IsZero() {
-					deadlines[inc.ID] = inc.NextDeadline
-				}
-			}
 		}
 		rollbacks, err = tx.RollbackPending()
 		return err
@@ -269,16 +255,10 @@ func (m *Manager) syncShared(ctx context.Context) {
 		m.logger.Warn("cannot read the shared store", "err", err)
 		return
 	}
-	var fresh []Delivery
-	for _, d := range deliveries {
-		if !known[d.ID] {
-			fresh = append(fresh, d)
-		}
-	}
-	if len(fresh) > 0 {
-		m.queue.restore(fresh)
+	if len(deliveries) > 0 {
+		m.queue.restore(deliveries)
 		m.metrics.pending.Set(float64(m.queue.len()))
-		m.logger.Debug("queued deliveries from the shared store", "deliveries", len(fresh))
+		m.logger.Debug("queued deliveries from the shared store", "deliveries", len(deliveries))
 	}
 	s.mtx.Lock()
 	var arm []string
@@ -307,6 +287,27 @@ type deadlineLister interface {
 	OpenDeadlines() (map[string]time.Time, error)
 }
 
+// openDeadlines returns the escalation deadlines of the open incidents,
+// without reading the incidents whole when tx can.
+func openDeadlines(tx Tx) (map[string]time.Time, error) {
+	if l, ok := tx.(deadlineLister); ok {
+		return l.OpenDeadlines()
+	}
+	out := map[string]time.Time{}
+	for _, st := range []State{StateTriggered, StateAcknowledged} {
+		open, err := tx.Incidents(st)
+		if err != nil {
+			return nil, err
+		}
+		for _, inc := range open {
+			if !inc.NextDeadline.IsZero() {
+				out[inc.ID] = inc.NextDeadline
+			}
+		}
+	}
+	return out, nil
+}
+
 // deliveryIDLister is a Tx that lists the queued deliveries' IDs alone.
 type deliveryIDLister interface {
 	DeliveryIDs() ([]string, error)
@@ -318,7 +319,7 @@ func unknownDeliveries(tx Tx, known map[string]bool) ([]Delivery, error) {
 	l, ok := tx.(deliveryIDLister)
 	if !ok {
 		all, err := tx.Deliveries()
-		return all, err
+		return slices.DeleteFunc(all, func(d Delivery) bool { return known[d.ID] }), err
 	}
 	ids, err := l.DeliveryIDs()
 	if err != nil {
