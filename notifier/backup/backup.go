@@ -132,19 +132,8 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	if m.keep <= 0 {
 		m.keep = DefaultKeep
 	}
-	var err error
-	if m.lastSuccess, err = m.getBackup(keyLastSuccess); err != nil {
+	if err := m.load(); err != nil {
 		return nil, err
-	}
-	if m.lastFailure, err = m.getBackup(keyLastFailure); err != nil {
-		return nil, err
-	}
-	if v, ok, err := m.kv.Get(keyFailures); err != nil {
-		return nil, fmt.Errorf("backup: reading the failure count: %w", err)
-	} else if ok {
-		if m.failures, err = strconv.ParseInt(string(v), 10, 64); err != nil {
-			return nil, fmt.Errorf("backup: the failure count %q: %w", v, err)
-		}
 	}
 	if v, ok, err := m.kv.Get(keyWatchStart); err != nil {
 		return nil, fmt.Errorf("backup: reading the watch start: %w", err)
@@ -157,6 +146,30 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		reg.MustRegister(m)
 	}
 	return m, nil
+}
+
+// load reads the last success, the last failure and the failure count
+// from the KV: a store shared by gateways has those another gateway
+// recorded too. Call it with mtx held (or before m is shared).
+func (m *Manager) load() error {
+	lastSuccess, err := m.getBackup(keyLastSuccess)
+	if err != nil {
+		return err
+	}
+	lastFailure, err := m.getBackup(keyLastFailure)
+	if err != nil {
+		return err
+	}
+	var failures int64
+	if v, ok, err := m.kv.Get(keyFailures); err != nil {
+		return fmt.Errorf("backup: reading the failure count: %w", err)
+	} else if ok {
+		if failures, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return fmt.Errorf("backup: the failure count %q: %w", v, err)
+		}
+	}
+	m.lastSuccess, m.lastFailure, m.failures = lastSuccess, lastFailure, failures
+	return nil
 }
 
 func (m *Manager) getBackup(key string) (*Backup, error) {
@@ -210,6 +223,10 @@ func (m *Manager) Record(b Backup) (Backup, error) {
 		return Backup{}, fmt.Errorf("%w: size %d is negative", ErrInvalid, b.Size)
 	}
 	b.Location = strings.TrimSpace(b.Location)
+	// Another gateway sharing the store may have recorded since.
+	if err := m.load(); err != nil {
+		return Backup{}, err
+	}
 	v, err := json.Marshal(b)
 	if err != nil {
 		return Backup{}, fmt.Errorf("backup: encoding: %w", err)
@@ -303,6 +320,11 @@ func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
 func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
+	// Another gateway sharing the store may have recorded since; on an
+	// error the values last read stand.
+	if err := m.load(); err != nil {
+		m.logger.Warn("cannot read the backup records", "err", err)
+	}
 	ts := func(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 	if b := m.lastSuccess; b != nil {
 		ch <- prometheus.MustNewConstMetric(lastSuccessDesc, prometheus.GaugeValue, ts(b.Time))

@@ -72,3 +72,42 @@ vigil_backup_watch_start_timestamp_seconds 1.7961804e+09
 	_, err = m.Record(Backup{OK: true, Time: later.Add(time.Hour)})
 	require.ErrorIs(t, err, ErrInvalid, "an hour in the future")
 }
+
+// TestSharedStore: two gateways sharing a store both see a backup posted
+// to either, so that neither's DR watch takes it for missed, and the
+// failures posted to both are all counted.
+func TestSharedStore(t *testing.T) {
+	kv := notifier.NewMemKV()
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a, err := New(&Options{KV: kv, Clock: clock}, nil, regA)
+	require.NoError(t, err)
+	b, err := New(&Options{KV: kv, Clock: clock}, nil, regB)
+	require.NoError(t, err)
+
+	_, err = a.Record(Backup{OK: true, Time: now.Add(-time.Hour), Size: 42})
+	require.NoError(t, err)
+	_, err = a.Record(Backup{OK: false, Time: now.Add(-30 * time.Minute)})
+	require.NoError(t, err)
+	_, err = b.Record(Backup{OK: false, Time: now.Add(-20 * time.Minute)})
+	require.NoError(t, err)
+
+	want := `
+# HELP vigil_backup_failures_total Failed backups recorded (ok: false), kept across restarts.
+# TYPE vigil_backup_failures_total counter
+vigil_backup_failures_total 2
+# HELP vigil_backup_last_failure_timestamp_seconds Unix time of the newest failed backup recorded; absent before the first.
+# TYPE vigil_backup_last_failure_timestamp_seconds gauge
+vigil_backup_last_failure_timestamp_seconds 1.7961792e+09
+# HELP vigil_backup_last_size_bytes Size of the newest successful backup recorded.
+# TYPE vigil_backup_last_size_bytes gauge
+vigil_backup_last_size_bytes 42
+# HELP vigil_backup_last_success_timestamp_seconds Unix time of the newest successful backup recorded (POST /api/v1/backups); absent before the first.
+# TYPE vigil_backup_last_success_timestamp_seconds gauge
+vigil_backup_last_success_timestamp_seconds 1.7961768e+09
+`
+	for name, reg := range map[string]*prometheus.Registry{"a": regA, "b": regB} {
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want)), "gateway %s", name)
+	}
+}

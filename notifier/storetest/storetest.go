@@ -86,6 +86,21 @@ func view[T any](t *testing.T, s notifier.Store, fn func(tx notifier.Tx) (T, err
 	return out
 }
 
+// viewOK is view of a look-up that says whether it found anything.
+func viewOK[T any](t *testing.T, s notifier.Store, fn func(tx notifier.Tx) (T, bool, error)) (T, bool) {
+	t.Helper()
+	var (
+		out   T
+		found bool
+	)
+	require.NoError(t, s.View(func(tx notifier.Tx) error {
+		var err error
+		out, found, err = fn(tx)
+		return err
+	}))
+	return out, found
+}
+
 func ids(incs []notifier.Incident) []string {
 	out := []string{}
 	for _, inc := range incs {
@@ -141,18 +156,10 @@ func testLatestIncident(t *testing.T, s notifier.Store) {
 	require.Equal(t, notifier.StateTriggered, got.State)
 }
 
+// view2 is the latest incident of fp.
 func view2(t *testing.T, s notifier.Store, fp string) (notifier.Incident, bool) {
 	t.Helper()
-	var (
-		inc   notifier.Incident
-		found bool
-	)
-	require.NoError(t, s.View(func(tx notifier.Tx) error {
-		var err error
-		inc, found, err = tx.LatestIncident(fp)
-		return err
-	}))
-	return inc, found
+	return viewOK(t, s, func(tx notifier.Tx) (notifier.Incident, bool, error) { return tx.LatestIncident(fp) })
 }
 
 func testIncidentsByState(t *testing.T, s notifier.Store) {
@@ -325,18 +332,10 @@ func testDeliveries(t *testing.T, s notifier.Store) {
 	require.Equal(t, []string{id(1), id(3)}, []string{got[0].ID, got[1].ID})
 }
 
+// view3 is the delivery did.
 func view3(t *testing.T, s notifier.Store, did string) (notifier.Delivery, bool) {
 	t.Helper()
-	var (
-		d  notifier.Delivery
-		ok bool
-	)
-	require.NoError(t, s.View(func(tx notifier.Tx) error {
-		var err error
-		d, ok, err = tx.Delivery(did)
-		return err
-	}))
-	return d, ok
+	return viewOK(t, s, func(tx notifier.Tx) (notifier.Delivery, bool, error) { return tx.Delivery(did) })
 }
 
 func testRollbackPending(t *testing.T, s notifier.Store) {
