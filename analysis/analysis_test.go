@@ -454,3 +454,25 @@ func TestBlueGreenJudgedByVersion(t *testing.T) {
 	require.Equal(t, "1.0.0", a.Results[0].Baseline.Version)
 	require.InDelta(t, 1.0, a.Failure.Baseline, 0.01)
 }
+
+// A rolling deploy of an app with no health probe, whose scrape target is
+// down during the rollout, fails on health: the failed scrapes count
+// without any probe_success series beside them.
+func TestRollingTargetDownWithoutProbeFails(t *testing.T) {
+	v := version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1}
+	// up is 1 until 12m, then 0 for a minute (4 scrapes), then 1.
+	input := "load 15s\n" + v.series() + "  up{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n"
+	q := promqltest.LoadedStorage(t, input)
+	clock := deployAt
+	d := canaryDeploy()
+	d.Strategy = config.StrategyRolling
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict, a.Reason)
+	require.Equal(t, 3, a.FailedStep)
+	require.Equal(t, SignalHealth, a.Failure.Signal)
+	require.Equal(t, 4.0, a.Failure.Canary)
+	require.Zero(t, a.Results[1].Canary.Failures)
+}
