@@ -142,6 +142,12 @@ func analysisConfig() *config.Config {
 
 func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploys Deploys, incidents Incidents, clock *time.Time, reg prometheus.Registerer) *Manager {
 	t.Helper()
+	return newFixtureKV(t, q, notifier.NewMemKV(), cfg, deploys, incidents, clock, reg)
+}
+
+// newFixtureKV is newFixtureReg on a given KV (a restart keeps it).
+func newFixtureKV(t *testing.T, q storage.Queryable, kv notifier.KV, cfg *config.Config, deploys Deploys, incidents Incidents, clock *time.Time, reg prometheus.Registerer) *Manager {
+	t.Helper()
 	if clock == nil {
 		c := deployAt
 		clock = &c
@@ -149,7 +155,7 @@ func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploy
 	m, err := New(&Options{
 		Queryable: q,
 		Engine:    promqltest.NewTestEngine(t, false, 5*time.Minute, promqltest.DefaultMaxSamplesPerQuery*100),
-		KV:        notifier.NewMemKV(),
+		KV:        kv,
 		Deploys:   deploys,
 		Incidents: incidents,
 		Clock:     func() time.Time { return *clock },
@@ -162,6 +168,13 @@ func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploy
 func canaryDeploy() rollback.Deploy {
 	return rollback.Deploy{ID: "7", Service: "checkout", Environment: "production", Version: "1.1.0",
 		PreviousVersion: "1.0.0", At: deployAt, Strategy: config.StrategyCanary}
+}
+
+// deployWith is canaryDeploy under another strategy.
+func deployWith(strategy string) rollback.Deploy {
+	d := canaryDeploy()
+	d.Strategy = strategy
+	return d
 }
 
 // runTo ticks the manager once a minute from the deploy to end.
@@ -282,9 +295,7 @@ func TestCanaryLatencyFails(t *testing.T) {
 func TestRollingErrorRiseFails(t *testing.T) {
 	q := load(t, version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1, changeAt: 11, errorsAfter: 4})
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyRolling
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
@@ -385,17 +396,7 @@ func TestAnalysisSurvivesRestart(t *testing.T) {
 	clock := deployAt
 	deploys := &fakeDeploys{last: canaryDeploy()}
 	newManager := func() *Manager {
-		m, err := New(&Options{
-			Queryable: q,
-			Engine:    promqltest.NewTestEngine(t, false, 5*time.Minute, promqltest.DefaultMaxSamplesPerQuery*100),
-			KV:        kv,
-			Deploys:   deploys,
-			Incidents: &fakeIncidents{},
-			Clock:     func() time.Time { return clock },
-		}, nil, nil)
-		require.NoError(t, err)
-		require.NoError(t, m.ApplyConfig(analysisConfig()))
-		return m
+		return newFixtureKV(t, q, kv, analysisConfig(), deploys, &fakeIncidents{}, &clock, nil)
 	}
 	m := newManager()
 	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
@@ -426,9 +427,7 @@ func TestRollingProbeFailureFails(t *testing.T) {
 		"  up{app=\"app\", instance=\"a:8080\"} 1x120\n"
 	q := promqltest.LoadedStorage(t, input)
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyRolling
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
@@ -443,9 +442,7 @@ func TestRollingProbeFailureFails(t *testing.T) {
 func TestBlueGreenJudgedByVersion(t *testing.T) {
 	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 3})
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyBlueGreen
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyBlueGreen)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
@@ -464,9 +461,7 @@ func TestRollingTargetDownWithoutProbeFails(t *testing.T) {
 	input := "load 15s\n" + v.series() + "  up{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n"
 	q := promqltest.LoadedStorage(t, input)
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyRolling
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
