@@ -471,3 +471,37 @@ func TestRollingTargetDownWithoutProbeFails(t *testing.T) {
 	require.Equal(t, 4.0, a.Failure.Canary)
 	require.Zero(t, a.Results[1].Canary.Failures)
 }
+
+// countingQueryable counts the queriers the engine opens: one per query.
+type countingQueryable struct {
+	storage.Queryable
+	mtx sync.Mutex
+	n   int
+}
+
+func (c *countingQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	c.mtx.Lock()
+	c.n++
+	c.mtx.Unlock()
+	return c.Queryable.Querier(mint, maxt)
+}
+
+// A rolling deploy measures the interval before the rollout once, at its
+// first step, and compares every later step with that same baseline.
+func TestRollingBaselineMeasuredOnce(t *testing.T) {
+	q := &countingQueryable{Queryable: load(t, version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1})}
+	clock := deployAt
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(time.Minute))
+	first := q.n // step 1: the step and the minute before the rollout
+	runTo(t, m, &clock, deployAt.Add(9*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictPass, a.Verdict, a.Reason)
+	require.Len(t, a.Results, 5)
+	require.Equal(t, 4*first/2, q.n-first, "steps 2 to 5 query only their own interval")
+	for _, st := range a.Results[1:] {
+		require.Equal(t, a.Results[0].Baseline, st.Baseline)
+	}
+	require.InDelta(t, 1.0, a.Results[0].Baseline.Signals[config.SignalErrorRate], 0.01)
+}

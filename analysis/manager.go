@@ -259,12 +259,19 @@ func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollba
 		if split {
 			st.Canary, st.Baseline = pick(figs, a.Version), pick(figs, a.BaselineVersion)
 		} else {
-			base, err := m.measure(ctx, qs, label, a.DeployedAt, a.Interval)
-			if err != nil {
-				return fmt.Errorf("deploy %s before the rollout: %w", a.DeployID, err)
+			st.Canary = pick(figs, "")
+			// The interval before the rollout is the same for every
+			// step: measured once, at the first, and kept in its result.
+			if len(a.Results) > 0 {
+				st.Baseline = a.Results[0].Baseline
+			} else {
+				base, err := m.measure(ctx, qs, label, a.DeployedAt, a.Interval)
+				if err != nil {
+					return fmt.Errorf("deploy %s before the rollout: %w", a.DeployID, err)
+				}
+				st.Baseline = pick(base, "")
+				st.Baseline.Failures = 0
 			}
-			st.Canary, st.Baseline = pick(figs, ""), pick(base, "")
-			st.Baseline.Failures = 0
 		}
 		a.advance(st, now)
 		taken := a.Results[len(a.Results)-1]
