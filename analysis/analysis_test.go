@@ -505,3 +505,54 @@ func TestRollingBaselineMeasuredOnce(t *testing.T) {
 	}
 	require.InDelta(t, 1.0, a.Results[0].Baseline.Signals[config.SignalErrorRate], 0.01)
 }
+
+// countingKV counts the KV's List calls.
+type countingKV struct {
+	notifier.KV
+	mtx   sync.Mutex
+	lists int
+}
+
+func (c *countingKV) List(prefix string) (map[string][]byte, error) {
+	c.mtx.Lock()
+	c.lists++
+	c.mtx.Unlock()
+	return c.KV.List(prefix)
+}
+
+// Once the last deploy's analysis is decided and its incident open, a Tick
+// reads no analysis until another deploy comes; that deploy's analysis
+// starts at the next Tick.
+func TestTickIdleOnceSettled(t *testing.T) {
+	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 3})
+	kv := &countingKV{KV: notifier.NewMemKV()}
+	clock := deployAt
+	deploys := &fakeDeploys{last: canaryDeploy()}
+	inc := &fakeIncidents{}
+	m := newFixtureKV(t, q, kv, analysisConfig(), deploys, inc, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict)
+	require.Len(t, inc.alerts, 1)
+
+	lists := kv.lists
+	for range 10 {
+		clock = clock.Add(time.Second)
+		require.NoError(t, m.Tick(context.Background()))
+	}
+	require.Equal(t, lists, kv.lists, "a settled Manager lists no analyses")
+
+	next := canaryDeploy()
+	next.ID, next.Version, next.PreviousVersion, next.At = "8", "1.2.0", "1.1.0", clock
+	deploys.mtx.Lock()
+	deploys.last = next
+	deploys.mtx.Unlock()
+	require.NoError(t, m.Tick(context.Background()))
+	b, ok, err := m.Analysis("8")
+	require.NoError(t, err)
+	require.True(t, ok, "the next deploy's analysis starts")
+	require.Empty(t, b.Verdict)
+	require.Greater(t, kv.lists, lists)
+	require.Len(t, inc.alerts, 1)
+}
