@@ -418,24 +418,34 @@ func TestAnalysisSurvivesRestart(t *testing.T) {
 	require.Equal(t, deployAt.Add(3*time.Minute), a.Results[2].At)
 }
 
-// A rolling deploy whose health probe fails during the rollout fails on
+// A rolling deploy whose health probe fails, or whose scrape target is
+// down (with or without a probe beside it), during the rollout fails on
 // health at that step, whatever its error rate.
 func TestRollingProbeFailureFails(t *testing.T) {
 	v := version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1}
-	// probe_success is 1 until 12m, then 0 for a minute (4 probes), then 1.
-	input := "load 15s\n" + v.series() + "  probe_success{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n" +
-		"  up{app=\"app\", instance=\"a:8080\"} 1x120\n"
-	q := promqltest.LoadedStorage(t, input)
-	clock := deployAt
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
-	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
-	a, _, err := m.Analysis("7")
-	require.NoError(t, err)
-	require.Equal(t, VerdictFail, a.Verdict, a.Reason)
-	require.Equal(t, 3, a.FailedStep)
-	require.Equal(t, SignalHealth, a.Failure.Signal)
-	require.Equal(t, 4.0, a.Failure.Canary)
-	require.Zero(t, a.Results[1].Canary.Failures)
+	// 1 until 12m, then 0 for a minute (4 samples), then 1.
+	const failing, fine = " 1x48 0x3 1x69\n", " 1x120\n"
+	probe := `  probe_success{app="app", instance="a:8080"}`
+	up := `  up{app="app", instance="a:8080"}`
+	for name, series := range map[string]string{
+		"probe fails":             probe + failing + up + fine,
+		"target down, no probe":   up + failing,
+		"target down, probe fine": probe + fine + up + failing,
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := promqltest.LoadedStorage(t, "load 15s\n"+v.series()+series)
+			clock := deployAt
+			m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
+			runTo(t, m, &clock, deployAt.Add(6*time.Minute))
+			a, _, err := m.Analysis("7")
+			require.NoError(t, err)
+			require.Equal(t, VerdictFail, a.Verdict, a.Reason)
+			require.Equal(t, 3, a.FailedStep)
+			require.Equal(t, SignalHealth, a.Failure.Signal)
+			require.Equal(t, 4.0, a.Failure.Canary)
+			require.Zero(t, a.Results[1].Canary.Failures)
+		})
+	}
 }
 
 // Blue-green is judged as a canary: the two versions side by side.
@@ -450,26 +460,6 @@ func TestBlueGreenJudgedByVersion(t *testing.T) {
 	require.Equal(t, 1, a.FailedStep)
 	require.Equal(t, "1.0.0", a.Results[0].Baseline.Version)
 	require.InDelta(t, 1.0, a.Failure.Baseline, 0.01)
-}
-
-// A rolling deploy of an app with no health probe, whose scrape target is
-// down during the rollout, fails on health: the failed scrapes count
-// without any probe_success series beside them.
-func TestRollingTargetDownWithoutProbeFails(t *testing.T) {
-	v := version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1}
-	// up is 1 until 12m, then 0 for a minute (4 scrapes), then 1.
-	input := "load 15s\n" + v.series() + "  up{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n"
-	q := promqltest.LoadedStorage(t, input)
-	clock := deployAt
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
-	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
-	a, _, err := m.Analysis("7")
-	require.NoError(t, err)
-	require.Equal(t, VerdictFail, a.Verdict, a.Reason)
-	require.Equal(t, 3, a.FailedStep)
-	require.Equal(t, SignalHealth, a.Failure.Signal)
-	require.Equal(t, 4.0, a.Failure.Canary)
-	require.Zero(t, a.Results[1].Canary.Failures)
 }
 
 // countingQueryable counts the queriers the engine opens: one per query.
