@@ -142,6 +142,12 @@ func analysisConfig() *config.Config {
 
 func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploys Deploys, incidents Incidents, clock *time.Time, reg prometheus.Registerer) *Manager {
 	t.Helper()
+	return newFixtureKV(t, q, notifier.NewMemKV(), cfg, deploys, incidents, clock, reg)
+}
+
+// newFixtureKV is newFixtureReg on a given KV (a restart keeps it).
+func newFixtureKV(t *testing.T, q storage.Queryable, kv notifier.KV, cfg *config.Config, deploys Deploys, incidents Incidents, clock *time.Time, reg prometheus.Registerer) *Manager {
+	t.Helper()
 	if clock == nil {
 		c := deployAt
 		clock = &c
@@ -149,7 +155,7 @@ func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploy
 	m, err := New(&Options{
 		Queryable: q,
 		Engine:    promqltest.NewTestEngine(t, false, 5*time.Minute, promqltest.DefaultMaxSamplesPerQuery*100),
-		KV:        notifier.NewMemKV(),
+		KV:        kv,
 		Deploys:   deploys,
 		Incidents: incidents,
 		Clock:     func() time.Time { return *clock },
@@ -162,6 +168,13 @@ func newFixtureReg(t *testing.T, q storage.Queryable, cfg *config.Config, deploy
 func canaryDeploy() rollback.Deploy {
 	return rollback.Deploy{ID: "7", Service: "checkout", Environment: "production", Version: "1.1.0",
 		PreviousVersion: "1.0.0", At: deployAt, Strategy: config.StrategyCanary}
+}
+
+// deployWith is canaryDeploy under another strategy.
+func deployWith(strategy string) rollback.Deploy {
+	d := canaryDeploy()
+	d.Strategy = strategy
+	return d
 }
 
 // runTo ticks the manager once a minute from the deploy to end.
@@ -282,9 +295,7 @@ func TestCanaryLatencyFails(t *testing.T) {
 func TestRollingErrorRiseFails(t *testing.T) {
 	q := load(t, version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1, changeAt: 11, errorsAfter: 4})
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyRolling
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
@@ -385,17 +396,7 @@ func TestAnalysisSurvivesRestart(t *testing.T) {
 	clock := deployAt
 	deploys := &fakeDeploys{last: canaryDeploy()}
 	newManager := func() *Manager {
-		m, err := New(&Options{
-			Queryable: q,
-			Engine:    promqltest.NewTestEngine(t, false, 5*time.Minute, promqltest.DefaultMaxSamplesPerQuery*100),
-			KV:        kv,
-			Deploys:   deploys,
-			Incidents: &fakeIncidents{},
-			Clock:     func() time.Time { return clock },
-		}, nil, nil)
-		require.NoError(t, err)
-		require.NoError(t, m.ApplyConfig(analysisConfig()))
-		return m
+		return newFixtureKV(t, q, kv, analysisConfig(), deploys, &fakeIncidents{}, &clock, nil)
 	}
 	m := newManager()
 	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
@@ -417,35 +418,41 @@ func TestAnalysisSurvivesRestart(t *testing.T) {
 	require.Equal(t, deployAt.Add(3*time.Minute), a.Results[2].At)
 }
 
-// A rolling deploy whose health probe fails during the rollout fails on
+// A rolling deploy whose health probe fails, or whose scrape target is
+// down (with or without a probe beside it), during the rollout fails on
 // health at that step, whatever its error rate.
 func TestRollingProbeFailureFails(t *testing.T) {
 	v := version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1}
-	// probe_success is 1 until 12m, then 0 for a minute (4 probes), then 1.
-	input := "load 15s\n" + v.series() + "  probe_success{app=\"app\", instance=\"a:8080\"} 1x48 0x3 1x69\n" +
-		"  up{app=\"app\", instance=\"a:8080\"} 1x120\n"
-	q := promqltest.LoadedStorage(t, input)
-	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyRolling
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
-	runTo(t, m, &clock, deployAt.Add(6*time.Minute))
-	a, _, err := m.Analysis("7")
-	require.NoError(t, err)
-	require.Equal(t, VerdictFail, a.Verdict, a.Reason)
-	require.Equal(t, 3, a.FailedStep)
-	require.Equal(t, SignalHealth, a.Failure.Signal)
-	require.Equal(t, 4.0, a.Failure.Canary)
-	require.Zero(t, a.Results[1].Canary.Failures)
+	// 1 until 12m, then 0 for a minute (4 samples), then 1.
+	const failing, fine = " 1x48 0x3 1x69\n", " 1x120\n"
+	probe := `  probe_success{app="app", instance="a:8080"}`
+	up := `  up{app="app", instance="a:8080"}`
+	for name, series := range map[string]string{
+		"probe fails":             probe + failing + up + fine,
+		"target down, no probe":   up + failing,
+		"target down, probe fine": probe + fine + up + failing,
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := promqltest.LoadedStorage(t, "load 15s\n"+v.series()+series)
+			clock := deployAt
+			m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
+			runTo(t, m, &clock, deployAt.Add(6*time.Minute))
+			a, _, err := m.Analysis("7")
+			require.NoError(t, err)
+			require.Equal(t, VerdictFail, a.Verdict, a.Reason)
+			require.Equal(t, 3, a.FailedStep)
+			require.Equal(t, SignalHealth, a.Failure.Signal)
+			require.Equal(t, 4.0, a.Failure.Canary)
+			require.Zero(t, a.Results[1].Canary.Failures)
+		})
+	}
 }
 
 // Blue-green is judged as a canary: the two versions side by side.
 func TestBlueGreenJudgedByVersion(t *testing.T) {
 	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 3})
 	clock := deployAt
-	d := canaryDeploy()
-	d.Strategy = config.StrategyBlueGreen
-	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: d}, &fakeIncidents{}, &clock, nil)
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyBlueGreen)}, &fakeIncidents{}, &clock, nil)
 	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
 	a, _, err := m.Analysis("7")
 	require.NoError(t, err)
@@ -453,4 +460,89 @@ func TestBlueGreenJudgedByVersion(t *testing.T) {
 	require.Equal(t, 1, a.FailedStep)
 	require.Equal(t, "1.0.0", a.Results[0].Baseline.Version)
 	require.InDelta(t, 1.0, a.Failure.Baseline, 0.01)
+}
+
+// countingQueryable counts the queriers the engine opens: one per query.
+type countingQueryable struct {
+	storage.Queryable
+	mtx sync.Mutex
+	n   int
+}
+
+func (c *countingQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	c.mtx.Lock()
+	c.n++
+	c.mtx.Unlock()
+	return c.Queryable.Querier(mint, maxt)
+}
+
+// A rolling deploy measures the interval before the rollout once, at its
+// first step, and compares every later step with that same baseline.
+func TestRollingBaselineMeasuredOnce(t *testing.T) {
+	q := &countingQueryable{Queryable: load(t, version{instance: "a:8080", version: "1.0.0", perMinute: 1000, errors: 1})}
+	clock := deployAt
+	m := newFixtureReg(t, q, analysisConfig(), &fakeDeploys{last: deployWith(config.StrategyRolling)}, &fakeIncidents{}, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(time.Minute))
+	first := q.n // step 1: the step and the minute before the rollout
+	runTo(t, m, &clock, deployAt.Add(9*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictPass, a.Verdict, a.Reason)
+	require.Len(t, a.Results, 5)
+	require.Equal(t, 4*first/2, q.n-first, "steps 2 to 5 query only their own interval")
+	for _, st := range a.Results[1:] {
+		require.Equal(t, a.Results[0].Baseline, st.Baseline)
+	}
+	require.InDelta(t, 1.0, a.Results[0].Baseline.Signals[config.SignalErrorRate], 0.01)
+}
+
+// countingKV counts the KV's List calls.
+type countingKV struct {
+	notifier.KV
+	mtx   sync.Mutex
+	lists int
+}
+
+func (c *countingKV) List(prefix string) (map[string][]byte, error) {
+	c.mtx.Lock()
+	c.lists++
+	c.mtx.Unlock()
+	return c.KV.List(prefix)
+}
+
+// Once the last deploy's analysis is decided and its incident open, a Tick
+// reads no analysis until another deploy comes; that deploy's analysis
+// starts at the next Tick.
+func TestTickIdleOnceSettled(t *testing.T) {
+	q := load(t, baseline(), version{instance: "b:8080", version: "1.1.0", perMinute: 1000, errors: 3})
+	kv := &countingKV{KV: notifier.NewMemKV()}
+	clock := deployAt
+	deploys := &fakeDeploys{last: canaryDeploy()}
+	inc := &fakeIncidents{}
+	m := newFixtureKV(t, q, kv, analysisConfig(), deploys, inc, &clock, nil)
+	runTo(t, m, &clock, deployAt.Add(2*time.Minute))
+	a, _, err := m.Analysis("7")
+	require.NoError(t, err)
+	require.Equal(t, VerdictFail, a.Verdict)
+	require.Len(t, inc.alerts, 1)
+
+	lists := kv.lists
+	for range 10 {
+		clock = clock.Add(time.Second)
+		require.NoError(t, m.Tick(context.Background()))
+	}
+	require.Equal(t, lists, kv.lists, "a settled Manager lists no analyses")
+
+	next := canaryDeploy()
+	next.ID, next.Version, next.PreviousVersion, next.At = "8", "1.2.0", "1.1.0", clock
+	deploys.mtx.Lock()
+	deploys.last = next
+	deploys.mtx.Unlock()
+	require.NoError(t, m.Tick(context.Background()))
+	b, ok, err := m.Analysis("8")
+	require.NoError(t, err)
+	require.True(t, ok, "the next deploy's analysis starts")
+	require.Empty(t, b.Verdict)
+	require.Greater(t, kv.lists, lists)
+	require.Len(t, inc.alerts, 1)
 }

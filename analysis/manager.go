@@ -83,8 +83,12 @@ type Manager struct {
 
 	mtx sync.Mutex
 	s   settings
-	// tickMtx serialises Tick.
+	// tickMtx serialises Tick and guards settled.
 	tickMtx sync.Mutex
+	// settled is the last deploy's ID once a Tick found every analysis
+	// decided and every failure's incident open: until another deploy (or
+	// config) comes, a Tick has nothing to do and reads no analysis.
+	settled string
 
 	metrics *metrics
 }
@@ -131,6 +135,9 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	m.mtx.Lock()
 	m.s = s
 	m.mtx.Unlock()
+	m.tickMtx.Lock()
+	m.settled = ""
+	m.tickMtx.Unlock()
 	return nil
 }
 
@@ -172,6 +179,9 @@ func (m *Manager) Tick(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the last deploy: %w", err)
 	}
+	if haveLast && last.ID != "" && last.ID == m.settled {
+		return nil
+	}
 	if haveLast {
 		if err := m.start(s, last, now); err != nil {
 			return err
@@ -182,6 +192,7 @@ func (m *Manager) Tick(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	settled := haveLast
 	for i := range all {
 		a := &all[i]
 		if !a.Done() {
@@ -194,9 +205,13 @@ func (m *Manager) Tick(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		settled = settled && a.Done() && (a.Verdict != VerdictFail || a.IncidentID != "" || m.opts.Incidents == nil)
 	}
 	if len(all) > 0 {
 		m.metrics.show(&all[len(all)-1])
+	}
+	if settled && len(errs) == 0 {
+		m.settled = last.ID
 	}
 	return errors.Join(errs...)
 }
@@ -259,12 +274,19 @@ func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollba
 		if split {
 			st.Canary, st.Baseline = pick(figs, a.Version), pick(figs, a.BaselineVersion)
 		} else {
-			base, err := m.measure(ctx, qs, label, a.DeployedAt, a.Interval)
-			if err != nil {
-				return fmt.Errorf("deploy %s before the rollout: %w", a.DeployID, err)
+			st.Canary = pick(figs, "")
+			// The interval before the rollout is the same for every
+			// step: measured once, at the first, and kept in its result.
+			if len(a.Results) > 0 {
+				st.Baseline = a.Results[0].Baseline
+			} else {
+				base, err := m.measure(ctx, qs, label, a.DeployedAt, a.Interval)
+				if err != nil {
+					return fmt.Errorf("deploy %s before the rollout: %w", a.DeployID, err)
+				}
+				st.Baseline = pick(base, "")
+				st.Baseline.Failures = 0
 			}
-			st.Canary, st.Baseline = pick(figs, ""), pick(base, "")
-			st.Baseline.Failures = 0
 		}
 		a.advance(st, now)
 		taken := a.Results[len(a.Results)-1]

@@ -43,8 +43,10 @@ func newQueries(a config.AnalysisConfig, app string, split bool) queries {
 			latency:  fmt.Sprintf(`histogram_quantile(%s, sum by (le) (%s))`, q, lat),
 			cpu:      `avg(` + cpu + `)`,
 			memory:   `avg(` + mem + `)`,
-			failures: fmt.Sprintf(`sum(count_over_time(probe_success{%[1]s}[%%[1]s]) - sum_over_time(probe_success{%[1]s}[%%[1]s])) `+
-				`+ sum(count_over_time(up{%[1]s}[%%[1]s]) - sum_over_time(up{%[1]s}[%%[1]s]))`, sel),
+			// Each side "or vector(0)": an app with no probe (or no
+			// scrape) still counts the failures of the other.
+			failures: fmt.Sprintf(`(sum(count_over_time(probe_success{%[1]s}[%%[1]s]) - sum_over_time(probe_success{%[1]s}[%%[1]s])) or vector(0)) `+
+				`+ (sum(count_over_time(up{%[1]s}[%%[1]s]) - sum_over_time(up{%[1]s}[%%[1]s])) or vector(0))`, sel),
 		}
 	}
 	l := a.VersionLabel

@@ -58,11 +58,11 @@ func (a *batchingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		return got, nil
 	}
 	a.newSeries = 0
-	if err := a.app.Commit(); err != nil {
-		a.app = a.to.AppenderV2(a.ctx)
+	err = a.app.Commit()
+	a.app = a.to.AppenderV2(a.ctx)
+	if err != nil {
 		return got, fmt.Errorf("commit a batch of %d new series: %w", a.perCommit, err)
 	}
-	a.app = a.to.AppenderV2(a.ctx)
 	return got, nil
 }
 

@@ -2,12 +2,14 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -106,4 +108,55 @@ func TestBatchingAppenderBoundsSeriesRecords(t *testing.T) {
 	require.Equal(t, n+6000, total)
 	require.Equal(t, newSeriesPerCommit, largest)
 	require.Equal(t, 5, records, "12,000 new series in 3 records, 6,000 in 2")
+}
+
+// failingAppendable hands out appenders whose first Commit fails.
+type failingAppendable struct {
+	opened, committed, failed int
+}
+
+func (f *failingAppendable) AppenderV2(context.Context) storage.AppenderV2 {
+	f.opened++
+	return &failingAppender{f: f}
+}
+
+type failingAppender struct {
+	f       *failingAppendable
+	samples int
+}
+
+func (a *failingAppender) Append(_ storage.SeriesRef, _ labels.Labels, _, _ int64, _ float64,
+	_ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AOptions,
+) (storage.SeriesRef, error) {
+	a.samples++
+	return 1, nil
+}
+
+func (a *failingAppender) Commit() error {
+	if a.f.failed == 0 {
+		a.f.failed++
+		return errors.New("disk full")
+	}
+	a.f.committed += a.samples
+	return nil
+}
+
+func (a *failingAppender) Rollback() error { return nil }
+
+// A batch commit that fails is reported by the Append that triggered it,
+// and the appends after it go to a fresh appender, not the spent one.
+func TestBatchingAppenderCommitFailure(t *testing.T) {
+	to := &failingAppendable{}
+	app := batchingAppendable{AppendableV2: to, perCommit: 2}.AppenderV2(context.Background())
+	add := func(i int) error {
+		_, err := app.Append(0, labels.FromStrings("__name__", "x", "i", strconv.Itoa(i)), 0, 1000, 1, nil, nil, storage.AOptions{})
+		return err
+	}
+	require.NoError(t, add(0))
+	err := add(1)
+	require.ErrorContains(t, err, "commit a batch of 2 new series: disk full")
+	require.Equal(t, 2, to.opened, "a fresh appender after the failed commit")
+	require.NoError(t, add(2))
+	require.NoError(t, app.Commit())
+	require.Equal(t, 1, to.committed, "only the sample after the failure is committed")
 }

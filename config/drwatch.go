@@ -2,9 +2,12 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // The rules the backup and disaster_recovery blocks give vigil's own group.
@@ -92,7 +95,7 @@ func (c *Config) validateDRWatch(r *reporter) {
 		if blk.b.Grace < 0 {
 			r.valueErr(0, joinPath(blk.path, "grace"), "must not be negative")
 		}
-		if m := blk.b.Metric; m != "" && !metricNameRE(m) {
+		if m := blk.b.Metric; m != "" && !model.IsValidLegacyMetricName(m) {
 			r.valueErr(0, joinPath(blk.path, "metric"), "%q is not a metric name", m)
 		}
 	}
@@ -120,23 +123,13 @@ func drBackup(dr *DisasterRecoveryConfig) *BackupConfig {
 	return dr.Backup
 }
 
-func metricNameRE(s string) bool {
-	for i, r := range s {
-		ok := r == '_' || r == ':' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return false
-		}
-	}
-	return s != ""
-}
-
 // lastBackupExpr is the newest successful backup's Unix time as vigil
 // knows it: POST /api/v1/backups and the blocks' metrics, or, before any
 // backup, when vigil started watching.
 func (c *Config) lastBackupExpr() string {
 	names := []string{BackupLastSuccessMetric}
 	for _, b := range []*BackupConfig{c.Backup, drBackup(c.DisasterRecovery)} {
-		if b != nil && b.Metric != "" && !strings.Contains(strings.Join(names, "|"), b.Metric) {
+		if b != nil && b.Metric != "" && !slices.Contains(names, b.Metric) {
 			names = append(names, b.Metric)
 		}
 	}

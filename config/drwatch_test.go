@@ -104,3 +104,15 @@ disaster_recovery:
 		exposure + " > 60",
 	}, conds)
 }
+
+// A backup metric whose name is part of another's (here of vigil's own
+// vigil_backup_last_success_timestamp_seconds) is still watched, and one
+// named in both blocks is selected once.
+func TestLastBackupExprMetricInsideAnother(t *testing.T) {
+	c := &Config{
+		Backup:           &BackupConfig{Schedule: "0 0 * * *", Metric: "backup_last_success"},
+		DisasterRecovery: &DisasterRecoveryConfig{Backup: &BackupConfig{Schedule: "0 0 * * *", Metric: "backup_last_success"}},
+	}
+	require.Equal(t, `(max({__name__=~"vigil_backup_last_success_timestamp_seconds|backup_last_success"}) or max(vigil_backup_watch_start_timestamp_seconds))`,
+		c.lastBackupExpr())
+}
