@@ -375,13 +375,10 @@ func (h *Handler) getAMSilences(c *gin.Context) {
 		for _, m := range g.Matchers {
 			values[m.Name] = m.Value
 		}
-		keep := true
-		for _, f := range filter {
-			if v, ok := values[f.Name]; !ok || !f.Matches(v) {
-				keep = false
-			}
-		}
-		if keep {
+		if !slices.ContainsFunc(filter, func(f *amlabels.Matcher) bool {
+			v, ok := values[f.Name]
+			return !ok || !f.Matches(v)
+		}) {
 			out = append(out, g)
 		}
 	}
