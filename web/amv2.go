@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -71,31 +70,27 @@ func (h *Handler) postAlerts(c *gin.Context) {
 	if am == nil {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxAlertsBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		amError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes: send fewer alerts a post", maxAlertsBody))
-		return
-	}
-	if err != nil {
-		amError(c, http.StatusBadRequest, "reading the body: "+err.Error())
-		return
-	}
 	var posted []notifier.PostedAlert
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&posted); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxAlertsBody)).Decode(&posted); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			amError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes: send fewer alerts a post", maxAlertsBody))
+			return
+		}
 		amError(c, http.StatusBadRequest, "the body is not a JSON array of alerts: "+err.Error())
 		return
 	}
 	valid := make([]notifier.PostedAlert, 0, len(posted))
 	var problems []string
 	for i, a := range posted {
-		name := alertName(i, a)
+		// The alert is named (its labels sorted and written) only when
+		// it is refused.
 		if err := notifier.ValidatePostedAlert(&a); err != nil {
-			problems = append(problems, name+": "+strings.TrimPrefix(err.Error(), notifier.ErrInvalidAlert.Error()+": "))
+			problems = append(problems, alertName(i, a)+": "+strings.TrimPrefix(err.Error(), notifier.ErrInvalidAlert.Error()+": "))
 			continue
 		}
 		if app := a.Labels["app"]; !mayOn(c, permIngest, app) {
-			problems = append(problems, fmt.Sprintf("%s: user %q may not post alerts of app %q", name, requestUserOrAnonymous(c), app))
+			problems = append(problems, fmt.Sprintf("%s: user %q may not post alerts of app %q", alertName(i, a), requestUserOrAnonymous(c), app))
 			continue
 		}
 		valid = append(valid, a)
@@ -375,13 +370,10 @@ func (h *Handler) getAMSilences(c *gin.Context) {
 		for _, m := range g.Matchers {
 			values[m.Name] = m.Value
 		}
-		keep := true
-		for _, f := range filter {
-			if v, ok := values[f.Name]; !ok || !f.Matches(v) {
-				keep = false
-			}
-		}
-		if keep {
+		if !slices.ContainsFunc(filter, func(f *amlabels.Matcher) bool {
+			v, ok := values[f.Name]
+			return !ok || !f.Matches(v)
+		}) {
 			out = append(out, g)
 		}
 	}

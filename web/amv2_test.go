@@ -350,3 +350,41 @@ users:
 	require.Len(t, incidentsNamed(t, m, "OfApp"), 1)
 	require.Empty(t, incidentsNamed(t, m, "OfDB"))
 }
+
+// TestAlertmanagerAPIBadRequests: a silence with no or bad matchers, a body
+// that is not a silence, and bad query parameters are each a 400 naming the
+// fault, and no silence is made.
+func TestAlertmanagerAPIBadRequests(t *testing.T) {
+	f := newAuthFixture(t)
+	m := startNotifier(t, 5*time.Minute)
+	env := newTestEnv(t, f.withAuth, func(o *Options) { o.Alertmanager = m; o.Silences = m })
+	dev, viewer := bearer(f.tokens["developer"]), bearer(f.tokens["viewer"])
+	end := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for body, want := range map[string]string{
+		`{"matchers": [], "endsAt": "` + end + `", "comment": "c"}`:                                                     "at least one matcher is required",
+		`{"matchers": [{"name": "alertname", "value": "(", "isRegex": true}], "endsAt": "` + end + `", "comment": "c"}`: "matcher alertname",
+		`{"matchers": "alertname=X"}`: "the body is not a silence",
+		`not json`:                    "the body is not a silence",
+	} {
+		rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v2/silences", dev, strings.NewReader(body))
+		require.Equal(t, http.StatusBadRequest, rec.Code, body)
+		require.Contains(t, rec.Body.String(), want, body)
+	}
+	all, err := m.Silences(true)
+	require.NoError(t, err)
+	require.Empty(t, all, "a refused silence is not made")
+
+	for path, want := range map[string]string{
+		"/api/v2/alerts?filter=alertname%3D%22":   "filter",
+		"/api/v2/alerts?active=maybe":             "active must be true or false",
+		"/api/v2/alerts?silenced=1":               "silenced must be true or false",
+		"/api/v2/alerts?receiver=%28":             "receiver",
+		"/api/v2/silences?filter=alertname%3D%22": "filter",
+	} {
+		rec := serve(env.h, "127.0.0.1", http.MethodGet, path, viewer, nil)
+		require.Equal(t, http.StatusBadRequest, rec.Code, path)
+		require.Contains(t, rec.Body.String(), want, path)
+	}
+	require.Equal(t, http.StatusNotFound, serve(env.h, "127.0.0.1", http.MethodDelete, "/api/v2/silence/no-such-silence", dev, nil).Code)
+	require.Equal(t, http.StatusNotFound, serve(env.h, "127.0.0.1", http.MethodGet, "/api/v2/silence/no-such-silence", viewer, nil).Code)
+}

@@ -58,8 +58,13 @@ func TestBackupsAPI(t *testing.T) {
 	require.Contains(t, out["error"], "in the future")
 	code, _ = post("admin", `{"size": -1}`)
 	require.Equal(t, http.StatusBadRequest, code)
+	code, out = post("admin", `{"time": "yesterday"}`)
+	require.Equal(t, http.StatusBadRequest, code, "a body that is not a backup")
+	require.Equal(t, "bad_data", out["errorType"])
+	rec := serve(env.h, "127.0.0.1", http.MethodPost, "/api/v1/backups", "", strings.NewReader(`{"time": "2026-12-02T00:00:05Z"}`))
+	require.Equal(t, http.StatusUnauthorized, rec.Code, "no token, no record")
 
-	rec := serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/backups", bearer(seed.tokens["viewer"]), nil)
+	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/backups", bearer(seed.tokens["viewer"]), nil)
 	require.Equal(t, http.StatusOK, rec.Code)
 	var list struct{ Data []backup.Backup }
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &list))
@@ -67,6 +72,13 @@ func TestBackupsAPI(t *testing.T) {
 	require.False(t, list.Data[0].OK)
 	require.Equal(t, "disk full", list.Data[0].Error)
 	require.Equal(t, int64(1048576), list.Data[1].Size)
+	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/backups?limit=1", bearer(seed.tokens["viewer"]), nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &list))
+	require.Len(t, list.Data, 1)
+	require.Equal(t, "disk full", list.Data[0].Error, "the newest first")
+	rec = serve(env.h, "127.0.0.1", http.MethodGet, "/api/v1/backups?limit=x", bearer(seed.tokens["viewer"]), nil)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
 
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP vigil_backup_failures_total Failed backups recorded (ok: false), kept across restarts.

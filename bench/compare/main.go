@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigil-sh/vigil/bench/internal/proc"
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/rules"
 )
@@ -62,7 +63,7 @@ func main() {
 		*amBin = buildAlertmanager()
 	}
 
-	sink := listen()
+	sink := proc.Listen()
 	go func() {
 		_ = http.Serve(sink, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -119,7 +120,7 @@ func runVigil(bin string, n int, interval, soak time.Duration) float64 {
 	defer target.Close()
 	dir := tempDir("vigil-compare")
 	defer os.RemoveAll(dir)
-	addr := freeAddr()
+	addr := proc.FreeAddr()
 	cfg := vigilConfig(dir, addr, target.Addr().String(), interval)
 	file := filepath.Join(dir, "vigil.yaml")
 	writeFile(file, cfg)
@@ -127,7 +128,7 @@ func runVigil(bin string, n int, interval, soak time.Duration) float64 {
 	defer stop(cmd)
 	waitHTTP("http://"+addr+"/ready", time.Minute)
 	time.Sleep(soak)
-	rss := rssMB(cmd.Process.Pid)
+	rss := proc.MemoryOf(cmd.Process.Pid).RSS
 	fmt.Fprintf(os.Stderr, "series=%d vigil: %.1f MB\n", n, rss)
 	return rss
 }
@@ -140,7 +141,7 @@ func runPrometheus(promBin, amBin string, n int, interval, soak time.Duration, s
 	dir := tempDir("prom-compare")
 	defer os.RemoveAll(dir)
 
-	amAddr := freeAddr()
+	amAddr := proc.FreeAddr()
 	writeFile(filepath.Join(dir, "alertmanager.yml"), fmt.Sprintf(`route: {receiver: sink, group_wait: 1s}
 receivers:
   - {name: sink, webhook_configs: [{url: "http://%s/"}]}
@@ -170,7 +171,7 @@ receivers:
 	}
 	writeFile(filepath.Join(dir, "rules.yml"), string(b))
 
-	promAddr := freeAddr()
+	promAddr := proc.FreeAddr()
 	writeFile(filepath.Join(dir, "prometheus.yml"), fmt.Sprintf(`global: {scrape_interval: %[1]s, evaluation_interval: %[1]s}
 alerting:
   alertmanagers: [{static_configs: [{targets: ["%[2]s"]}]}]
@@ -185,7 +186,7 @@ scrape_configs:
 	waitHTTP("http://"+promAddr+"/-/ready", time.Minute)
 	waitHTTP("http://"+amAddr+"/-/ready", time.Minute)
 	time.Sleep(soak)
-	p, a := rssMB(prom.Process.Pid), rssMB(am.Process.Pid)
+	p, a := proc.MemoryOf(prom.Process.Pid).RSS, proc.MemoryOf(am.Process.Pid).RSS
 	fmt.Fprintf(os.Stderr, "series=%d Prometheus %.1f MB + Alertmanager %.1f MB\n", n, p, a)
 	return p + a
 }
@@ -208,7 +209,7 @@ collectors:
 // name is not one the signal rules read (http_requests_total), so the rules
 // cost the same at every count, as in the runs issue 14 reports.
 func serveTarget(n int) net.Listener {
-	l := listen()
+	l := proc.Listen()
 	go func() {
 		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -309,22 +310,6 @@ func waitHTTP(url string, within time.Duration) {
 	log.Fatalf("%s not ready within %s", url, within)
 }
 
-func rssMB(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 func span(xs []float64) string {
 	lo, hi := xs[0], xs[0]
 	for _, x := range xs {
@@ -356,18 +341,4 @@ func writeFile(path, body string) {
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		log.Fatal(err)
 	}
-}
-
-func freeAddr() string {
-	l := listen()
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func listen() net.Listener {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	return l
 }

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,6 +38,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-sh/vigil/bench/internal/proc"
 )
 
 func main() {
@@ -83,7 +84,7 @@ func main() {
 	pgBefore := postgresCPU()
 	cpuBefore := make([]float64, len(gws))
 	for i, g := range gws {
-		cpuBefore[i] = cpuSeconds(g.cmd.Process.Pid)
+		cpuBefore[i] = proc.CPUSeconds(g.cmd.Process.Pid)
 	}
 
 	total := int(float64(*rate) * duration.Seconds())
@@ -166,9 +167,9 @@ func main() {
 		incidents, wantIncidents, memberCount, total, max(0, total-memberCount), float64(incidents)/settled.Seconds(), settled.Round(time.Second))
 	fmt.Printf("level-1 deliveries: %d distinct webhook-ids for %d incidents, %d duplicates after a 2xx\n", rcv.firing(), wantIncidents, rcv.duplicates())
 	for i, g := range gws {
-		cpu := cpuSeconds(g.cmd.Process.Pid) - cpuBefore[i]
-		rss, hwm := rssMB(g.cmd.Process.Pid)
-		fmt.Printf("gateway %s: RSS %.1f MB (peak %.1f MB), CPU %.1f s (%.0f%% of one core over %s)\n", g.name, rss, hwm, cpu, 100*cpu/settled.Seconds(), settled.Round(time.Second))
+		cpu := proc.CPUSeconds(g.cmd.Process.Pid) - cpuBefore[i]
+		mem := proc.MemoryOf(g.cmd.Process.Pid)
+		fmt.Printf("gateway %s: RSS %.1f MB (peak %.1f MB), CPU %.1f s (%.0f%% of one core over %s)\n", g.name, mem.RSS, mem.HWM, cpu, 100*cpu/settled.Seconds(), settled.Round(time.Second))
 	}
 	for _, g := range gws {
 		fmt.Printf("gateway %s: %s\n", g.name, storeMetrics(client, g.url, token))
@@ -270,7 +271,7 @@ type receiver struct {
 }
 
 func newReceiver() *receiver {
-	l := listen()
+	l := proc.Listen()
 	r := &receiver{url: "http://" + l.Addr().String() + "/hook", seen: map[string]int{}}
 	go func() {
 		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -305,7 +306,7 @@ type gateway struct {
 }
 
 func startGateway(bin, dir, name, dsn, hook, token string, lease time.Duration) *gateway {
-	l := listen()
+	l := proc.Listen()
 	addr := l.Addr().String()
 	_ = l.Close()
 	sum := sha256.Sum256([]byte(token))
@@ -364,19 +365,6 @@ func (g *gateway) stop() {
 	_ = g.cmd.Wait()
 }
 
-// cpuSeconds is a process's user and system CPU time from /proc.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
 // postgresCPU sums the CPU time of every process named postgres, children
 // that ended included (cutime, cstime of the postmaster).
 func postgresCPU() float64 {
@@ -391,34 +379,9 @@ func postgresCPU() float64 {
 		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
 			continue
 		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		for _, i := range []int{11, 12, 13, 14} {
-			v, _ := strconv.ParseFloat(f[i], 64)
-			total += v / 100
-		}
+		total += proc.StatCPU(b, true)
 	}
 	return total
-}
-
-func rssMB(pid int) (rss, hwm float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "VmHWM:":
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm
 }
 
 func createDatabase(dsn string) string {
@@ -463,12 +426,4 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func listen() net.Listener {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	return l
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vigil-sh/vigil/bench/internal/proc"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func main() {
 		crossing[i] = start.Add(warmup + time.Duration(i)*(*gap))
 	}
 
-	app := listen()
+	app := proc.Listen()
 	go func() {
 		_ = http.Serve(app, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			now := time.Now()
@@ -62,7 +63,7 @@ func main() {
 		mtx     sync.Mutex
 		arrived = map[int]time.Time{}
 	)
-	receiver := listen()
+	receiver := proc.Listen()
 	go func() {
 		_ = http.Serve(receiver, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			at := time.Now()
@@ -93,7 +94,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	self := listen()
+	self := proc.Listen()
 	addr := self.Addr().String()
 	self.Close()
 	cfg := fmt.Sprintf(`service: bench
@@ -161,12 +162,4 @@ users:
 	fmt.Printf("threshold crossed → first delivery, less for: min=%s p50=%s p99=%s max=%s (target ≤ %s)\n",
 		lat[0].Round(time.Millisecond), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
 		lat[len(lat)-1].Round(time.Millisecond), *interval+time.Second)
-}
-
-func listen() net.Listener {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	return l
 }

@@ -33,10 +33,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vigil-sh/vigil/bench/internal/proc"
 )
 
 func main() {
@@ -66,12 +66,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	listen, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	addr := listen.Addr().String()
-	listen.Close()
+	addr := proc.FreeAddr()
 
 	// The built-in default config already holds the seed's rules; this file
 	// adds the app target and the interval.
@@ -112,52 +107,34 @@ rule_files: ["%s"]
 	start := time.Now()
 	fmt.Printf("series=%d interval=%s pid=%d target=%s vigil=%s\n", *series, *interval, cmd.Process.Pid, target.Addr(), addr)
 	var (
-		peak                  int
-		cpu0, sent0           float64
-		windowStart, anonLast int
+		peak        float64
+		cpu0, sent0 float64
+		windowOpen  bool
 	)
 	for time.Since(start) < *duration {
 		time.Sleep(*every)
-		rss, hwm := status(cmd.Process.Pid)
-		peak = max(peak, hwm)
-		anonLast = anon(cmd.Process.Pid)
-		line := fmt.Sprintf("t=%-5s VmRSS=%.1f MB (RssAnon %.1f MB) VmHWM=%.1f MB", time.Since(start).Round(time.Second), mb(rss), mb(anonLast), mb(hwm))
+		m := proc.MemoryOf(cmd.Process.Pid)
+		peak = max(peak, m.HWM)
+		line := fmt.Sprintf("t=%-5s VmRSS=%.1f MB (RssAnon %.1f MB) VmHWM=%.1f MB", time.Since(start).Round(time.Second), m.RSS, m.Anon, m.HWM)
 		if *remote {
-			cpu, sent := cpuSeconds(cmd.Process.Pid), samplesSent(addr)
+			cpu, sent := proc.CPUSeconds(cmd.Process.Pid), samplesSent(addr)
 			line += fmt.Sprintf(" cpu=%.2fs sent=%.0f", cpu, sent)
-			if windowStart == 0 {
+			if !windowOpen {
 				// The window starts after the first reading: the
 				// series exist and the queue runs.
-				cpu0, sent0, windowStart = cpu, sent, 1
+				cpu0, sent0, windowOpen = cpu, sent, true
 			}
 		}
 		fmt.Println(line)
 	}
-	rss, hwm := status(cmd.Process.Pid)
-	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB) CPU=%.1f s\n", duration, mb(rss), mb(anon(cmd.Process.Pid)), mb(max(peak, hwm)), cpuSeconds(cmd.Process.Pid))
-	if *remote && windowStart != 0 {
-		cpu, sent := cpuSeconds(cmd.Process.Pid)-cpu0, samplesSent(addr)-sent0
+	m := proc.MemoryOf(cmd.Process.Pid)
+	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB) CPU=%.1f s\n", duration, m.RSS, m.Anon, max(peak, m.HWM), proc.CPUSeconds(cmd.Process.Pid))
+	if *remote && windowOpen {
+		cpu, sent := proc.CPUSeconds(cmd.Process.Pid)-cpu0, samplesSent(addr)-sent0
 		fmt.Printf("RESULT remote write: %.0f samples shipped on %.2f CPU-s of vigil (user+system): %.0f samples per CPU-second\n",
 			sent, cpu, sent/cpu)
 	}
 }
-
-// cpuSeconds is pid's user + system CPU time from /proc/<pid>/stat.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		log.Fatal(err)
-	}
-	// Fields after the command name, which is in parentheses and may
-	// hold spaces: state is field 3, utime 14 and stime 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / clockTicks
-}
-
-// clockTicks is USER_HZ, 100 on Linux.
-const clockTicks = 100
 
 // samplesSent is vigil's prometheus_remote_storage_samples_total, summed
 // over its queues, as /ready shows it (samples_sent).
@@ -183,31 +160,12 @@ func samplesSent(addr string) float64 {
 	return n
 }
 
-// anon reads RssAnon (kB) of pid: the process's own memory, without the
-// pages of its executable.
-func anon(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "RssAnon:"); ok {
-			n, _ := strconv.Atoi(strings.Fields(rest)[0])
-			return n
-		}
-	}
-	return 0
-}
-
 // remoteWrite returns the config that sends to url, or, without one, starts
 // a remote-write receiver that reads and discards each request and sends to
 // it.
 func remoteWrite(queue, url string) string {
 	if url == "" {
-		rw, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Fatal(err)
-		}
+		rw := proc.Listen()
 		go func() {
 			_ = http.Serve(rw, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
@@ -225,32 +183,6 @@ remote_write:
 		cfg += "    queue_config: " + queue + "\n"
 	}
 	return cfg
-}
-
-func mb(kb int) float64 { return float64(kb) / 1024 }
-
-// status reads VmRSS and VmHWM (kB) of pid.
-func status(pid int) (rss, hwm int) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		n, _ := strconv.Atoi(fields[1])
-		switch fields[0] {
-		case "VmRSS:":
-			rss = n
-		case "VmHWM:":
-			hwm = n
-		}
-	}
-	return rss, hwm
 }
 
 // exposition serves n gauge series whose values move a little every scrape.
