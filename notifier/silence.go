@@ -253,6 +253,21 @@ func (m *Manager) AddSilence(s Silence) (Silence, error) {
 	return s, nil
 }
 
+// Silence returns one silence by ID, expired or not, or an error wrapping
+// ErrNotFound.
+func (m *Manager) Silence(id string) (Silence, error) {
+	var s Silence
+	err := m.store.View(func(tx Tx) error {
+		var err error
+		s, err = tx.Silence(id)
+		return err
+	})
+	if err != nil {
+		return Silence{}, fmt.Errorf("notifier: %w", err)
+	}
+	return s, nil
+}
+
 // Silences returns the silences, newest first: the active and pending ones,
 // and the expired ones too when expired is true.
 func (m *Manager) Silences(expired bool) ([]Silence, error) {

@@ -386,18 +386,12 @@ func (h *Handler) getAMSilence(c *gin.Context) {
 	if s == nil {
 		return
 	}
-	list, err := s.Silences(true)
+	sil, err := s.Silence(c.Param("id"))
 	if err != nil {
 		amSilenceError(c, err)
 		return
 	}
-	for _, sil := range list {
-		if sil.ID == c.Param("id") {
-			c.JSON(http.StatusOK, amSilenceOf(sil, time.Now()))
-			return
-		}
-	}
-	amError(c, http.StatusNotFound, fmt.Sprintf("silence %q not found", c.Param("id")))
+	c.JSON(http.StatusOK, amSilenceOf(sil, time.Now()))
 }
 
 // postAMSilence answers POST /api/v2/silences. The silence's creator is the

@@ -19,6 +19,9 @@ import (
 type Silences interface {
 	AddSilence(s notifier.Silence) (notifier.Silence, error)
 	Silences(expired bool) ([]notifier.Silence, error)
+	// Silence returns one silence, expired or not; an error wrapping
+	// notifier.ErrNotFound when there is none.
+	Silence(id string) (notifier.Silence, error)
 	ExpireSilence(id, by string) (notifier.Silence, error)
 }
 

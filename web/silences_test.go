@@ -48,6 +48,17 @@ func (f *fakeSilences) Silences(expired bool) ([]notifier.Silence, error) {
 	return out, nil
 }
 
+func (f *fakeSilences) Silence(id string) (notifier.Silence, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.list {
+		if s.ID == id {
+			return s, nil
+		}
+	}
+	return notifier.Silence{}, fmt.Errorf("silence %q: %w", id, notifier.ErrNotFound)
+}
+
 func (f *fakeSilences) ExpireSilence(id, by string) (notifier.Silence, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
