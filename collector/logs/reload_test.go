@@ -166,3 +166,39 @@ func TestReloadWhileLokiFails(t *testing.T) {
 	requireExactlyOnce(t, "Loki", lines, 150)
 	requireExactlyOnce(t, "output file", outputLines(t, out), 150)
 }
+
+// TestStopWhileOldLokiDrains: Run stopped while a Loki client replaced by a
+// reload still holds lines waits for it, and saves the positions its last
+// answers moved.
+func TestStopWhileOldLokiDrains(t *testing.T) {
+	dir := t.TempDir()
+	src, dataDir := filepath.Join(dir, "src"), filepath.Join(dir, "data")
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	oldLoki, newLoki := newHungLoki(t), newLokiReceiver(t)
+	opts := testOptions(dataDir)
+	opts.StopTimeout = 30 * time.Second
+	r := start(t, opts, testConfig(src, "", oldLoki.url()))
+	a := filepath.Join(src, "a.log")
+	appendLines(t, a, 0, 100)
+	size := fileSize(t, a)
+	within(t, "a push to the old Loki", oldLoki.entered)
+	r.m.mtx.Lock()
+	old := r.m.shipper
+	r.m.mtx.Unlock()
+	require.NoError(t, r.m.ApplyConfig(testConfig(src, "", newLoki.url())))
+
+	r.cancel()
+	r.cancel = nil
+	oldLoki.release()
+	require.NoError(t, within(t, "Run to return", r.done))
+	select {
+	case <-old.done:
+	default:
+		t.Fatal("Run returned before the old Loki client was done")
+	}
+	require.Equal(t, size, savedPosition(t, dataDir, a).Offset, "the old client's last answers are saved")
+	_, lines := oldLoki.rcv.received()
+	requireExactlyOnce(t, "old Loki", lines, 100)
+	total, _ := newLoki.received()
+	require.Zero(t, total)
+}
