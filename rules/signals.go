@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/rulefmt"
 
+	"github.com/vigil-sh/vigil/collector/host"
 	"github.com/vigil-sh/vigil/config"
 )
 
@@ -97,43 +98,26 @@ func signalGroups(cfg *config.Config) (*rulefmt.RuleGroups, error) {
 func cpuLimit() float64 { return float64(runtime.GOMAXPROCS(0)) }
 
 // memoryLimit is the app's memory limit in bytes: the configured one, else
-// the cgroup v2 limit of vigil's own cgroup (right when vigil shares the
+// the limit of vigil's own cgroup, v2 or v1 (right when vigil shares the
 // app's container or slice), else the machine's memory.
 func memoryLimit(configured int64) int64 {
+	return memoryLimitIn(configured, "/proc", "/sys/fs/cgroup")
+}
+
+// memoryLimitIn is memoryLimit with /proc at procRoot and the cgroup
+// hierarchy at cgroupRoot.
+func memoryLimitIn(configured int64, procRoot, cgroupRoot string) int64 {
 	if configured > 0 {
 		return configured
 	}
-	if v := cgroupMemoryMax("/proc/self/cgroup", "/sys/fs/cgroup"); v > 0 {
-		return v
+	// A cgroup limit is below 2^62 (see host.MemoryLimit): it fits.
+	if v, ok := host.MemoryLimitIn(procRoot, cgroupRoot); ok {
+		return int64(v)
 	}
-	if v := memTotal("/proc/meminfo"); v > 0 {
+	if v := memTotal(filepath.Join(procRoot, "meminfo")); v > 0 {
 		return v
 	}
 	return 1 << 30
-}
-
-// cgroupMemoryMax reads memory.max of the process's cgroup v2; 0 when
-// unlimited or unknown.
-func cgroupMemoryMax(selfCgroup, root string) int64 {
-	b, err := os.ReadFile(selfCgroup)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// cgroup v2: "0::/path".
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			raw, err := os.ReadFile(filepath.Join(root, rest, "memory.max"))
-			if err != nil {
-				return 0
-			}
-			v, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
-			if err != nil {
-				return 0 // "max"
-			}
-			return v
-		}
-	}
-	return 0
 }
 
 // memTotal reads MemTotal from /proc/meminfo, in bytes.

@@ -3,6 +3,8 @@ package rules
 import (
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -86,10 +88,67 @@ load 15s
 	require.Nil(t, rs, "no app collector, no signals")
 }
 
+// TestMemoryLimitSources: memory_usage is a percentage of memory_limit when
+// set, else of vigil's cgroup limit, v2 or v1 (host.MemoryLimit reads both;
+// before, a v1 limit was missed and the machine's memory used), else of the
+// machine's memory, else of 1 GiB. The trees are fake /proc and
+// /sys/fs/cgroup.
 func TestMemoryLimitSources(t *testing.T) {
+	const meminfo = "MemTotal:        8192 kB\nMemFree:         1024 kB\n"
+	v2 := map[string]string{
+		"proc/self/cgroup":                        "0::/kubepods/pod1/ctr\n",
+		"proc/meminfo":                            meminfo,
+		"cgroup/cgroup.controllers":               "cpu memory",
+		"cgroup/kubepods/pod1/ctr/memory.max":     "134217728\n",
+		"cgroup/kubepods/pod1/ctr/memory.current": "50000000\n",
+		"cgroup/kubepods/pod1/ctr/memory.stat":    "inactive_file 0\n",
+	}
+	v1 := map[string]string{
+		"proc/self/cgroup":                    "4:memory:/docker/abc\n",
+		"proc/meminfo":                        meminfo,
+		"cgroup/memory/tasks":                 "",
+		"cgroup/memory/memory.limit_in_bytes": "268435456\n",
+		"cgroup/memory/memory.usage_in_bytes": "1000\n",
+		"cgroup/memory/memory.stat":           "total_inactive_file 0\n",
+	}
+	v2max := map[string]string{
+		"proc/self/cgroup":          "0::/\n",
+		"proc/meminfo":              meminfo,
+		"cgroup/cgroup.controllers": "cpu memory",
+		"cgroup/memory.max":         "max\n",
+	}
+	v1unlimited := map[string]string{
+		"proc/self/cgroup":                    "4:memory:/\n",
+		"proc/meminfo":                        meminfo,
+		"cgroup/memory/tasks":                 "",
+		"cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
+		"cgroup/memory/memory.usage_in_bytes": "1000\n",
+		"cgroup/memory/memory.stat":           "total_inactive_file 0\n",
+	}
+	for _, tc := range []struct {
+		name       string
+		configured int64
+		files      map[string]string
+		want       int64
+	}{
+		{"memory_limit wins over the cgroup", 123, v2, 123},
+		{"cgroup v2 memory.max", 0, v2, 128 << 20},
+		{"cgroup v1 memory.limit_in_bytes", 0, v1, 256 << 20},
+		{"cgroup v2 without a limit: the machine's memory", 0, v2max, 8 << 20},
+		{"cgroup v1 without a limit: the machine's memory", 0, v1unlimited, 8 << 20},
+		{"no cgroup: the machine's memory", 0, map[string]string{"proc/meminfo": meminfo}, 8 << 20},
+		{"nothing readable", 0, map[string]string{}, 1 << 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for name, content := range tc.files {
+				path := filepath.Join(root, name)
+				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+				require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+			}
+			require.Equal(t, tc.want, memoryLimitIn(tc.configured, filepath.Join(root, "proc"), filepath.Join(root, "cgroup")))
+		})
+	}
 	require.Equal(t, int64(123), memoryLimit(123))
 	require.Positive(t, memoryLimit(0))
-	require.Positive(t, memTotal("/proc/meminfo"))
-	require.Zero(t, memTotal("/nonexistent"))
-	require.Zero(t, cgroupMemoryMax("/nonexistent", "/sys/fs/cgroup"))
 }

@@ -11,39 +11,10 @@ import (
 	"github.com/vigil-sh/vigil/notifier/rollback"
 )
 
-// scopedRoutes are the routes whose handlers look at the app of each thing
-// they show or change (an incident's or alert's app label, the watched
-// app's deploys and rollbacks) and keep to the apps the caller's permission
-// covers (the permission's resources). A user who holds the route's
-// permission for some apps only is let in there; every other route needs
-// the permission for every app, since its answer has no app (metric
-// queries, logs, users, the reload).
-var scopedRoutes = map[string]bool{
-	http.MethodGet + " /":                                        true,
-	http.MethodGet + " /alerts":                                  true,
-	http.MethodPost + " /ui/incidents/:id/ack":                   true,
-	http.MethodPost + " /ui/incidents/:id/resolve":               true,
-	http.MethodPost + " /ui/rollback":                            true,
-	http.MethodGet + " " + apiPrefix + "/incidents":              true,
-	http.MethodGet + " " + apiPrefix + "/incidents/:id":          true,
-	http.MethodPost + " " + apiPrefix + "/incidents/:id/ack":     true,
-	http.MethodPost + " " + apiPrefix + "/incidents/:id/resolve": true,
-	http.MethodGet + " " + apiPrefix + "/deploys":                true,
-	http.MethodPost + " " + apiPrefix + "/deploys":               true,
-	http.MethodPost + " " + apiPrefix + "/rollback":              true,
-	http.MethodGet + " " + apiPrefix + "/rollbacks":              true,
-	http.MethodGet + " " + apiPrefix + "/deploys/:id/analysis":   true,
-	http.MethodPost + " " + amPrefix + "/alerts":                 true,
-	http.MethodGet + " " + amPrefix + "/alerts":                  true,
-}
-
-// scoped reports whether r is one of scopedRoutes.
-func (r route) scoped() bool { return scopedRoutes[r.method+" "+r.path] }
-
 // permits reports whether user may pass the route of c, which needs
-// permission: for some apps on a scoped route, for every app elsewhere.
+// permission: for some apps on a perApp route, for every app elsewhere.
 func permits(c *gin.Context, user auth.User, permission string) bool {
-	if scopedRoutes[c.Request.Method+" "+c.FullPath()] {
+	if routeOf(c).scoped() {
 		return user.CanSome(permission)
 	}
 	return user.Can(permission)
@@ -142,8 +113,9 @@ func (h *Handler) visibleRollbacks(c *gin.Context, list []rollbackView) []rollba
 }
 
 // mayActOn answers 404 or 403 and returns false unless the caller may act
-// (acknowledge, resolve) on incident id: 404 when it may not even see it,
-// so that the answer tells nothing of incidents of other apps.
+// (acknowledge, resolve) on incident id with its route's permission: 404
+// when it may not even see it, so that the answer tells nothing of
+// incidents of other apps.
 func (h *Handler) mayActOn(c *gin.Context, id string) bool {
 	v, ok := c.Get(authUserKey)
 	if !ok {
@@ -155,11 +127,12 @@ func (h *Handler) mayActOn(c *gin.Context, id string) bool {
 		return false
 	}
 	app := incidentApp(inc)
-	if hidden, err := incidentActRefusal(v.(auth.User), permAcknowledge, app); hidden {
+	permission := routeOf(c).permission
+	if hidden, err := incidentActRefusal(v.(auth.User), permission, app); hidden {
 		apiError(c, http.StatusNotFound, "not_found", fmt.Sprintf("incident %q not found", id))
 		return false
 	} else if err != nil {
-		refuseApp(c, permAcknowledge, "act on incidents", app)
+		refuseApp(c, permission, "act on incidents", app)
 		return false
 	}
 	return true

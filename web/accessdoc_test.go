@@ -143,10 +143,6 @@ and changes nothing (reading users, roles and the audit log is managing users).
 // permissions.
 func TestAccessDoc(t *testing.T) {
 	env := newTestEnv(t)
-	for key := range scopedRoutes {
-		require.True(t, slices.ContainsFunc(env.h.routes, func(r route) bool { return r.method+" "+r.path == key }),
-			"scopedRoutes names %s, which is not a route", key)
-	}
 	want := renderAccessDoc(t, env.h.routes, newSeedAccess(t, nil).cfg)
 	if os.Getenv("VIGIL_UPDATE_DOCS") == "1" {
 		require.NoError(t, os.WriteFile(filepath.FromSlash(accessDoc), []byte(want), 0o644))

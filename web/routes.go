@@ -29,29 +29,42 @@ const (
 )
 
 // route is one row of the route table: authentication wraps each route by its
-// permission, so every route is listed here and nowhere else.
+// permission and access, so every route is listed here and nowhere else.
 type route struct {
 	method     string
 	path       string
 	permission string
+	access     routeAccess
 	handler    gin.HandlerFunc
 }
 
-// pageRoutes are the routes of the operator page that also take a signed-in
-// browser's session cookie instead of a bearer token, with a CSRF token on
-// every post. The sign-in and sign-out forms and the static files are open
-// routes that check what they need themselves.
-var pageRoutes = map[string]bool{
-	http.MethodGet + " /":                          true,
-	http.MethodPost + " /ui/incidents/:id/ack":     true,
-	http.MethodPost + " /ui/incidents/:id/resolve": true,
-	http.MethodPost + " /ui/rollback":              true,
-	http.MethodPost + " /ui/silences":              true,
-	http.MethodPost + " /ui/silences/:id/expire":   true,
-}
+// routeAccess says which apps a route's permission must reach (allApps or
+// perApp, one of them on every row) and whether the route takes the
+// operator page's session (pageSession).
+type routeAccess uint8
 
-// page reports whether r is one of pageRoutes.
-func (r route) page() bool { return pageRoutes[r.method+" "+r.path] }
+const (
+	// allApps routes answer with what has no app (metric queries, logs,
+	// silences, users, the reload): they need the permission for every app.
+	allApps routeAccess = 1 << iota
+	// perApp routes look at the app of each thing they show or change (an
+	// incident's or alert's app label, the watched app's deploys and
+	// rollbacks) and keep to the apps the caller's permission covers (the
+	// permission's resources): a user who holds it for some apps only is
+	// let in.
+	perApp
+	// pageSession routes are the operator page's: they also take a
+	// signed-in browser's session cookie instead of a bearer token, with a
+	// CSRF token on every post. The sign-in and sign-out forms and the
+	// static files are open routes that check what they need themselves.
+	pageSession
+)
+
+// scoped reports whether r is a perApp route.
+func (r route) scoped() bool { return r.access&perApp != 0 }
+
+// page reports whether r takes the page's session.
+func (r route) page() bool { return r.access&pageSession != 0 }
 
 // prometheusRoutes are the Prometheus API endpoints vigil serves, relative to
 // /api/v1, with the methods Prometheus serves them on. They are listed one by
@@ -87,65 +100,65 @@ var prometheusRoutes = []struct {
 // routeTable is every route vigil serves.
 func (h *Handler) routeTable() []route {
 	rs := []route{
-		{http.MethodGet, "/health", permOpen, h.health},
-		{http.MethodHead, "/health", permOpen, h.health},
-		{http.MethodGet, "/ready", permOpen, h.readiness},
-		{http.MethodHead, "/ready", permOpen, h.readiness},
-		{http.MethodGet, defaultMetricsPath, permOpen, h.serveMetrics()},
-		{http.MethodGet, defaultMetricsPath + "/collectors/:name", permOpen, h.serveCollector},
-		{http.MethodGet, "/", permMonitor, h.page},
-		{http.MethodPost, "/ui/login", permOpen, h.signIn},
-		{http.MethodPost, "/ui/logout", permOpen, h.signOut},
-		{http.MethodPost, "/ui/incidents/:id/ack", permAcknowledge, h.uiIncidentAction(false)},
-		{http.MethodPost, "/ui/incidents/:id/resolve", permAcknowledge, h.uiIncidentAction(true)},
-		{http.MethodPost, "/ui/rollback", permRollback, h.uiRollback},
-		{http.MethodPost, "/ui/silences", permAcknowledge, h.uiSilence},
-		{http.MethodPost, "/ui/silences/:id/expire", permAcknowledge, h.uiExpireSilence},
-		{http.MethodGet, "/ui/static/*file", permOpen, h.staticFile},
-		{http.MethodGet, "/alerts", permMonitor, h.alerts},
-		{http.MethodPost, "/-/reload", permManageRoles, h.reload},
-		{http.MethodGet, "/debug/pprof/:name", permManageRoles, h.pprofProfile},
-		{http.MethodGet, apiPrefix + "/logs", permViewLogs, h.logs},
-		{http.MethodGet, apiPrefix + "/incidents", permMonitor, h.listIncidents},
-		{http.MethodGet, apiPrefix + "/incidents/:id", permMonitor, h.getIncident},
-		{http.MethodPost, apiPrefix + "/incidents/:id/ack", permAcknowledge, h.incidentAction(false)},
-		{http.MethodPost, apiPrefix + "/incidents/:id/resolve", permAcknowledge, h.incidentAction(true)},
-		{http.MethodGet, apiPrefix + "/deploys", permMonitor, h.listDeploys},
-		{http.MethodPost, apiPrefix + "/deploys", permDeploy, h.recordDeploy},
-		{http.MethodGet, apiPrefix + "/deploys/:id/analysis", permMonitor, h.deployAnalysis},
-		{http.MethodPost, apiPrefix + "/rollback", permRollback, h.rollback},
-		{http.MethodGet, apiPrefix + "/backups", permMonitor, h.listBackups},
-		{http.MethodPost, apiPrefix + "/backups", permBackup, h.recordBackup},
-		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, h.listRollbacks},
-		{http.MethodGet, apiPrefix + "/silences", permMonitor, h.listSilences},
-		{http.MethodPost, apiPrefix + "/silences", permAcknowledge, h.addSilence},
-		{http.MethodDelete, apiPrefix + "/silences/:id", permAcknowledge, h.expireSilence},
-		{http.MethodPost, "/slack/interactions", permSlack, h.slackInteractions},
-		{http.MethodGet, apiPrefix + "/audit", permManageUsers, h.listAudit},
-		{http.MethodGet, apiPrefix + "/users", permManageUsers, h.listUsers},
-		{http.MethodPost, apiPrefix + "/users", permManageUsers, h.createUser},
-		{http.MethodGet, apiPrefix + "/users/:name", permManageUsers, h.getUser},
-		{http.MethodPut, apiPrefix + "/users/:name", permManageUsers, h.updateUser},
-		{http.MethodDelete, apiPrefix + "/users/:name", permManageUsers, h.deleteUser},
-		{http.MethodGet, apiPrefix + "/rules/dead", permViewMetrics, h.listDeadRules},
-		{http.MethodGet, apiPrefix + "/roles", permManageRoles, h.listRoles},
-		{http.MethodPost, apiPrefix + "/roles", permManageRoles, h.createRole},
-		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, h.getRole},
-		{http.MethodPut, apiPrefix + "/roles/:name", permManageRoles, h.updateRole},
-		{http.MethodDelete, apiPrefix + "/roles/:name", permManageRoles, h.deleteRole},
-		{http.MethodPost, amPrefix + "/alerts", permIngest, h.postAlerts},
-		{http.MethodGet, amPrefix + "/alerts", permMonitor, h.getAlerts},
-		{http.MethodGet, amPrefix + "/status", permMonitor, h.getAMStatus},
-		{http.MethodGet, amPrefix + "/receivers", permMonitor, h.getAMReceivers},
-		{http.MethodGet, amPrefix + "/silences", permMonitor, h.getAMSilences},
-		{http.MethodPost, amPrefix + "/silences", permAcknowledge, h.postAMSilence},
-		{http.MethodGet, amPrefix + "/silence/:id", permMonitor, h.getAMSilence},
-		{http.MethodDelete, amPrefix + "/silence/:id", permAcknowledge, h.deleteAMSilence},
+		{http.MethodGet, "/health", permOpen, allApps, h.health},
+		{http.MethodHead, "/health", permOpen, allApps, h.health},
+		{http.MethodGet, "/ready", permOpen, allApps, h.readiness},
+		{http.MethodHead, "/ready", permOpen, allApps, h.readiness},
+		{http.MethodGet, defaultMetricsPath, permOpen, allApps, h.serveMetrics()},
+		{http.MethodGet, defaultMetricsPath + "/collectors/:name", permOpen, allApps, h.serveCollector},
+		{http.MethodGet, "/", permMonitor, perApp | pageSession, h.page},
+		{http.MethodPost, "/ui/login", permOpen, allApps, h.signIn},
+		{http.MethodPost, "/ui/logout", permOpen, allApps, h.signOut},
+		{http.MethodPost, "/ui/incidents/:id/ack", permAcknowledge, perApp | pageSession, h.uiIncidentAction(false)},
+		{http.MethodPost, "/ui/incidents/:id/resolve", permAcknowledge, perApp | pageSession, h.uiIncidentAction(true)},
+		{http.MethodPost, "/ui/rollback", permRollback, perApp | pageSession, h.uiRollback},
+		{http.MethodPost, "/ui/silences", permAcknowledge, allApps | pageSession, h.uiSilence},
+		{http.MethodPost, "/ui/silences/:id/expire", permAcknowledge, allApps | pageSession, h.uiExpireSilence},
+		{http.MethodGet, "/ui/static/*file", permOpen, allApps, h.staticFile},
+		{http.MethodGet, "/alerts", permMonitor, perApp, h.alerts},
+		{http.MethodPost, "/-/reload", permManageRoles, allApps, h.reload},
+		{http.MethodGet, "/debug/pprof/:name", permManageRoles, allApps, h.pprofProfile},
+		{http.MethodGet, apiPrefix + "/logs", permViewLogs, allApps, h.logs},
+		{http.MethodGet, apiPrefix + "/incidents", permMonitor, perApp, h.listIncidents},
+		{http.MethodGet, apiPrefix + "/incidents/:id", permMonitor, perApp, h.getIncident},
+		{http.MethodPost, apiPrefix + "/incidents/:id/ack", permAcknowledge, perApp, h.incidentAction(false)},
+		{http.MethodPost, apiPrefix + "/incidents/:id/resolve", permAcknowledge, perApp, h.incidentAction(true)},
+		{http.MethodGet, apiPrefix + "/deploys", permMonitor, perApp, h.listDeploys},
+		{http.MethodPost, apiPrefix + "/deploys", permDeploy, perApp, h.recordDeploy},
+		{http.MethodGet, apiPrefix + "/deploys/:id/analysis", permMonitor, perApp, h.deployAnalysis},
+		{http.MethodPost, apiPrefix + "/rollback", permRollback, perApp, h.rollback},
+		{http.MethodGet, apiPrefix + "/backups", permMonitor, allApps, h.listBackups},
+		{http.MethodPost, apiPrefix + "/backups", permBackup, allApps, h.recordBackup},
+		{http.MethodGet, apiPrefix + "/rollbacks", permMonitor, perApp, h.listRollbacks},
+		{http.MethodGet, apiPrefix + "/silences", permMonitor, allApps, h.listSilences},
+		{http.MethodPost, apiPrefix + "/silences", permAcknowledge, allApps, h.addSilence},
+		{http.MethodDelete, apiPrefix + "/silences/:id", permAcknowledge, allApps, h.expireSilence},
+		{http.MethodPost, "/slack/interactions", permSlack, allApps, h.slackInteractions},
+		{http.MethodGet, apiPrefix + "/audit", permManageUsers, allApps, h.listAudit},
+		{http.MethodGet, apiPrefix + "/users", permManageUsers, allApps, h.listUsers},
+		{http.MethodPost, apiPrefix + "/users", permManageUsers, allApps, h.createUser},
+		{http.MethodGet, apiPrefix + "/users/:name", permManageUsers, allApps, h.getUser},
+		{http.MethodPut, apiPrefix + "/users/:name", permManageUsers, allApps, h.updateUser},
+		{http.MethodDelete, apiPrefix + "/users/:name", permManageUsers, allApps, h.deleteUser},
+		{http.MethodGet, apiPrefix + "/rules/dead", permViewMetrics, allApps, h.listDeadRules},
+		{http.MethodGet, apiPrefix + "/roles", permManageRoles, allApps, h.listRoles},
+		{http.MethodPost, apiPrefix + "/roles", permManageRoles, allApps, h.createRole},
+		{http.MethodGet, apiPrefix + "/roles/:name", permManageRoles, allApps, h.getRole},
+		{http.MethodPut, apiPrefix + "/roles/:name", permManageRoles, allApps, h.updateRole},
+		{http.MethodDelete, apiPrefix + "/roles/:name", permManageRoles, allApps, h.deleteRole},
+		{http.MethodPost, amPrefix + "/alerts", permIngest, perApp, h.postAlerts},
+		{http.MethodGet, amPrefix + "/alerts", permMonitor, perApp, h.getAlerts},
+		{http.MethodGet, amPrefix + "/status", permMonitor, allApps, h.getAMStatus},
+		{http.MethodGet, amPrefix + "/receivers", permMonitor, allApps, h.getAMReceivers},
+		{http.MethodGet, amPrefix + "/silences", permMonitor, allApps, h.getAMSilences},
+		{http.MethodPost, amPrefix + "/silences", permAcknowledge, allApps, h.postAMSilence},
+		{http.MethodGet, amPrefix + "/silence/:id", permMonitor, allApps, h.getAMSilence},
+		{http.MethodDelete, amPrefix + "/silence/:id", permAcknowledge, allApps, h.deleteAMSilence},
 	}
 	prom := gin.WrapH(h.promAPI)
 	for _, pr := range prometheusRoutes {
 		for _, m := range pr.methods {
-			rs = append(rs, route{m, apiPrefix + pr.path, permViewMetrics, prom})
+			rs = append(rs, route{m, apiPrefix + pr.path, permViewMetrics, allApps, prom})
 		}
 	}
 	return rs
@@ -161,27 +174,35 @@ func (h *Handler) newEngine() *gin.Engine {
 	e.NoRoute(func(c *gin.Context) { writeNotFound(c.Writer) })
 	h.routes = h.routeTable()
 	for _, r := range h.routes {
-		e.Handle(r.method, r.path, h.authorize(r.permission, r.page()), r.handler)
+		e.Handle(r.method, r.path, h.authorize(r), r.handler)
 	}
 	return e
 }
 
-// permissionKey is the gin context key under which a request's route
-// permission is kept.
-const permissionKey = "vigil.permission"
+// routeKey is the gin context key under which a request's row of the
+// route table is kept.
+const routeKey = "vigil.route"
 
-// authorize guards a route by its permission from the table: open routes and
-// Slack's (whose handler checks Slack's signature) pass; every other route
-// needs a bearer token, or basic auth, of a user with the permission (see
-// authenticate). Every mutating call is recorded in the audit log, whatever
-// its outcome.
-func (h *Handler) authorize(permission string, page bool) gin.HandlerFunc {
+// routeOf returns the row of the route table c is served by; the zero
+// route, whose empty permission no user holds for any app, if none.
+func routeOf(c *gin.Context) route {
+	v, _ := c.Get(routeKey)
+	r, _ := v.(route)
+	return r
+}
+
+// authorize guards a route by its permission and access from the table:
+// open routes and Slack's (whose handler checks Slack's signature) pass;
+// every other route needs a bearer token, or basic auth, of a user with the
+// permission (see authenticate and permits). Every mutating call is
+// recorded in the audit log, whatever its outcome.
+func (h *Handler) authorize(r route) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Set(permissionKey, permission)
-		if h.authenticate(c, permission, page) {
+		c.Set(routeKey, r)
+		if h.authenticate(c, r.permission, r.page()) {
 			c.Next()
 		}
-		if audited(c.Request.Method, permission) {
+		if audited(c.Request.Method, r.permission) {
 			h.audit(c)
 		}
 	}

@@ -6,10 +6,13 @@ const unlimited = 1 << 62
 
 // MemoryLimit returns the memory limit of the process's own cgroup (v2
 // memory.max, v1 memory.limit_in_bytes), and false when there is none or it
-// cannot be read: vigil's main sets Go's memory limit from it.
-func MemoryLimit() (uint64, bool) { return memoryLimit("/proc", "/sys/fs/cgroup") }
+// cannot be read: vigil's main sets Go's memory limit from it, and the
+// app's memory_usage signal is a percentage of it.
+func MemoryLimit() (uint64, bool) { return MemoryLimitIn("/proc", "/sys/fs/cgroup") }
 
-func memoryLimit(procRoot, cgroupRoot string) (uint64, bool) {
+// MemoryLimitIn is MemoryLimit with /proc at procRoot and the cgroup
+// hierarchy at cgroupRoot, for tests with fake trees.
+func MemoryLimitIn(procRoot, cgroupRoot string) (uint64, bool) {
 	paths, err := findCgroup(procRoot, cgroupRoot)
 	if err != nil {
 		return 0, false

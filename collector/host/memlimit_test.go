@@ -44,7 +44,7 @@ func TestMemoryLimit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeTree(t, root, tc.files)
-			got, ok := memoryLimit(filepath.Join(root, "proc"), filepath.Join(root, "cgroup"))
+			got, ok := MemoryLimitIn(filepath.Join(root, "proc"), filepath.Join(root, "cgroup"))
 			require.Equal(t, tc.want != 0, ok)
 			require.Equal(t, tc.want, got)
 		})

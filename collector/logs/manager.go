@@ -107,6 +107,12 @@ type Manager struct {
 	tailers  map[string]*runningTailer
 	runCtx   context.Context // set while Run runs
 	stopping bool
+	// draining counts Loki clients replaced by a reload that are still
+	// pushing what they held. Tailers start only while it is 0: they
+	// resume where those clients' answers leave the positions.
+	draining int
+	// drained is closed when draining falls to 0; nil while it is 0.
+	drained chan struct{}
 }
 
 // lokiKey is what a Loki client is built from; a change restarts it.
@@ -151,8 +157,10 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 // ApplyConfig tails the logs of cfg.Collectors.Logs: logs added start,
 // logs removed stop, logs whose settings changed restart at their saved
 // positions. A change of the Loki settings, service or environment starts
-// a new Loki client and restarts every tailer, after the old client pushed
-// what it held (at most StopTimeout). On error nothing changes.
+// a new Loki client and restarts every tailer once the old client pushed
+// what it held (at most StopTimeout): ApplyConfig does not wait for that,
+// and Status, Lines and later reloads do not either. On error nothing
+// changes.
 func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	specs := map[string]logSpec{}
 	for i, lc := range cfg.Collectors.Logs {
@@ -214,13 +222,31 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	}
 	if oldShipper != nil {
 		// Its tailers have stopped. New tailers start where its
-		// acknowledgements end, so let it push what it holds first.
-		oldShipper.close(m.opts.StopTimeout)
+		// acknowledgements end, so they wait for it (see drain).
+		m.draining++
+		if m.drained == nil {
+			m.drained = make(chan struct{})
+		}
+		go m.drain(oldShipper)
 	}
-	if m.runCtx != nil && !m.stopping {
+	m.startTailersLocked()
+	return nil
+}
+
+// drain lets a Loki client replaced by a reload push what it holds, for at
+// most StopTimeout, without holding the lock: a Loki that hangs or fails
+// delays only the restart of the tailers. The chunks it could not push
+// stay unacknowledged, so the tailers started afterwards read them again.
+func (m *Manager) drain(sh *shipper) {
+	sh.close(m.opts.StopTimeout)
+	m.mtx.Lock()
+	defer m.mtx.Unlock()
+	m.draining--
+	if m.draining == 0 {
+		close(m.drained)
+		m.drained = nil
 		m.startTailersLocked()
 	}
-	return nil
 }
 
 // savePositions saves the positions; the Loki client calls it after each
@@ -236,8 +262,12 @@ func (rt *runningTailer) stop() {
 	<-rt.done
 }
 
-// startTailersLocked starts a tailer for every configured log without one.
+// startTailersLocked starts a tailer for every configured log without one,
+// unless Run is not running or an old Loki client is still draining.
 func (m *Manager) startTailersLocked() {
+	if m.runCtx == nil || m.stopping || m.draining > 0 {
+		return
+	}
 	for name, spec := range m.specs {
 		if _, ok := m.tailers[name]; ok {
 			continue
@@ -255,7 +285,8 @@ func (m *Manager) startTailersLocked() {
 
 // Run tails the configured logs until ctx ends. When it returns every
 // tailer has stopped, output files are closed, positions are saved and the
-// Loki client has flushed (or StopTimeout passed; see shipper).
+// Loki client, and any a reload replaced, has flushed (or StopTimeout
+// passed; see shipper).
 func (m *Manager) Run(ctx context.Context) error {
 	m.mtx.Lock()
 	if m.runCtx != nil {
@@ -288,9 +319,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	sh := m.shipper
 	m.shipper, m.lokiCfg = nil, nil
+	drained := m.drained
 	m.mtx.Unlock()
 
-	// The client's last acknowledgements move positions: save after it.
+	// The clients' last acknowledgements move positions: save after them.
+	// While an old client drains no tailer ran, so sh holds nothing.
+	if drained != nil {
+		<-drained
+	}
 	if sh != nil {
 		sh.close(m.opts.StopTimeout)
 	}
