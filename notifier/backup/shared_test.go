@@ -15,39 +15,11 @@ import (
 	"github.com/vigil-sh/vigil/notifier/storetest"
 )
 
-// hookKV runs between, once, right after the first read that matches: the
-// other gateway's write lands between this one's read and its write, the
-// interleaving that loses an update when the write depends on the read.
-type hookKV struct {
-	notifier.AtomicKV
-	match   func(op, key string) bool
-	once    sync.Once
-	between func()
-}
-
-func (kv *hookKV) after(op, key string) {
-	if kv.match(op, key) {
-		kv.once.Do(kv.between)
-	}
-}
-
-func (kv *hookKV) Get(key string) ([]byte, bool, error) {
-	v, ok, err := kv.AtomicKV.Get(key)
-	kv.after("get", key)
-	return v, ok, err
-}
-
-func (kv *hookKV) List(prefix string) (map[string][]byte, error) {
-	all, err := kv.AtomicKV.List(prefix)
-	kv.after("list", prefix)
-	return all, err
-}
-
 // pair is two gateways' backup Managers on one PostgreSQL schema; a's KV
-// is a hookKV.
-func pair(t *testing.T, clock func() time.Time) (a, b *Manager, hook *hookKV, regA, regB *prometheus.Registry) {
+// is an InterleaveKV.
+func pair(t *testing.T, clock func() time.Time) (a, b *Manager, hook *storetest.InterleaveKV, regA, regB *prometheus.Registry) {
 	stores := storetest.SharedPostgres(t, 2)
-	hook = &hookKV{AtomicKV: stores[0].KV("backup").(notifier.AtomicKV), match: func(string, string) bool { return false }}
+	hook = &storetest.InterleaveKV{AtomicKV: stores[0].KV("backup").(notifier.AtomicKV)}
 	regA, regB = prometheus.NewRegistry(), prometheus.NewRegistry()
 	a, err := New(&Options{KV: hook, Clock: clock}, nil, regA)
 	require.NoError(t, err)
@@ -81,8 +53,8 @@ func TestSharedStoreInterleaved(t *testing.T) {
 	t.Run("failures", func(t *testing.T) {
 		a, b, hook, regA, regB := pair(t, clock)
 		at := now.Add(-time.Minute)
-		hook.match = func(op, key string) bool { return op == "list" }
-		hook.between = func() {
+		hook.Match = func(op, key string) bool { return op == "list" }
+		hook.Between = func() {
 			_, err := b.Record(Backup{OK: false, Time: at, Error: "from b"})
 			require.NoError(t, err)
 		}
@@ -103,8 +75,8 @@ func TestSharedStoreInterleaved(t *testing.T) {
 	t.Run("last success", func(t *testing.T) {
 		a, b, hook, regA, regB := pair(t, clock)
 		older, newer := now.Add(-2*time.Hour), now.Add(-time.Hour)
-		hook.match = func(op, key string) bool { return op == "get" && key == keyLastSuccess }
-		hook.between = func() {
+		hook.Match = func(op, key string) bool { return op == "get" && key == keyLastSuccess }
+		hook.Between = func() {
 			_, err := b.Record(Backup{OK: true, Time: newer, Size: 2})
 			require.NoError(t, err)
 		}
