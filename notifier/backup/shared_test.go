@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/storetest"
 )
@@ -95,6 +96,26 @@ vigil_backup_last_size_bytes 2
 				"vigil_backup_last_success_timestamp_seconds", "vigil_backup_last_size_bytes"), "gateway %s", name)
 		}
 	})
+}
+
+// TestSharedWatchStart: the gateway configured second takes the watch
+// start the first stored rather than its own, later one.
+func TestSharedWatchStart(t *testing.T) {
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	first := now
+	a, b, _, regA, regB := pair(t, func() time.Time { return now })
+	withBackup := &config.Config{Backup: &config.BackupConfig{Schedule: "0 0 * * *"}}
+	require.NoError(t, a.ApplyConfig(withBackup))
+	now = now.Add(time.Hour)
+	require.NoError(t, b.ApplyConfig(withBackup))
+	want := fmt.Sprintf(`
+# HELP vigil_backup_watch_start_timestamp_seconds Unix time vigil first had a backup block configured: backup_missed counts from here before the first backup.
+# TYPE vigil_backup_watch_start_timestamp_seconds gauge
+vigil_backup_watch_start_timestamp_seconds %g
+`, float64(first.Unix()))
+	for name, reg := range map[string]*prometheus.Registry{"a": regA, "b": regB} {
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "vigil_backup_watch_start_timestamp_seconds"), "gateway %s", name)
+	}
 }
 
 // TestSharedStoreConcurrent: many failed backups posted at once to both
