@@ -50,6 +50,53 @@ func (p *gatewayPair) deliver(t *testing.T, msgs ...*notifier.Message) []call {
 	return p.ctl.Calls()
 }
 
+// meeting makes two gateways (0 and 1) wait for each other after their
+// first read of each of its keys, until the other has read it too or is
+// done: both read before either writes.
+type meeting struct {
+	off     bool // set before the gateways run, to let a setup call pass
+	arrived [2]map[string]chan struct{}
+	once    [2]map[string]*sync.Once
+}
+
+func newMeeting(keys ...string) *meeting {
+	m := &meeting{}
+	for i := range 2 {
+		m.arrived[i], m.once[i] = map[string]chan struct{}{}, map[string]*sync.Once{}
+		for _, k := range keys {
+			m.arrived[i][k], m.once[i][k] = make(chan struct{}), &sync.Once{}
+		}
+	}
+	return m
+}
+
+func (m *meeting) arrive(i int, key string) {
+	if m.off || m.once[i][key] == nil {
+		return
+	}
+	m.once[i][key].Do(func() { close(m.arrived[i][key]) })
+	<-m.arrived[1-i][key]
+}
+
+func (m *meeting) done(i int) {
+	for k, once := range m.once[i] {
+		once.Do(func() { close(m.arrived[i][k]) })
+	}
+}
+
+// meetKV is gateway i's KV in a meeting.
+type meetKV struct {
+	notifier.AtomicKV
+	m *meeting
+	i int
+}
+
+func (kv *meetKV) Get(key string) ([]byte, bool, error) {
+	v, ok, err := kv.AtomicKV.Get(key)
+	kv.m.arrive(kv.i, key)
+	return v, ok, err
+}
+
 var cooldownKey = pairKey(keyCooldown, "checkout", config.EnvProduction)
 
 // TestSharedManualRollback: operators who press rollback on both gateways
@@ -193,6 +240,41 @@ func TestSharedDeploys(t *testing.T) {
 			require.True(t, ok)
 			require.Equal(t, d.Version, got.Version)
 		}
+	})
+
+	t.Run("build info seen by both", func(t *testing.T) {
+		// Both gateways read the seen version, then both read the last
+		// deploy, before either writes: the interleaving of two scrapes
+		// of the same change.
+		stores := storetest.SharedPostgres(t, 2)
+		clk := newClock(t0)
+		seen, last := pairKey(keySeen, "checkout", config.EnvProduction), pairKey(keyLast, "checkout", config.EnvProduction)
+		meet := newMeeting(seen, last)
+		var gw [2]*Manager
+		for i := range gw {
+			gw[i] = newManager(t, &meetKV{AtomicKV: stores[i].KV("rollback").(notifier.AtomicKV), m: meet, i: i}, clk, testConfig("http://127.0.0.1:1/rollback"))
+		}
+		meet.off = true
+		_, err := gw[0].ObserveBuildInfo("", "", "1.0.0")
+		require.NoError(t, err)
+		meet.off = false
+		var (
+			wg       sync.WaitGroup
+			recorded [2]*Deploy
+		)
+		for i := range gw {
+			wg.Go(func() {
+				defer meet.done(i)
+				var err error
+				recorded[i], err = gw[i].ObserveBuildInfo("", "", "2.0.0")
+				require.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		all, err := gw[0].Deploys(0)
+		require.NoError(t, err)
+		require.Len(t, all, 1, "one deploy of 2.0.0")
+		require.True(t, (recorded[0] == nil) != (recorded[1] == nil), "one gateway recorded it: %v", recorded)
 	})
 
 	t.Run("build info", func(t *testing.T) {
