@@ -188,7 +188,7 @@ func (m *Manager) placeDeploy(d Deploy) (Deploy, bool, error) {
 		return Deploy{}, false, fmt.Errorf("deploy: storing: %w", err)
 	}
 	if backdated {
-		if err := m.relink(after, before, d, last); err != nil {
+		if err := m.relink(after, before, d, last, all, lastRaw); err != nil {
 			return Deploy{}, false, err
 		}
 	}
@@ -360,8 +360,10 @@ func neighbours(hist []storedDeploy, d Deploy) (before, after *storedDeploy) {
 // relink makes the deploy that follows a backdated one d name d as its
 // previous version, when it named what came before d (or nothing): it
 // followed d, not d's predecessor. A previous version given by hand stays.
-// The last deploy's record is rewritten when it is that deploy.
-func (m *Manager) relink(after, before *storedDeploy, d, last Deploy) error {
+// The last deploy's record is rewritten when it is that deploy. Both are
+// swapped from the values read (all, lastRaw): a record another gateway
+// rewrote in between is left as it wrote it.
+func (m *Manager) relink(after, before *storedDeploy, d, last Deploy, all map[string][]byte, lastRaw []byte) error {
 	if after == nil || after.Version == d.Version {
 		return nil
 	}
@@ -378,11 +380,13 @@ func (m *Manager) relink(after, before *storedDeploy, d, last Deploy) error {
 	if err != nil {
 		return fmt.Errorf("deploy: encoding: %w", err)
 	}
-	if err := m.kv.Put(after.key, b); err != nil {
+	if swapped, err := notifier.Swap(m.kv, after.key, all[after.key], b); err != nil {
 		return fmt.Errorf("deploy: storing: %w", err)
+	} else if !swapped {
+		return nil
 	}
 	if last.Version == after.Version && last.At.Equal(after.At) && last.PreviousVersion == oldPrev {
-		if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
+		if _, err := notifier.Swap(m.kv, pairKey(keyLast, d.Service, d.Environment), lastRaw, b); err != nil {
 			return fmt.Errorf("deploy: storing last deploy: %w", err)
 		}
 	}
