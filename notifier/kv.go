@@ -1,7 +1,10 @@
 package notifier
 
 import (
+	"bytes"
+	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -51,4 +54,105 @@ func (kv *MemKV) List(prefix string) (map[string][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// AtomicKV is a KV whose read-modify-writes are each one atomic step, for
+// what two gateways sharing a store may change at once: a counter, a claim
+// that only one of them may win. Both stores and MemKV implement it.
+type AtomicKV interface {
+	KV
+	// Incr adds delta to the decimal integer at key (0 when absent) and
+	// returns the sum; a value that is not a decimal integer is an error.
+	Incr(key string, delta int64) (int64, error)
+	// PutIfAbsent writes value unless key exists, and reports whether it
+	// did.
+	PutIfAbsent(key string, value []byte) (bool, error)
+	// CompareAndSwap writes value when key exists and holds old, and
+	// reports whether it did.
+	CompareAndSwap(key string, old, value []byte) (bool, error)
+}
+
+// Incr adds delta to the decimal integer at key in one step when kv is an
+// AtomicKV. Other KVs (test doubles) get a read and a write, which is
+// atomic only under the caller's own lock.
+func Incr(kv KV, key string, delta int64) (int64, error) {
+	if a, ok := kv.(AtomicKV); ok {
+		return a.Incr(key, delta)
+	}
+	v, _, err := kv.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	n, err := addDecimal(v, delta)
+	if err != nil {
+		return 0, fmt.Errorf("kv incr %s: %w", key, err)
+	}
+	return n, kv.Put(key, []byte(strconv.FormatInt(n, 10)))
+}
+
+// Swap writes value at key when key holds old, or when key is absent and
+// old is nil, in one step when kv is an AtomicKV, and reports whether it
+// did; it is how a gateway claims a key another may claim at the same
+// time. Other KVs get a read and a write, as with Incr.
+func Swap(kv KV, key string, old, value []byte) (bool, error) {
+	if a, ok := kv.(AtomicKV); ok {
+		if old == nil {
+			return a.PutIfAbsent(key, value)
+		}
+		return a.CompareAndSwap(key, old, value)
+	}
+	cur, found, err := kv.Get(key)
+	if err != nil {
+		return false, err
+	}
+	if found != (old != nil) || (found && !bytes.Equal(cur, old)) {
+		return false, nil
+	}
+	return true, kv.Put(key, value)
+}
+
+// addDecimal adds delta to v, a decimal integer or empty (0).
+func addDecimal(v []byte, delta int64) (int64, error) {
+	var n int64
+	if len(v) > 0 {
+		var err error
+		if n, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return 0, fmt.Errorf("value %q is not an integer", v)
+		}
+	}
+	return n + delta, nil
+}
+
+// Incr implements AtomicKV.
+func (kv *MemKV) Incr(key string, delta int64) (int64, error) {
+	kv.mtx.Lock()
+	defer kv.mtx.Unlock()
+	n, err := addDecimal(kv.m[key], delta)
+	if err != nil {
+		return 0, fmt.Errorf("kv incr %s: %w", key, err)
+	}
+	kv.m[key] = []byte(strconv.FormatInt(n, 10))
+	return n, nil
+}
+
+// PutIfAbsent implements AtomicKV.
+func (kv *MemKV) PutIfAbsent(key string, value []byte) (bool, error) {
+	kv.mtx.Lock()
+	defer kv.mtx.Unlock()
+	if _, ok := kv.m[key]; ok {
+		return false, nil
+	}
+	kv.m[key] = append([]byte{}, value...)
+	return true, nil
+}
+
+// CompareAndSwap implements AtomicKV.
+func (kv *MemKV) CompareAndSwap(key string, old, value []byte) (bool, error) {
+	kv.mtx.Lock()
+	defer kv.mtx.Unlock()
+	if cur, ok := kv.m[key]; !ok || !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	kv.m[key] = append([]byte{}, value...)
+	return true, nil
 }

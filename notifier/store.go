@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -517,4 +518,55 @@ func (kv *boltKV) Write(put map[string][]byte, del []string) error {
 		return fmt.Errorf("kv %s write: %w", kv.ns, err)
 	}
 	return nil
+}
+
+// Incr implements AtomicKV in one bbolt transaction.
+func (kv *boltKV) Incr(key string, delta int64) (int64, error) {
+	var n int64
+	err := kv.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketKV).CreateBucketIfNotExists(kv.ns)
+		if err != nil {
+			return err
+		}
+		if n, err = addDecimal(b.Get([]byte(key)), delta); err != nil {
+			return err
+		}
+		return b.Put([]byte(key), []byte(strconv.FormatInt(n, 10)))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("kv %s incr %s: %w", kv.ns, key, err)
+	}
+	return n, nil
+}
+
+// PutIfAbsent implements AtomicKV in one bbolt transaction.
+func (kv *boltKV) PutIfAbsent(key string, value []byte) (bool, error) {
+	return kv.swap("put if absent", key, func(cur []byte) bool { return cur == nil }, value)
+}
+
+// CompareAndSwap implements AtomicKV in one bbolt transaction.
+func (kv *boltKV) CompareAndSwap(key string, old, value []byte) (bool, error) {
+	return kv.swap("compare and swap", key, func(cur []byte) bool { return cur != nil && bytes.Equal(cur, old) }, value)
+}
+
+// swap writes value when ok accepts the current value (nil when absent).
+func (kv *boltKV) swap(op, key string, ok func(cur []byte) bool, value []byte) (bool, error) {
+	var done bool
+	err := kv.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketKV).CreateBucketIfNotExists(kv.ns)
+		if err != nil {
+			return err
+		}
+		if done = ok(b.Get([]byte(key))); !done {
+			return nil
+		}
+		if value == nil {
+			value = []byte{} // bbolt reads a nil value back as absent
+		}
+		return b.Put([]byte(key), value)
+	})
+	if err != nil {
+		return false, fmt.Errorf("kv %s %s %s: %w", kv.ns, op, key, err)
+	}
+	return done, nil
 }

@@ -34,6 +34,7 @@ const (
 	keyLastFailure = "last_failure" // → Backup, survives trimming
 	keyFailures    = "failures"     // → count of failed backups ever recorded
 	keyWatchStart  = "watch_start"  // → RFC 3339 time a backup block was first configured
+	keySeq         = "seq"          // → last sequence number given to a record
 )
 
 // ErrInvalid is returned for a backup that cannot be recorded.
@@ -135,22 +136,15 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 	if err := m.load(); err != nil {
 		return nil, err
 	}
-	if v, ok, err := m.kv.Get(keyWatchStart); err != nil {
-		return nil, fmt.Errorf("backup: reading the watch start: %w", err)
-	} else if ok {
-		if m.watchStart, err = time.Parse(time.RFC3339Nano, string(v)); err != nil {
-			return nil, fmt.Errorf("backup: the watch start %q: %w", v, err)
-		}
-	}
 	if reg != nil {
 		reg.MustRegister(m)
 	}
 	return m, nil
 }
 
-// load reads the last success, the last failure and the failure count
-// from the KV: a store shared by gateways has those another gateway
-// recorded too. Call it with mtx held (or before m is shared).
+// load reads the last success, the last failure, the failure count and the
+// watch start from the KV: a store shared by gateways has those another
+// gateway recorded too. Call it with mtx held (or before m is shared).
 func (m *Manager) load() error {
 	lastSuccess, err := m.getBackup(keyLastSuccess)
 	if err != nil {
@@ -168,8 +162,27 @@ func (m *Manager) load() error {
 			return fmt.Errorf("backup: the failure count %q: %w", v, err)
 		}
 	}
-	m.lastSuccess, m.lastFailure, m.failures = lastSuccess, lastFailure, failures
+	watchStart, err := m.getWatchStart()
+	if err != nil {
+		return err
+	}
+	m.lastSuccess, m.lastFailure, m.failures, m.watchStart = lastSuccess, lastFailure, failures, watchStart
 	return nil
+}
+
+func (m *Manager) getWatchStart() (time.Time, error) {
+	v, ok, err := m.kv.Get(keyWatchStart)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backup: reading the watch start: %w", err)
+	}
+	if !ok {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(v))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backup: the watch start %q: %w", v, err)
+	}
+	return t, nil
 }
 
 func (m *Manager) getBackup(key string) (*Backup, error) {
@@ -198,12 +211,19 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	if !m.watchStart.IsZero() {
 		return nil
 	}
+	// Of two gateways configured at once, the first to store it wins and
+	// the other takes its start.
 	now := m.now().UTC()
-	if err := m.kv.Put(keyWatchStart, []byte(now.Format(time.RFC3339Nano))); err != nil {
+	put, err := notifier.Swap(m.kv, keyWatchStart, nil, []byte(now.Format(time.RFC3339Nano)))
+	if err != nil {
 		return fmt.Errorf("backup: storing the watch start: %w", err)
 	}
-	m.watchStart = now
-	return nil
+	if put {
+		m.watchStart = now
+		return nil
+	}
+	m.watchStart, err = m.getWatchStart()
+	return err
 }
 
 // Record stores a backup: Time defaults to now. A successful backup newer
@@ -223,61 +243,102 @@ func (m *Manager) Record(b Backup) (Backup, error) {
 		return Backup{}, fmt.Errorf("%w: size %d is negative", ErrInvalid, b.Size)
 	}
 	b.Location = strings.TrimSpace(b.Location)
-	// Another gateway sharing the store may have recorded since.
-	if err := m.load(); err != nil {
-		return Backup{}, err
-	}
 	v, err := json.Marshal(b)
 	if err != nil {
 		return Backup{}, fmt.Errorf("backup: encoding: %w", err)
+	}
+	// Gateways sharing the store record at the same time: the sequence
+	// number makes each record's key its own, and every write below is
+	// one atomic step rather than a read and a write.
+	key, err := m.putRecord(b.Time, v)
+	if err != nil {
+		return Backup{}, err
+	}
+	if b.OK {
+		if err := m.putNewest(keyLastSuccess, b, v); err != nil {
+			return Backup{}, err
+		}
+	} else {
+		if _, err := notifier.Incr(m.kv, keyFailures, 1); err != nil {
+			return Backup{}, fmt.Errorf("backup: counting the failure: %w", err)
+		}
+		if err := m.putNewest(keyLastFailure, b, v); err != nil {
+			return Backup{}, err
+		}
 	}
 	all, err := m.kv.List(keyBackup)
 	if err != nil {
 		return Backup{}, fmt.Errorf("backup: listing backups: %w", err)
 	}
-	key := fmt.Sprintf("%s%020d/%020d", keyBackup, b.Time.UnixNano(), len(all))
-	for {
-		if _, taken := all[key]; !taken {
-			break
-		}
-		key += "+"
-	}
-	if err := m.kv.Put(key, v); err != nil {
-		return Backup{}, fmt.Errorf("backup: storing: %w", err)
-	}
-	if b.OK {
-		if m.lastSuccess == nil || !b.Time.Before(m.lastSuccess.Time) {
-			if err := m.kv.Put(keyLastSuccess, v); err != nil {
-				return Backup{}, fmt.Errorf("backup: storing the last success: %w", err)
-			}
-			m.lastSuccess = &b
-		}
-	} else {
-		if err := m.kv.Put(keyFailures, []byte(strconv.FormatInt(m.failures+1, 10))); err != nil {
-			return Backup{}, fmt.Errorf("backup: storing the failure count: %w", err)
-		}
-		m.failures++
-		if m.lastFailure == nil || !b.Time.Before(m.lastFailure.Time) {
-			if err := m.kv.Put(keyLastFailure, v); err != nil {
-				return Backup{}, fmt.Errorf("backup: storing the last failure: %w", err)
-			}
-			m.lastFailure = &b
-		}
-	}
 	// Trim the oldest: keys sort by time.
-	keys := make([]string, 0, len(all)+1)
+	keys := make([]string, 0, len(all))
 	for k := range all {
 		keys = append(keys, k)
 	}
-	keys = append(keys, key)
 	slices.Sort(keys)
 	for _, k := range keys[:max(0, len(keys)-m.keep)] {
 		if err := m.kv.Delete(k); err != nil {
 			m.logger.Warn("cannot trim an old backup record", "key", k, "err", err)
 		}
 	}
-	m.logger.Info("backup recorded", "time", b.Time, "ok", b.OK, "size", b.Size, "location", b.Location)
+	m.logger.Info("backup recorded", "key", key, "time", b.Time, "ok", b.OK, "size", b.Size, "location", b.Location)
 	return b, nil
+}
+
+// putRecord stores a backup's record under a key of its own: the time, then
+// a sequence number that no other record, from this gateway or another,
+// gets. Records of older versions numbered by count; a key taken by one of
+// those is skipped.
+func (m *Manager) putRecord(at time.Time, v []byte) (string, error) {
+	for range maxAttempts {
+		seq, err := notifier.Incr(m.kv, keySeq, 1)
+		if err != nil {
+			return "", fmt.Errorf("backup: numbering the record: %w", err)
+		}
+		key := fmt.Sprintf("%s%020d/%020d", keyBackup, at.UnixNano(), seq)
+		put, err := notifier.Swap(m.kv, key, nil, v)
+		if err != nil {
+			return "", fmt.Errorf("backup: storing: %w", err)
+		}
+		if put {
+			return key, nil
+		}
+	}
+	return "", fmt.Errorf("backup: storing: no free key after %d tries", maxAttempts)
+}
+
+// maxAttempts bounds the compare-and-swap loops, which only go round again
+// when another gateway wrote the same key in between.
+const maxAttempts = 10
+
+// putNewest makes b (encoded as v) the backup at key unless the one there
+// is newer. Of two gateways writing at once, the newer backup stays.
+func (m *Manager) putNewest(key string, b Backup, v []byte) error {
+	for range maxAttempts {
+		cur, ok, err := m.kv.Get(key)
+		if err != nil {
+			return fmt.Errorf("backup: reading %s: %w", key, err)
+		}
+		if ok {
+			var last Backup
+			if err := json.Unmarshal(cur, &last); err != nil {
+				return fmt.Errorf("backup: decoding %s: %w", key, err)
+			}
+			if b.Time.Before(last.Time) {
+				return nil
+			}
+		} else {
+			cur = nil
+		}
+		done, err := notifier.Swap(m.kv, key, cur, v)
+		if err != nil {
+			return fmt.Errorf("backup: storing %s: %w", key, err)
+		}
+		if done {
+			return nil
+		}
+	}
+	return fmt.Errorf("backup: storing %s: still contended after %d tries", key, maxAttempts)
 }
 
 // Backups returns the recorded backups, newest first, at most limit (all

@@ -28,15 +28,40 @@ func (kv *failKV) Put(key string, v []byte) error {
 	return kv.MemKV.Put(key, v)
 }
 
+func (kv *failKV) PutIfAbsent(key string, v []byte) (bool, error) {
+	if kv.failing && strings.HasPrefix(key, kv.prefix) {
+		return false, errors.New("killed")
+	}
+	return kv.MemKV.PutIfAbsent(key, v)
+}
+
+func (kv *failKV) CompareAndSwap(key string, old, v []byte) (bool, error) {
+	if kv.failing && strings.HasPrefix(key, kv.prefix) {
+		return false, errors.New("killed")
+	}
+	return kv.MemKV.CompareAndSwap(key, old, v)
+}
+
 // TestDecideCrash: a decision the gateway died in the middle of is made
 // again (by it or the other gateway) and rolls back, the same delivery id;
-// the incident is not held off by a cooldown of its own rollback.
+// the incident is not held off by a cooldown of its own rollback, and the
+// cooldown then holds another incident off.
 //
-//   - before cooldown: the incident's decision was recorded but the cooldown
-//     was not; the cooldown is written by the repeated decision and counts
-//     from it, and holds another incident off.
-//   - before incident record: nothing was written, no cooldown either.
+//   - before cooldown: nothing was written.
+//   - before incident record: the cooldown was claimed for the incident's
+//     rollback but its decision was not recorded.
 func TestDecideCrash(t *testing.T) {
+	heldOff := func(t *testing.T, m *Manager, clk *clock) {
+		c, err := m.readCooldown(m.cfg.service, config.EnvProduction)
+		require.NoError(t, err)
+		require.True(t, c.holds(m.cfg, clk.Now(), "rb_inc-2"))
+		require.True(t, c.at.Equal(t0.Add(2*time.Minute+time.Second)), "the cooldown counts from the decision: %s", c.at)
+		require.Equal(t, "rb_inc-1", c.id)
+
+		msg, _, err := m.Decide(context.Background(), incident("inc-2", t0.Add(2*time.Minute), criticalApp()), config.EnvProduction)
+		require.NoError(t, err)
+		require.Nil(t, msg)
+	}
 	for _, tc := range []struct {
 		name    string
 		prefix  string
@@ -47,22 +72,13 @@ func TestDecideCrash(t *testing.T) {
 			name:    "before cooldown",
 			prefix:  keyCooldown,
 			wantErr: "storing cooldown",
-			after: func(t *testing.T, m *Manager, clk *clock) {
-				last, inCooldown, err := m.lastRollback(m.cfg, config.EnvProduction, clk.Now())
-				require.NoError(t, err)
-				require.True(t, inCooldown)
-				require.True(t, last.Equal(t0.Add(2*time.Minute)), "the cooldown counts from the decision: %s", last)
-
-				// Another incident now is held off.
-				msg, _, err := m.Decide(context.Background(), incident("inc-2", t0.Add(2*time.Minute), criticalApp()), config.EnvProduction)
-				require.NoError(t, err)
-				require.Nil(t, msg)
-			},
+			after:   heldOff,
 		},
 		{
 			name:    "before incident record",
 			prefix:  keyIncident,
 			wantErr: "storing incident state",
+			after:   heldOff,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,8 @@ package rollback
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,9 +84,9 @@ func (m *Manager) decideAnalysis(s settings, log *slog.Logger, inc *notifier.Inc
 		return m.skip(log, DecisionSuperseded)
 	}
 	now := m.now()
-	if _, ok, err := m.lastRollback(s, env, now); err != nil {
+	if c, err := m.readCooldown(s.service, env); err != nil {
 		return nil, nil, err
-	} else if ok {
+	} else if c.holds(s, now, incidentDelivery(inc)) {
 		return m.skip(log, DecisionCooldown)
 	}
 	figures, _, err := m.kv.Get(keyAnalysis + url.PathEscape(id))
@@ -121,8 +123,18 @@ func incidentPayload(s settings, inc *notifier.Incident, d Deploy, env string, s
 // fireForIncident fires an incident's rollback, once per incident
 // (delivery rb_<incident>), and puts the incident in its message.
 func (m *Manager) fireForIncident(s settings, log *slog.Logger, p Payload, inc *notifier.Incident, incKey string) (*notifier.Message, *notifier.RollbackRecord, error) {
-	msg, rec, err := m.fire(s, log, p, "rb_"+inc.ID, incKey)
-	if err != nil {
+	msg, rec, err := m.fire(s, log, p, incidentDelivery(inc), incKey)
+	var lost *lostCooldown
+	switch {
+	case errors.As(err, &lost):
+		return m.skip(log, DecisionCooldown)
+	case errors.Is(err, errDecided):
+		b, _, err := m.kv.Get(incKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollback: reading incident state: %w", err)
+		}
+		return m.repeat(log, s, inc, p.Environment, b)
+	case err != nil:
 		return nil, nil, err
 	}
 	if msg != nil {
@@ -130,6 +142,20 @@ func (m *Manager) fireForIncident(s settings, log *slog.Logger, p Payload, inc *
 	}
 	return msg, rec, nil
 }
+
+// incidentDelivery is the delivery id of an incident's rollback: one per
+// incident, whichever gateway decides it.
+func incidentDelivery(inc *notifier.Incident) string { return "rb_" + inc.ID }
+
+// errDecided is fire's answer when another gateway stored the incident's
+// decision first.
+var errDecided = errors.New("rollback: incident decided already")
+
+// lostCooldown is fire's answer when another rollback took the cooldown
+// first.
+type lostCooldown struct{ c cooldown }
+
+func (e *lostCooldown) Error() string { return "rollback: another rollback took the cooldown" }
 
 // PayloadAlert is the alert that asked for the rollback.
 type PayloadAlert struct {
@@ -186,25 +212,8 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 		return nil, nil, fmt.Errorf("rollback: reading incident state: %w", err)
 	} else if done {
 		// Decided before, but the caller has no record of it: it crashed
-		// before storing the decision. Answer the same, with the same
-		// delivery id, so the controller sees one rollback.
-		var st incidentState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, nil, fmt.Errorf("rollback: decoding incident state: %w", err)
-		}
-		// The cooldown may not have been written before the crash.
-		if err := m.storeCooldown(s.service, env, st.Record.At); err != nil {
-			return nil, nil, err
-		}
-		m.decisions.WithLabelValues(DecisionAlreadyFired).Inc()
-		log.Info("rollback already decided for this incident; repeating the decision", "delivery_id", st.Record.DeliveryID)
-		rec := st.Record
-		if st.Message == nil {
-			return nil, &rec, nil
-		}
-		msg := *st.Message
-		msg.Incident = *inc
-		return &msg, &rec, nil
+		// before storing the decision.
+		return m.repeat(log, s, inc, env, b)
 	}
 	if inc.Alert.Source == SourceAnalysis {
 		return m.decideAnalysis(s, log, inc, env, incKey)
@@ -226,9 +235,9 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 		return m.skip(log, DecisionOutsideWindow)
 	}
 	now := m.now()
-	if _, ok, err := m.lastRollback(s, env, now); err != nil {
+	if c, err := m.readCooldown(s.service, env); err != nil {
 		return nil, nil, err
-	} else if ok {
+	} else if c.holds(s, now, incidentDelivery(inc)) {
 		return m.skip(log, DecisionCooldown)
 	}
 
@@ -236,6 +245,31 @@ func (m *Manager) Decide(_ context.Context, inc *notifier.Incident, env string) 
 	p.Reason = fmt.Sprintf("alert %s started %s after the deploy of %s",
 		inc.Alert.Name, started.Sub(d.At).Round(time.Second), d.Version)
 	return m.fireForIncident(s, log, p, inc, incKey)
+}
+
+// repeat answers the decision stored for an incident (b) again, with the
+// same delivery id, so the controller sees one rollback: the caller
+// crashed before storing it, or another gateway sharing the store decided
+// first.
+func (m *Manager) repeat(log *slog.Logger, s settings, inc *notifier.Incident, env string, b []byte) (*notifier.Message, *notifier.RollbackRecord, error) {
+	var st incidentState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, nil, fmt.Errorf("rollback: decoding incident state: %w", err)
+	}
+	// The cooldown may not have been written before the crash (by a
+	// version that wrote it after the incident's state).
+	if err := m.storeCooldown(s.service, env, st.Record.At, st.Record.DeliveryID); err != nil {
+		return nil, nil, err
+	}
+	m.decisions.WithLabelValues(DecisionAlreadyFired).Inc()
+	log.Info("rollback already decided for this incident; repeating the decision", "delivery_id", st.Record.DeliveryID)
+	rec := st.Record
+	if st.Message == nil {
+		return nil, &rec, nil
+	}
+	msg := *st.Message
+	msg.Incident = *inc
+	return &msg, &rec, nil
 }
 
 // Manual rolls back the last deploy of the configured service and
@@ -267,14 +301,19 @@ func (m *Manager) Manual(_ context.Context, reason, by string) (*notifier.Messag
 		return nil, nil, fmt.Errorf("rollback of %q in %q: %w", s.service, s.environment, ErrNoDeploy)
 	}
 	now := m.now()
-	last, inCooldown, err := m.lastRollback(s, s.environment, now)
+	// Random too: two requests in the same nanosecond, on two gateways or
+	// under a stopped clock, are two rollbacks, and the first holds the
+	// second off.
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	id := "rb_manual_" + strconv.FormatInt(now.UnixNano(), 10) + "_" + hex.EncodeToString(r[:])
+	c, err := m.readCooldown(s.service, s.environment)
 	if err != nil {
 		return nil, nil, err
 	}
-	if inCooldown {
+	if c.holds(s, now, id) {
 		m.decisions.WithLabelValues(DecisionCooldown).Inc()
-		return nil, nil, fmt.Errorf("last rollback at %s, cooldown %s: %w",
-			last.Format(time.RFC3339), s.cooldown, ErrCooldown)
+		return nil, nil, c.errCooldown(s)
 	}
 	if strings.TrimSpace(reason) == "" {
 		reason = "manual rollback"
@@ -289,7 +328,13 @@ func (m *Manager) Manual(_ context.Context, reason, by string) (*notifier.Messag
 		RequestedBy:     by,
 		RequestedAt:     now,
 	}
-	return m.fire(s, log, p, "rb_manual_"+strconv.FormatInt(now.UnixNano(), 10), "")
+	msg, rec, err := m.fire(s, log, p, id, "")
+	var lost *lostCooldown
+	if errors.As(err, &lost) {
+		m.decisions.WithLabelValues(DecisionCooldown).Inc()
+		return nil, nil, lost.c.errCooldown(s)
+	}
+	return msg, rec, err
 }
 
 // fire records a due rollback and builds its message; m.mtx is held.
@@ -324,21 +369,28 @@ func (m *Manager) fire(s settings, log *slog.Logger, p Payload, id, incKey strin
 			Payload:     body,
 		}
 	}
+	// The cooldown is claimed first, naming this rollback's delivery, and
+	// then the incident: of gateways deciding at once, for one incident or
+	// for several, one rolls back and the others hold off or repeat its
+	// decision. A crash between the two leaves a cooldown held by the
+	// incident's own rollback, which does not hold it off (holds).
+	if c, claimed, err := m.claimCooldown(s, p.Environment, p.RequestedAt, id); err != nil {
+		return nil, nil, err
+	} else if !claimed {
+		return nil, nil, &lostCooldown{c: c}
+	}
 	if incKey != "" {
 		b, err := json.Marshal(incidentState{Record: *rec, Message: msg})
 		if err != nil {
 			return nil, nil, fmt.Errorf("rollback: encoding record: %w", err)
 		}
-		if err := m.kv.Put(incKey, b); err != nil {
+		put, err := notifier.Swap(m.kv, incKey, nil, b)
+		if err != nil {
 			return nil, nil, fmt.Errorf("rollback: storing incident state: %w", err)
 		}
-	}
-	// The incident's record goes first: a crash (or a failed write)
-	// between the two leaves a decision that Decide repeats, cooldown
-	// included, rather than a cooldown that holds off the incident's own
-	// rollback.
-	if err := m.storeCooldown(s.service, p.Environment, p.RequestedAt); err != nil {
-		return nil, nil, err
+		if !put {
+			return nil, nil, errDecided
+		}
 	}
 	if s.dryRun {
 		m.decisions.WithLabelValues(DecisionDryRun).Inc()
@@ -358,40 +410,96 @@ func (m *Manager) skip(log *slog.Logger, decision string) (*notifier.Message, *n
 	return nil, nil, nil
 }
 
-// storeCooldown records a rollback at `at` for the cooldown, unless a later
-// one is recorded.
-func (m *Manager) storeCooldown(service, env string, at time.Time) error {
-	key := pairKey(keyCooldown, service, env)
-	b, ok, err := m.kv.Get(key)
+// cooldown is the last rollback of a service in an environment as the KV
+// keeps it: "<RFC 3339 time> <delivery id>" (older versions wrote the time
+// alone).
+type cooldown struct {
+	raw []byte // nil when none is recorded
+	at  time.Time
+	id  string
+}
+
+// holds reports whether the cooldown holds a rollback with delivery id off
+// at now: it does not hold off the rollback that took it.
+func (c cooldown) holds(s settings, now time.Time, id string) bool {
+	return c.raw != nil && c.id != id && now.Before(c.at.Add(s.cooldown))
+}
+
+func (c cooldown) errCooldown(s settings) error {
+	return fmt.Errorf("last rollback at %s, cooldown %s: %w", c.at.Format(time.RFC3339), s.cooldown, ErrCooldown)
+}
+
+func encodeCooldown(at time.Time, id string) []byte {
+	return []byte(at.UTC().Format(time.RFC3339Nano) + " " + id)
+}
+
+// readCooldown returns the last rollback of service in env.
+func (m *Manager) readCooldown(service, env string) (cooldown, error) {
+	b, ok, err := m.kv.Get(pairKey(keyCooldown, service, env))
 	if err != nil {
-		return fmt.Errorf("rollback: reading cooldown: %w", err)
+		return cooldown{}, fmt.Errorf("rollback: reading cooldown: %w", err)
 	}
-	if ok {
-		if last, err := time.Parse(time.RFC3339Nano, string(b)); err == nil && !last.Before(at) {
+	if !ok {
+		return cooldown{}, nil
+	}
+	at, id, _ := strings.Cut(string(b), " ")
+	c := cooldown{raw: b, id: id}
+	if c.at, err = time.Parse(time.RFC3339Nano, at); err != nil {
+		return cooldown{}, fmt.Errorf("rollback: decoding cooldown: %w", err)
+	}
+	return c, nil
+}
+
+// claimAttempts bounds the compare-and-swap loops on the cooldown, which
+// go round again only when another gateway wrote it in between.
+const claimAttempts = 10
+
+// claimCooldown records the rollback id at `at` for the cooldown unless
+// another holds it off, in one compare-and-swap with the value it read:
+// of gateways claiming at once, one does and the others see its claim.
+// It returns the cooldown that holds id off when it does not claim.
+func (m *Manager) claimCooldown(s settings, env string, at time.Time, id string) (cooldown, bool, error) {
+	key := pairKey(keyCooldown, s.service, env)
+	for range claimAttempts {
+		c, err := m.readCooldown(s.service, env)
+		if err != nil {
+			return cooldown{}, false, err
+		}
+		if c.holds(s, at, id) {
+			return c, false, nil
+		}
+		ok, err := notifier.Swap(m.kv, key, c.raw, encodeCooldown(at, id))
+		if err != nil {
+			return cooldown{}, false, fmt.Errorf("rollback: storing cooldown: %w", err)
+		}
+		if ok {
+			return c, true, nil
+		}
+	}
+	return cooldown{}, false, fmt.Errorf("rollback: storing cooldown: still contended after %d tries", claimAttempts)
+}
+
+// storeCooldown records the rollback id at `at` for the cooldown, unless a
+// later one is recorded.
+func (m *Manager) storeCooldown(service, env string, at time.Time, id string) error {
+	key := pairKey(keyCooldown, service, env)
+	for range claimAttempts {
+		c, err := m.readCooldown(service, env)
+		if err != nil {
+			return err
+		}
+		if c.raw != nil && !c.at.Before(at) {
+			return nil
+		}
+		ok, err := notifier.Swap(m.kv, key, c.raw, encodeCooldown(at, id))
+		if err != nil {
+			return fmt.Errorf("rollback: storing cooldown: %w", err)
+		}
+		if ok {
 			return nil
 		}
 	}
-	if err := m.kv.Put(key, []byte(at.UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("rollback: storing cooldown: %w", err)
-	}
-	return nil
-}
-
-// lastRollback returns the time of the last rollback of the service in env
-// and whether now is within the cooldown after it.
-func (m *Manager) lastRollback(s settings, env string, now time.Time) (time.Time, bool, error) {
-	b, ok, err := m.kv.Get(pairKey(keyCooldown, s.service, env))
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("rollback: reading cooldown: %w", err)
-	}
-	if !ok {
-		return time.Time{}, false, nil
-	}
-	last, err := time.Parse(time.RFC3339Nano, string(b))
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("rollback: decoding cooldown: %w", err)
-	}
-	return last, now.Before(last.Add(s.cooldown)), nil
+	return fmt.Errorf("rollback: storing cooldown: still contended after %d tries", claimAttempts)
 }
 
 // matches reports whether labels has every key of when with the same value.

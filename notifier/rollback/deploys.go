@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/notifier"
 )
 
 // Deploy sources counted in vigil_deploys_recorded_total.
@@ -23,13 +24,14 @@ const (
 // KV key prefixes. Service and environment are path-escaped so that a "/" in
 // them cannot collide with another pair.
 const (
-	keyDeploy   = "deploy/"   // deploy/<seq, 20 digits> → Deploy
-	keyLast     = "last/"     // last/<service>/<env> → Deploy, survives trimming
-	keySeen     = "seen/"     // seen/<service>/<env> → version last seen in *_build_info
-	keyCooldown = "cooldown/" // cooldown/<service>/<env> → time of the last rollback
-	keyIncident = "incident/" // incident/<id> → RollbackRecord
-	keyManual   = "manual/"   // manual/<unix ns, 20 digits> → ManualRollback
-	keyAnalysis = "analysis/" // analysis/<deploy id> → figures of a failed analysis
+	keyDeploy   = "deploy/"    // deploy/<seq, 20 digits> → Deploy
+	keyLast     = "last/"      // last/<service>/<env> → Deploy, survives trimming
+	keySeen     = "seen/"      // seen/<service>/<env> → version last seen in *_build_info
+	keyCooldown = "cooldown/"  // cooldown/<service>/<env> → "<time> <delivery id>" of the last rollback
+	keyIncident = "incident/"  // incident/<id> → RollbackRecord
+	keyManual   = "manual/"    // manual/<unix ns, 20 digits>/<delivery id> → ManualRollback
+	keyAnalysis = "analysis/"  // analysis/<deploy id> → figures of a failed analysis
+	keySeq      = "seq/deploy" // → last sequence number given to a deploy
 )
 
 func pairKey(prefix, service, env string) string {
@@ -103,17 +105,49 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 		d.At = m.now()
 	}
 	d.At = d.At.UTC()
-	last, ok, err := m.lastDeploy(d.Service, d.Environment)
+	// Another gateway sharing the store may record a deploy of the same
+	// service at the same time: the last deploy is swapped from the one
+	// this read, and when that fails, read again and placed again.
+	for range claimAttempts {
+		out, done, err := m.placeDeploy(d)
+		if err != nil {
+			return Deploy{}, err
+		}
+		if done {
+			m.deploys.WithLabelValues(source).Inc()
+			m.logger.Info("deploy recorded", "service", out.Service, "environment", out.Environment,
+				"version", out.Version, "previous_version", out.PreviousVersion, "by", out.By, "source", source)
+			return out, nil
+		}
+	}
+	return Deploy{}, fmt.Errorf("deploy: the last deploy of %q in %q is still contended after %d tries", d.Service, d.Environment, claimAttempts)
+}
+
+// placeDeploy puts d into the history after the deploys of its service and
+// environment that are older, and makes it the last deploy when it is the
+// newest. It reports false, having written nothing, when the last deploy
+// changed since it read it.
+func (m *Manager) placeDeploy(d Deploy) (Deploy, bool, error) {
+	lastKey := pairKey(keyLast, d.Service, d.Environment)
+	lastRaw, ok, err := m.kv.Get(lastKey)
 	if err != nil {
-		return Deploy{}, err
+		return Deploy{}, false, fmt.Errorf("deploy: reading last deploy: %w", err)
+	}
+	var last Deploy
+	if ok {
+		if err := json.Unmarshal(lastRaw, &last); err != nil {
+			return Deploy{}, false, fmt.Errorf("deploy: decoding last deploy: %w", err)
+		}
+	} else {
+		lastRaw = nil
 	}
 	all, err := m.kv.List(keyDeploy)
 	if err != nil {
-		return Deploy{}, fmt.Errorf("deploy: listing deploys: %w", err)
+		return Deploy{}, false, fmt.Errorf("deploy: listing deploys: %w", err)
 	}
 	hist, err := decodeDeploys(all)
 	if err != nil {
-		return Deploy{}, err
+		return Deploy{}, false, err
 	}
 	// The last deploy follows deploy time, not arrival: a deploy recorded
 	// late with an earlier time (a backfill, a CI job that retried) goes
@@ -131,39 +165,61 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 			d.PreviousVersion = before.PreviousVersion
 		}
 	}
-	var seq uint64
-	if len(hist) > 0 {
-		seq = hist[len(hist)-1].seq
+	seq, err := m.nextSeq(hist)
+	if err != nil {
+		return Deploy{}, false, err
 	}
-	d.ID = strconv.FormatUint(seq+1, 10)
+	d.ID = strconv.FormatUint(seq, 10)
 	b, err := json.Marshal(d)
 	if err != nil {
-		return Deploy{}, fmt.Errorf("deploy: encoding: %w", err)
-	}
-	key := fmt.Sprintf("%s%020d", keyDeploy, seq+1)
-	if err := m.kv.Put(key, b); err != nil {
-		return Deploy{}, fmt.Errorf("deploy: storing: %w", err)
+		return Deploy{}, false, fmt.Errorf("deploy: encoding: %w", err)
 	}
 	if !backdated {
-		if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
-			return Deploy{}, fmt.Errorf("deploy: storing last deploy: %w", err)
+		swapped, err := notifier.Swap(m.kv, lastKey, lastRaw, b)
+		if err != nil {
+			return Deploy{}, false, fmt.Errorf("deploy: storing last deploy: %w", err)
 		}
-	} else if err := m.relink(after, before, d, last); err != nil {
-		return Deploy{}, err
+		if !swapped {
+			return Deploy{}, false, nil
+		}
+	}
+	key := fmt.Sprintf("%s%020d", keyDeploy, seq)
+	if err := m.kv.Put(key, b); err != nil {
+		return Deploy{}, false, fmt.Errorf("deploy: storing: %w", err)
+	}
+	if backdated {
+		if err := m.relink(after, before, d, last, all, lastRaw); err != nil {
+			return Deploy{}, false, err
+		}
 	}
 	// Trim the oldest by deploy time, which may be the one just added.
-	hist = append(hist, storedDeploy{Deploy: d, key: key, seq: seq + 1})
+	hist = append(hist, storedDeploy{Deploy: d, key: key, seq: seq})
 	slices.SortStableFunc(hist, func(a, b storedDeploy) int { return a.At.Compare(b.At) })
 	for len(hist) > m.keep {
 		if err := m.kv.Delete(hist[0].key); err != nil {
-			return Deploy{}, fmt.Errorf("deploy: trimming old deploys: %w", err)
+			return Deploy{}, false, fmt.Errorf("deploy: trimming old deploys: %w", err)
 		}
 		hist = hist[1:]
 	}
-	m.deploys.WithLabelValues(source).Inc()
-	m.logger.Info("deploy recorded", "service", d.Service, "environment", d.Environment,
-		"version", d.Version, "previous_version", d.PreviousVersion, "by", d.By, "source", source)
-	return d, nil
+	return d, true, nil
+}
+
+// nextSeq numbers a deploy: from a counter every gateway sharing the store
+// increments, so that no two deploys get one number, and above every kept
+// deploy (those of versions that numbered from the history).
+func (m *Manager) nextSeq(hist []storedDeploy) (uint64, error) {
+	var top int64
+	if len(hist) > 0 {
+		top = int64(hist[len(hist)-1].seq)
+	}
+	n, err := notifier.Incr(m.kv, keySeq, 1)
+	if err == nil && n <= top {
+		n, err = notifier.Incr(m.kv, keySeq, top-n+1)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("deploy: numbering: %w", err)
+	}
+	return uint64(n), nil
 }
 
 // ErrBadStrategy is returned for a deploy whose strategy is not one of
@@ -304,8 +360,10 @@ func neighbours(hist []storedDeploy, d Deploy) (before, after *storedDeploy) {
 // relink makes the deploy that follows a backdated one d name d as its
 // previous version, when it named what came before d (or nothing): it
 // followed d, not d's predecessor. A previous version given by hand stays.
-// The last deploy's record is rewritten when it is that deploy.
-func (m *Manager) relink(after, before *storedDeploy, d, last Deploy) error {
+// The last deploy's record is rewritten when it is that deploy. Both are
+// swapped from the values read (all, lastRaw): a record another gateway
+// rewrote in between is left as it wrote it.
+func (m *Manager) relink(after, before *storedDeploy, d, last Deploy, all map[string][]byte, lastRaw []byte) error {
 	if after == nil || after.Version == d.Version {
 		return nil
 	}
@@ -322,11 +380,13 @@ func (m *Manager) relink(after, before *storedDeploy, d, last Deploy) error {
 	if err != nil {
 		return fmt.Errorf("deploy: encoding: %w", err)
 	}
-	if err := m.kv.Put(after.key, b); err != nil {
+	if swapped, err := notifier.Swap(m.kv, after.key, all[after.key], b); err != nil {
 		return fmt.Errorf("deploy: storing: %w", err)
+	} else if !swapped {
+		return nil
 	}
 	if last.Version == after.Version && last.At.Equal(after.At) && last.PreviousVersion == oldPrev {
-		if err := m.kv.Put(pairKey(keyLast, d.Service, d.Environment), b); err != nil {
+		if _, err := notifier.Swap(m.kv, pairKey(keyLast, d.Service, d.Environment), lastRaw, b); err != nil {
 			return fmt.Errorf("deploy: storing last deploy: %w", err)
 		}
 	}
@@ -358,14 +418,20 @@ func (m *Manager) ObserveBuildInfo(service, environment, version string) (*Deplo
 	if err != nil {
 		return nil, fmt.Errorf("build info: reading last seen version: %w", err)
 	}
-	if !seen {
-		return nil, m.putSeen(seenKey, version)
-	}
-	if string(b) == version {
+	if string(b) == version && seen {
 		return nil, nil
 	}
-	if err := m.putSeen(seenKey, version); err != nil {
-		return nil, err
+	if !seen {
+		b = nil
+	}
+	// Both gateways of a pair scrape the app and see it change at once:
+	// the one that swaps the seen version records the deploy.
+	swapped, err := notifier.Swap(m.kv, seenKey, b, []byte(version))
+	if err != nil {
+		return nil, fmt.Errorf("build info: storing version: %w", err)
+	}
+	if !swapped || !seen {
+		return nil, nil
 	}
 	last, haveDeploy, err := m.lastDeploy(service, environment)
 	if err != nil {
@@ -383,11 +449,4 @@ func (m *Manager) ObserveBuildInfo(service, environment, version string) (*Deplo
 		return nil, err
 	}
 	return &d, nil
-}
-
-func (m *Manager) putSeen(key, version string) error {
-	if err := m.kv.Put(key, []byte(version)); err != nil {
-		return fmt.Errorf("build info: storing version: %w", err)
-	}
-	return nil
 }

@@ -104,8 +104,10 @@ type settings struct {
 }
 
 // Manager records deploys and decides and delivers rollbacks. Its methods are
-// safe for concurrent use; decisions are serialised so that two incidents at
-// once cannot both pass the cooldown.
+// safe for concurrent use. Gateways sharing a store each have one: the
+// cooldown and an incident's decision are claimed in the KV (a
+// compare-and-swap, a put-if-absent), not under the Manager's lock, so that
+// two gateways, like two incidents on one, cannot both pass the cooldown.
 type Manager struct {
 	kv     notifier.KV
 	now    func() time.Time

@@ -76,7 +76,9 @@ func (m *Manager) recordManual(rec *notifier.RollbackRecord, reason, by string) 
 	}
 	m.mtx.Lock()
 	defer m.mtx.Unlock()
-	key := fmt.Sprintf("%s%020d", keyManual, rec.At.UnixNano())
+	// The delivery id too: two gateways may keep one each in the same
+	// nanosecond.
+	key := fmt.Sprintf("%s%020d/%s", keyManual, rec.At.UnixNano(), rec.DeliveryID)
 	if err := m.kv.Put(key, b); err != nil {
 		return fmt.Errorf("storing: %w", err)
 	}

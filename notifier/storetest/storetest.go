@@ -7,6 +7,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) notifier.Store) {
 		{"RollbackPending", testRollbackPending},
 		{"Silences", testSilences},
 		{"KV", testKV},
+		{"KVAtomic", testKVAtomic},
 		{"UpdateIsAtomic", testUpdateAtomic},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentOpenJoins", testConcurrentOpen},
@@ -538,4 +540,81 @@ func testConcurrentOpen(t *testing.T, s notifier.Store) {
 	all := view(t, s, func(tx notifier.Tx) ([]notifier.Incident, error) { return tx.Incidents("") })
 	require.Len(t, all, 1)
 	require.Equal(t, int64(1), opened.Load(), "one writer's transaction committed an incident")
+}
+
+// testKVAtomic: a counter that writers on many connections (as two
+// gateways do) increment loses no increment, and of writers that claim
+// the same key at once, PutIfAbsent or CompareAndSwap, exactly one wins.
+func testKVAtomic(t *testing.T, s notifier.Store) {
+	kv, ok := s.KV("backup").(notifier.AtomicKV)
+	require.True(t, ok, "the store's KV has atomic read-modify-writes")
+
+	n, err := kv.Incr("failures", 2)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n, "an absent key counts from 0")
+	require.NoError(t, kv.Put("legacy", []byte("40")))
+	n, err = kv.Incr("legacy", 2)
+	require.NoError(t, err)
+	require.Equal(t, int64(42), n, "a value Put wrote is counted on")
+	v, _, err := kv.Get("legacy")
+	require.NoError(t, err)
+	require.Equal(t, "42", string(v), "Get reads a counter as a decimal")
+	require.NoError(t, kv.Put("text", []byte("forty")))
+	_, err = kv.Incr("text", 1)
+	require.Error(t, err, "a value that is not an integer is not counted on")
+	v, _, err = kv.Get("text")
+	require.NoError(t, err)
+	require.Equal(t, "forty", string(v), "and is left as it was")
+
+	won, err := kv.PutIfAbsent("claim", []byte("a"))
+	require.NoError(t, err)
+	require.True(t, won)
+	won, err = kv.PutIfAbsent("claim", []byte("b"))
+	require.NoError(t, err)
+	require.False(t, won)
+	won, err = kv.CompareAndSwap("claim", []byte("b"), []byte("c"))
+	require.NoError(t, err)
+	require.False(t, won, "the value is not the old one given")
+	won, err = kv.CompareAndSwap("never", []byte{}, []byte("c"))
+	require.NoError(t, err)
+	require.False(t, won, "an absent key holds no value")
+	_, found, err := kv.Get("never")
+	require.NoError(t, err)
+	require.False(t, found)
+	won, err = kv.CompareAndSwap("claim", []byte("a"), []byte("d"))
+	require.NoError(t, err)
+	require.True(t, won)
+	v, _, err = kv.Get("claim")
+	require.NoError(t, err)
+	require.Equal(t, "d", string(v))
+
+	const writers, each = 8, 10
+	var (
+		wg          sync.WaitGroup
+		puts, swaps atomic.Int64
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for range each {
+				_, err := kv.Incr("race/count", 1)
+				require.NoError(t, err)
+			}
+			won, err := kv.PutIfAbsent("race/claim", []byte(strconv.Itoa(w)))
+			require.NoError(t, err)
+			if won {
+				puts.Add(1)
+			}
+			won, err = kv.CompareAndSwap("claim", []byte("d"), []byte(strconv.Itoa(w)))
+			require.NoError(t, err)
+			if won {
+				swaps.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	n, err = kv.Incr("race/count", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(writers*each), n)
+	require.Equal(t, int64(1), puts.Load(), "one PutIfAbsent of a key wins")
+	require.Equal(t, int64(1), swaps.Load(), "one CompareAndSwap from a value wins")
 }
