@@ -176,8 +176,8 @@ type AppCollectorConfig struct {
 	// Signals override the recording rules behind cpu_usage, memory_usage
 	// and error_rate.
 	Signals SignalsConfig `yaml:"signals"`
-	// MemoryLimit is the app's memory limit for memory_usage when no cgroup
-	// limit is known; 0 means the host's memory.
+	// MemoryLimit is the app's memory limit for memory_usage; it wins over
+	// the cgroup limit. 0 means the cgroup limit, else the host's memory.
 	MemoryLimit Size `yaml:"memory_limit"`
 	// TLSProbe checks the app's TLS endpoint (version, certificate dates)
 	// for encryption.in_transit.
