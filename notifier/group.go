@@ -253,11 +253,6 @@ func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups,
 	if mb.State == MemberResolved || (!open && !mb.ActiveAt.Equal(a.ActiveAt)) {
 		return nil
 	}
-	if a.ResolvedAt.Before(mb.ActiveAt) {
-		// The end of an earlier firing, come late (from a gateway whose
-		// store refused it for a while): not this firing's.
-		return nil
-	}
 	mb.State, mb.ResolvedAt, mb.Value = MemberResolved, a.ResolvedAt, a.Value
 	if inc.Alert.Fingerprint == fp {
 		inc.Alert.Value = a.Value

@@ -509,8 +509,54 @@ func (m *Manager) runIngestNotify(ctx context.Context) {
 				t.Stop()
 				return
 			}
+			m.refreshPending()
 		}
 	}
+}
+
+// refreshPending replaces each pending resolve whose record another
+// gateway has written firing since (a newer post) by that firing, before
+// a retry: a resolve held back by a failing store must not end the firing
+// that came after it. Errors leave the resolve as it is.
+func (m *Manager) refreshPending() {
+	m.ingest.pendMtx.Lock()
+	resolves := map[string]*pendingAlert{}
+	for fp, p := range m.ingest.pending {
+		if p.tombstone != nil {
+			resolves[fp] = p
+		}
+	}
+	m.ingest.pendMtx.Unlock()
+	kv := m.store.KV(ingestNamespace)
+	newer := map[string]IngestedAlert{}
+	for fp, p := range resolves {
+		raw, ok, err := kv.Get(fp)
+		if err != nil || !ok || bytes.Equal(raw, p.tombstone) {
+			continue
+		}
+		var rec IngestedAlert
+		if json.Unmarshal(raw, &rec) == nil {
+			newer[fp] = rec
+		}
+	}
+	if len(newer) == 0 {
+		return
+	}
+	m.ingest.mtx.Lock()
+	defer m.ingest.mtx.Unlock()
+	now := m.clock.Now()
+	m.ingest.pendMtx.Lock()
+	defer m.ingest.pendMtx.Unlock()
+	for fp, rec := range newer {
+		if m.ingest.pending[fp] != resolves[fp] || !rec.EndsAt.After(now) {
+			continue
+		}
+		m.ingest.pending[fp] = &pendingAlert{alert: rec.alert(now)}
+		if m.ingest.ends != nil {
+			m.ingest.ends[fp] = rec.EndsAt
+		}
+	}
+	signal(m.ingest.wake)
 }
 
 // fpPending is one pending alert taken by the notify loop.

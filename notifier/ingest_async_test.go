@@ -259,8 +259,8 @@ func TestIngestNotifyIdempotent(t *testing.T) {
 
 // TestIngestTombstoneSharedStore: two gateways on one store, both posted
 // every alert. A gateway whose resolve could not be recorded for a while
-// does not delete the record of a newer firing post written meanwhile by
-// the other; a tombstone the other deleted already troubles neither.
+// neither ends the newer firing the other recorded meanwhile nor deletes
+// its record; a tombstone the other deleted already troubles neither.
 func TestIngestTombstoneSharedStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		shared := openFullStore(t)
@@ -297,6 +297,10 @@ func TestIngestTombstoneSharedStore(t *testing.T) {
 		time.Sleep(30 * time.Second) // A's retry
 		synctest.Wait()
 		require.Zero(t, pendingCount(a.m))
+		open, err := a.m.Incidents(StateTriggered)
+		require.NoError(t, err)
+		require.Len(t, open, 1, "A's late resolve did not end the new firing")
+		require.True(t, open[0].Alert.ActiveAt.Equal(t1))
 		rec, ok := record(t, shared.KV(ingestNamespace), again)
 		require.True(t, ok, "A kept the record B wrote")
 		require.True(t, rec.StartsAt.Equal(t1))
@@ -305,7 +309,7 @@ func TestIngestTombstoneSharedStore(t *testing.T) {
 		require.Len(t, list, 1)
 		post(a, again)
 		synctest.Wait()
-		open, err := a.m.Incidents(StateTriggered)
+		open, err = a.m.Incidents(StateTriggered)
 		require.NoError(t, err)
 		require.Len(t, open, 1, "the new firing has its incident")
 		require.True(t, open[0].Alert.ActiveAt.Equal(t1))
