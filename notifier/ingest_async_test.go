@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"syscall"
 	"testing"
@@ -314,4 +315,46 @@ func TestIngestTombstoneSharedStore(t *testing.T) {
 		require.Len(t, open, 1, "the new firing has its incident")
 		require.True(t, open[0].Alert.ActiveAt.Equal(t1))
 	})
+}
+
+// TestIngestNotifyWorkersKeepOrder: the notify workers never take the same
+// alert at once, and a newer post of an alert a worker holds waits for it,
+// so the posts of one alert are notified in order; a batch notified after
+// a newer post came leaves that one pending.
+func TestIngestNotifyWorkersKeepOrder(t *testing.T) {
+	m, err := New(&Options{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, m.ApplyConfig(ingestConfig(time.Hour)))
+	t0 := time.Now()
+	var alerts []PostedAlert
+	for i := range ingestNotifyBatch + 10 {
+		alerts = append(alerts, posted(fmt.Sprintf("A%03d", i), t0, t0.Add(time.Hour)))
+	}
+	require.NoError(t, m.IngestAlerts(context.Background(), alerts))
+	first := m.takePending()
+	require.Len(t, first, ingestNotifyBatch)
+	second := m.takePending()
+	require.Len(t, second, 10, "the other worker takes the rest")
+	require.Empty(t, m.takePending())
+
+	// A newer post of an alert the first worker holds.
+	held := first[0]
+	var again PostedAlert
+	for _, a := range alerts {
+		if fingerprint(labels.FromMap(a.Labels)) == held.fp {
+			again = a
+		}
+	}
+	again.EndsAt = t0.Add(2 * time.Hour)
+	require.NoError(t, m.IngestAlerts(context.Background(), []PostedAlert{again}))
+	require.Empty(t, m.takePending(), "the newer post waits for the older")
+
+	m.finishPending(first, nil)
+	m.finishPending(second, nil)
+	require.Equal(t, 1, pendingCount(m), "the newer post is still pending")
+	last := m.takePending()
+	require.Len(t, last, 1)
+	require.Equal(t, held.fp, last[0].fp)
+	require.True(t, last[0].p.alert.ValidUntil.Equal(t0.Add(2*time.Hour)))
 }
