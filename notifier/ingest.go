@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,23 +19,35 @@ import (
 )
 
 // Alerts posted to the Alertmanager API v2 (POST /api/v2/alerts), as
-// implemented here:
+// implemented here (as in Alertmanager, the post stores the alerts and
+// their dispatch is asynchronous):
 //
 //   - Each valid alert is written to the store's "ingest" key-value space
-//     under its fingerprint (labels, annotations, startsAt, endsAt), then
-//     fed through the same path as the rules' alerts with Source SourceAPI:
-//     a firing alert opens its incident, a resolved one (endsAt not after
-//     now) resolves it. The posts are taken one at a time, so the record
-//     and the incident never disagree about which came last.
+//     under its fingerprint (labels, annotations, startsAt, endsAt), the
+//     whole group-commit batch in one write, and the post is answered. A
+//     resolved alert (endsAt not after now) is written too, as a tombstone.
+//   - A notify loop in Run feeds the recorded alerts through the same path
+//     as the rules' alerts with Source SourceAPI: a firing alert opens or
+//     joins its incident, a resolved one resolves it. Pending alerts are
+//     kept by fingerprint, the latest post winning. A batch the store
+//     refuses stays pending and is retried with a backoff; a tombstone is
+//     deleted once its resolve is recorded. At the start every record is
+//     notified again (a crash may have come before its notify), which
+//     changes nothing for one notified already.
 //   - An alert without endsAt ends resolve_timeout after it was posted
-//     (Alertmanager's resolve timeout). A sweeper in Run resolves every
-//     alert whose endsAt passed without a new post, at its endsAt, by the
-//     injected Clock. The records are durable: after a restart the sweeper
-//     resolves what expired while vigil was down. The restart reconcile
-//     leaves SourceAPI incidents alone (fromRules): their endsAt ends them.
+//     (Alertmanager's resolve timeout). A sweeper in Run queues the resolve
+//     of every alert whose endsAt passed without a new post, at its endsAt,
+//     by the injected Clock; its record goes once the resolve is recorded.
+//     The records are durable: after a restart what expired while vigil
+//     was down is resolved. The restart reconcile leaves SourceAPI
+//     incidents alone (fromRules): their endsAt ends them.
 //   - An alert that was resolved and is posted again firing with the same
 //     startsAt opens no new incident (the same firing, as for an incident
 //     resolved by hand); a new startsAt opens one.
+//   - Gateways that share the store (HA) both take every post and both
+//     notify; the second joins the incident the first opened. Each keeps
+//     its own pending set; a tombstone is deleted only while it holds the
+//     value this gateway wrote or read.
 
 // SourceAPI is Alert.Source of the alerts posted to the Alertmanager API.
 const SourceAPI = "api"
@@ -137,23 +150,94 @@ type ingestState struct {
 	// waitMtx.
 	waitMtx sync.Mutex
 	waiting []*ingestRequest
-	// ends is each recorded alert's endsAt by fingerprint; nil until read
-	// from the store.
+	// ends is the endsAt of each firing record by fingerprint, under mtx;
+	// nil until read from the store. A record whose resolve is pending
+	// is not in it.
 	ends map[string]time.Time
 	// armed is when the sweeper wakes next; zero when it waits for a post.
 	armed time.Time
 
 	once sync.Once
-	wake chan struct{}
+	// wake wakes the sweeper, kick the notify loop.
+	wake, kick chan struct{}
+
+	// pendMtx guards pending, lastErr and changed. Lock order: mtx, then
+	// pendMtx.
+	pendMtx sync.Mutex
+	// pending are the alerts recorded but not notified yet, by
+	// fingerprint: the latest post of an alert replaces an earlier one, so
+	// there are at most as many as distinct alerts.
+	pending map[string]*pendingAlert
+	// inflight are the fingerprints of the alerts a notify worker has
+	// taken: another worker leaves them (and newer posts of them) alone,
+	// so that the posts of one alert are notified in order.
+	inflight map[string]bool
+	// lastErr is the error of the last notify round, nil after one that
+	// succeeded.
+	lastErr error
+	// changed is closed and replaced after each notify round.
+	changed chan struct{}
 }
 
-func (s *ingestState) wakeCh() chan struct{} {
-	s.once.Do(func() { s.wake = make(chan struct{}, 1) })
-	return s.wake
+// pendingAlert is a recorded alert waiting to be notified.
+type pendingAlert struct {
+	alert *rules.Alert
+	// tombstone is the record of a resolved alert, deleted once the
+	// resolve is recorded (if the record still holds it); nil when firing.
+	tombstone []byte
 }
 
-// loadIngest reads the records' endsAt from the store once. Call it with
-// ingest.mtx held.
+func (s *ingestState) init() {
+	s.once.Do(func() {
+		s.wake = make(chan struct{}, 1)
+		s.kick = make(chan struct{}, 1)
+		s.changed = make(chan struct{})
+		s.pending = map[string]*pendingAlert{}
+		s.inflight = map[string]bool{}
+	})
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// alert is the record as an alert of the rules' notify path: firing while
+// its endsAt is after now, resolved at its endsAt after.
+func (rec *IngestedAlert) alert(now time.Time) *rules.Alert {
+	a := &rules.Alert{
+		State:       rules.StateFiring,
+		Labels:      labels.FromMap(rec.Labels),
+		Annotations: labels.FromMap(rec.Annotations),
+		ActiveAt:    rec.StartsAt,
+		FiredAt:     rec.StartsAt,
+		ValidUntil:  rec.EndsAt,
+	}
+	if !rec.EndsAt.After(now) {
+		a.State, a.ResolvedAt = rules.StateInactive, rec.EndsAt
+	}
+	return a
+}
+
+// addPending queues alerts to be notified, replacing the pending ones of
+// the same fingerprints, and kicks the notify loop.
+func (m *Manager) addPending(add map[string]*pendingAlert) {
+	if len(add) == 0 {
+		return
+	}
+	m.ingest.init()
+	m.ingest.pendMtx.Lock()
+	maps.Copy(m.ingest.pending, add)
+	m.ingest.pendMtx.Unlock()
+	signal(m.ingest.kick)
+}
+
+// loadIngest reads the records from the store once and queues them all to
+// be notified again: a record may have been written by a process that
+// stopped before notifying it, and notifying an alert twice changes
+// nothing. Call it with ingest.mtx held.
 func (m *Manager) loadIngest() error {
 	if m.ingest.ends != nil {
 		return nil
@@ -162,25 +246,36 @@ func (m *Manager) loadIngest() error {
 	if err != nil {
 		return err
 	}
+	now := m.clock.Now()
 	ends := make(map[string]time.Time, len(all))
+	pend := make(map[string]*pendingAlert, len(all))
 	for fp, raw := range all {
 		var rec IngestedAlert
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			m.logger.Warn("unreadable record of a posted alert; it will not be resolved by its endsAt", "fingerprint", fp, "err", err)
 			continue
 		}
-		ends[fp] = rec.EndsAt
+		p := &pendingAlert{alert: rec.alert(now)}
+		if rec.EndsAt.After(now) {
+			ends[fp] = rec.EndsAt
+		} else {
+			p.tombstone = raw
+		}
+		pend[fp] = p
 	}
 	m.ingest.ends = ends
+	m.addPending(pend)
 	return nil
 }
 
 // IngestAlerts takes alerts posted to the Alertmanager API, each validated
-// by ValidatePostedAlert: it records them and opens or resolves their
-// incidents. A missing startsAt is now (or endsAt, when that is set), a
-// missing endsAt now + ingest.resolve_timeout, as in Alertmanager. An error
-// means the records could not be written; the alerts before the failing
-// one were taken.
+// by ValidatePostedAlert: it records them and queues them to open or
+// resolve their incidents, which the notify loop of Run does soon after.
+// A missing startsAt is now (or endsAt, when that is set), a missing endsAt
+// now + ingest.resolve_timeout, as in Alertmanager. An error means the
+// records could not be written and no alert was taken; nil means every
+// alert is durable and will be notified, retried until the store takes
+// it.
 //
 // Posts are written together (group commit): a post that arrives while
 // another is being written waits, and the next writer takes every waiting
@@ -207,9 +302,7 @@ func (m *Manager) IngestAlerts(ctx context.Context, alerts []PostedAlert) error 
 			all = append(all, r.alerts...)
 		}
 	}
-	// The batch is other senders' too: it must not end with this one's
-	// request.
-	err := m.ingestLocked(context.WithoutCancel(ctx), all)
+	err := m.ingestLocked(all)
 	for _, r := range batch {
 		r.done, r.err = true, err
 	}
@@ -225,8 +318,8 @@ type ingestRequest struct {
 	err  error
 }
 
-// ingestLocked records and notifies alerts; ingest.mtx is held.
-func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error {
+// ingestLocked records alerts and queues them; ingest.mtx is held.
+func (m *Manager) ingestLocked(alerts []PostedAlert) error {
 	cfg := m.config()
 	if cfg == nil {
 		return errors.New("notifier: no config applied")
@@ -239,12 +332,10 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 		return fmt.Errorf("notifier: read posted alerts: %w", err)
 	}
 	now := m.clock.Now()
-	batch := make([]*rules.Alert, 0, len(alerts))
+	// The last post of a fingerprint in the batch decides its record and
+	// what is notified.
 	put := make(map[string][]byte, len(alerts))
-	// ends is each posted fingerprint's last endsAt in the batch, zero
-	// when its last post resolved it (its record is deleted).
-	ends := make(map[string]time.Time, len(alerts))
-	earliest := time.Time{}
+	pend := make(map[string]*pendingAlert, len(alerts))
 	for _, p := range alerts {
 		rec := IngestedAlert{PostedAlert: p, UpdatedAt: now}
 		if rec.StartsAt.IsZero() {
@@ -256,57 +347,38 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 		if rec.EndsAt.IsZero() {
 			rec.EndsAt, rec.Timeout = now.Add(timeout), true
 		}
-		ls := labels.FromMap(rec.Labels)
-		rec.Fingerprint = fingerprint(ls)
-		a := &rules.Alert{
-			Labels:      ls,
-			Annotations: labels.FromMap(rec.Annotations),
-			ActiveAt:    rec.StartsAt,
-			FiredAt:     rec.StartsAt,
-			ValidUntil:  rec.EndsAt,
+		rec.Fingerprint = fingerprint(labels.FromMap(rec.Labels))
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("notifier: record posted alerts: %w", err)
 		}
-		if rec.EndsAt.After(now) {
-			a.State = rules.StateFiring
-			raw, err := json.Marshal(rec)
-			if err != nil {
-				return fmt.Errorf("notifier: record posted alerts: %w", err)
-			}
-			put[rec.Fingerprint] = raw
-			ends[rec.Fingerprint] = rec.EndsAt
-			if earliest.IsZero() || rec.EndsAt.Before(earliest) {
-				earliest = rec.EndsAt
-			}
-		} else {
-			a.State, a.ResolvedAt = rules.StateInactive, rec.EndsAt
-			delete(put, rec.Fingerprint)
-			ends[rec.Fingerprint] = time.Time{}
+		// A resolved alert keeps its record (a tombstone) until its
+		// resolve is recorded: a crash in between loses nothing.
+		put[rec.Fingerprint] = raw
+		pa := &pendingAlert{alert: rec.alert(now)}
+		if !rec.EndsAt.After(now) {
+			pa.tombstone = raw
 		}
-		batch = append(batch, a)
+		pend[rec.Fingerprint] = pa
 	}
-	var del []string
-	for fp, end := range ends {
-		if end.IsZero() {
-			del = append(del, fp)
-		}
-	}
-	// The records first, all in one write when the store can: an incident
-	// is never opened without the record that will resolve it.
-	if err := writeKV(m.store.KV(ingestNamespace), put, del); err != nil {
+	if err := writeKV(m.store.KV(ingestNamespace), put, nil); err != nil {
 		return fmt.Errorf("notifier: record posted alerts: %w", err)
 	}
-	for fp, end := range ends {
-		if end.IsZero() {
+	earliest := time.Time{}
+	for fp, pa := range pend {
+		if pa.tombstone != nil {
 			delete(m.ingest.ends, fp)
-		} else {
-			m.ingest.ends[fp] = end
+			continue
+		}
+		end := pa.alert.ValidUntil
+		m.ingest.ends[fp] = end
+		if earliest.IsZero() || end.Before(earliest) {
+			earliest = end
 		}
 	}
-	m.notifyAPI(ctx, cfg, batch)
+	m.addPending(pend)
 	if !earliest.IsZero() && (m.ingest.armed.IsZero() || earliest.Before(m.ingest.armed)) {
-		select {
-		case m.ingest.wakeCh() <- struct{}{}:
-		default:
-		}
+		signal(m.ingest.wake)
 	}
 	return nil
 }
@@ -315,6 +387,15 @@ func (m *Manager) ingestLocked(ctx context.Context, alerts []PostedAlert) error 
 // store's).
 type kvWriter interface {
 	Write(put map[string][]byte, del []string) error
+}
+
+// kvUnchangedDeleter is a KV that deletes keys only where they still hold
+// the given values, in one statement (the PostgreSQL store's): another
+// gateway may have written a key since it was read.
+type kvUnchangedDeleter interface {
+	// DeleteUnchanged returns the keys it kept: they hold another value,
+	// or none.
+	DeleteUnchanged(want map[string][]byte) (kept []string, err error)
 }
 
 // writeKV puts and deletes keys, in one transaction when kv can.
@@ -335,34 +416,289 @@ func writeKV(kv KV, put map[string][]byte, del []string) error {
 	return nil
 }
 
-// notifyAPI feeds alerts through the rules' notify path as SourceAPI.
-func (m *Manager) notifyAPI(ctx context.Context, cfg *runtimeConfig, alerts []*rules.Alert) {
-	for len(alerts) > 0 {
-		batch := alerts[:min(len(alerts), notifyBatch)]
-		alerts = alerts[len(batch):]
-		m.notify(ctx, cfg, SourceAPI, "", batch)
+// deleteTombstones deletes the records of resolved alerts whose resolve is
+// recorded, each only if it still holds the tombstone: a newer post (here
+// or on another gateway) keeps its record. A record kept that is not
+// pending here is handed to the sweeper, which resolves it if it has
+// ended: another gateway may have written it and died.
+func (m *Manager) deleteTombstones(want map[string][]byte) error {
+	if len(want) == 0 {
+		return nil
+	}
+	kv := m.store.KV(ingestNamespace)
+	var kept []string
+	if d, ok := kv.(kvUnchangedDeleter); ok {
+		var err error
+		if kept, err = d.DeleteUnchanged(want); err != nil {
+			return err
+		}
+		m.ingest.mtx.Lock()
+	} else {
+		// This process alone writes the store: under ingest.mtx no
+		// post changes a record between the read and the delete.
+		m.ingest.mtx.Lock()
+		var del []string
+		for fp, raw := range want {
+			got, ok, err := kv.Get(fp)
+			if err != nil {
+				m.ingest.mtx.Unlock()
+				return err
+			}
+			if ok && bytes.Equal(got, raw) {
+				del = append(del, fp)
+			} else if ok {
+				kept = append(kept, fp)
+			}
+		}
+		if err := writeKV(kv, nil, del); err != nil {
+			m.ingest.mtx.Unlock()
+			return err
+		}
+	}
+	defer m.ingest.mtx.Unlock()
+	if len(kept) == 0 || m.ingest.ends == nil {
+		return nil
+	}
+	now := m.clock.Now()
+	m.ingest.pendMtx.Lock()
+	for _, fp := range kept {
+		_, known := m.ingest.ends[fp]
+		if _, queued := m.ingest.pending[fp]; !known && !queued {
+			m.ingest.ends[fp] = now
+		}
+	}
+	m.ingest.pendMtx.Unlock()
+	signal(m.ingest.wake)
+	return nil
+}
+
+// Backoff of the notify loop when the store refuses the incidents'
+// transactions.
+const (
+	ingestNotifyRetryStart = time.Second
+	ingestNotifyRetryCap   = 30 * time.Second
+)
+
+// ingestNotifyWorkers notify pending alerts side by side: a notify
+// transaction is a few statements per alert, each a round trip to a
+// shared store, and one worker alone fell behind 1,000 alerts/s (bench
+// ingest).
+const ingestNotifyWorkers = 2
+
+// runIngestNotify runs the notify workers until ctx is done.
+func (m *Manager) runIngestNotify(ctx context.Context) {
+	m.ingest.init()
+	var wg sync.WaitGroup
+	for range ingestNotifyWorkers {
+		wg.Go(func() { m.ingestNotifyWorker(ctx) })
+	}
+	wg.Wait()
+}
+
+// ingestNotifyWorker feeds the pending posted alerts through the rules'
+// notify path as SourceAPI, ingestNotifyBatch at a time, until ctx is
+// done. A batch that cannot be written stays pending and is tried again
+// after a backoff; posts that arrive meanwhile wait with it.
+func (m *Manager) ingestNotifyWorker(ctx context.Context) {
+	retry := make(chan struct{}, 1)
+	failures := 0
+	for {
+		select {
+		case <-m.ingest.kick:
+		case <-ctx.Done():
+			return
+		}
+		for ctx.Err() == nil {
+			batch := m.takePending()
+			if len(batch) == 0 {
+				break
+			}
+			err := m.notifyPending(ctx, batch)
+			m.finishPending(batch, err)
+			if err == nil {
+				failures = 0
+				continue
+			}
+			d := min(ingestNotifyRetryStart<<min(failures, 16), ingestNotifyRetryCap)
+			failures++
+			m.logger.Error("cannot record posted alerts; they stay pending", "alerts", len(batch), "retry_in", d, "err", err)
+			t := m.clock.AfterFunc(d, func() { signal(retry) })
+			select {
+			case <-retry:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			m.refreshPending()
+		}
+	}
+}
+
+// refreshPending replaces each pending resolve whose record another
+// gateway has written firing since (a newer post) by that firing, before
+// a retry: a resolve held back by a failing store must not end the firing
+// that came after it. Errors leave the resolve as it is.
+func (m *Manager) refreshPending() {
+	m.ingest.pendMtx.Lock()
+	resolves := map[string]*pendingAlert{}
+	for fp, p := range m.ingest.pending {
+		if p.tombstone != nil {
+			resolves[fp] = p
+		}
+	}
+	m.ingest.pendMtx.Unlock()
+	kv := m.store.KV(ingestNamespace)
+	newer := map[string]IngestedAlert{}
+	for fp, p := range resolves {
+		raw, ok, err := kv.Get(fp)
+		if err != nil || !ok || bytes.Equal(raw, p.tombstone) {
+			continue
+		}
+		var rec IngestedAlert
+		if json.Unmarshal(raw, &rec) == nil {
+			newer[fp] = rec
+		}
+	}
+	if len(newer) == 0 {
+		return
+	}
+	m.ingest.mtx.Lock()
+	defer m.ingest.mtx.Unlock()
+	now := m.clock.Now()
+	m.ingest.pendMtx.Lock()
+	defer m.ingest.pendMtx.Unlock()
+	for fp, rec := range newer {
+		if m.ingest.pending[fp] != resolves[fp] || m.ingest.inflight[fp] || !rec.EndsAt.After(now) {
+			continue
+		}
+		m.ingest.pending[fp] = &pendingAlert{alert: rec.alert(now)}
+		if m.ingest.ends != nil {
+			m.ingest.ends[fp] = rec.EndsAt
+		}
+	}
+	signal(m.ingest.wake)
+}
+
+// fpPending is one pending alert taken by the notify loop.
+type fpPending struct {
+	fp string
+	p  *pendingAlert
+}
+
+// ingestNotifyBatch is how many pending alerts one notify transaction
+// takes. Smaller than notifyBatch: gateways that share a store notify the
+// same alerts at the same time, and a serializable transaction of 500
+// alerts that conflicts with the other gateway's is retried whole (the
+// bench showed retries of seconds each, the notify falling a minute
+// behind).
+const ingestNotifyBatch = 50
+
+// takePending returns up to ingestNotifyBatch pending alerts that no
+// other worker has taken, sorted by fingerprint (two gateways lock shared
+// rows in the same order); they stay pending until finishPending. When
+// more are left it wakes another worker.
+func (m *Manager) takePending() []fpPending {
+	m.ingest.pendMtx.Lock()
+	defer m.ingest.pendMtx.Unlock()
+	out := make([]fpPending, 0, min(len(m.ingest.pending), ingestNotifyBatch))
+	more := false
+	for fp, p := range m.ingest.pending {
+		if m.ingest.inflight[fp] {
+			continue
+		}
+		if len(out) == ingestNotifyBatch {
+			more = true
+			break
+		}
+		out = append(out, fpPending{fp, p})
+	}
+	for _, b := range out {
+		m.ingest.inflight[b.fp] = true
+	}
+	if more {
+		signal(m.ingest.kick)
+	}
+	slices.SortFunc(out, func(a, b fpPending) int { return strings.Compare(a.fp, b.fp) })
+	return out
+}
+
+// notifyPending records one batch of pending alerts, then deletes the
+// tombstones of those resolved.
+func (m *Manager) notifyPending(ctx context.Context, batch []fpPending) error {
+	alerts := make([]*rules.Alert, len(batch))
+	var tombstones map[string][]byte
+	for i, b := range batch {
+		alerts[i] = b.p.alert
+		if b.p.tombstone != nil {
+			if tombstones == nil {
+				tombstones = map[string][]byte{}
+			}
+			tombstones[b.fp] = b.p.tombstone
+		}
+	}
+	if err := m.notifyAlerts(ctx, SourceAPI, "", alerts); err != nil {
+		return err
+	}
+	if err := m.deleteTombstones(tombstones); err != nil {
+		// Notified again at the next try, which changes nothing.
+		return fmt.Errorf("notifier: delete the records of resolved posted alerts: %w", err)
+	}
+	return nil
+}
+
+// finishPending drops the alerts of a batch that was notified (err nil)
+// from the pending set, unless a newer post replaced them meanwhile.
+func (m *Manager) finishPending(batch []fpPending, err error) {
+	m.ingest.pendMtx.Lock()
+	defer m.ingest.pendMtx.Unlock()
+	for _, b := range batch {
+		delete(m.ingest.inflight, b.fp)
+		if err == nil && m.ingest.pending[b.fp] == b.p {
+			delete(m.ingest.pending, b.fp)
+		}
+	}
+	m.ingest.lastErr = err
+	close(m.ingest.changed)
+	m.ingest.changed = make(chan struct{})
+}
+
+// FlushIngest waits until every posted alert taken so far has been
+// notified, and returns nil, or until a notify round fails, and returns
+// its error, or until ctx is done. It needs Run.
+func (m *Manager) FlushIngest(ctx context.Context) error {
+	m.ingest.init()
+	for {
+		m.ingest.pendMtx.Lock()
+		n, err, changed := len(m.ingest.pending), m.ingest.lastErr, m.ingest.changed
+		m.ingest.pendMtx.Unlock()
+		switch {
+		case n == 0:
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
 // runIngest resolves the posted alerts whose endsAt passed without a new
 // post, at their endsAt, until ctx is done.
 func (m *Manager) runIngest(ctx context.Context) {
+	m.ingest.init()
 	fire := make(chan struct{}, 1)
-	wake := m.ingest.wakeCh()
 	for {
-		next := m.sweepIngest(ctx)
+		next := m.sweepIngest()
 		var t Timer
 		if !next.IsZero() {
-			t = m.clock.AfterFunc(max(next.Sub(m.clock.Now()), 0), func() {
-				select {
-				case fire <- struct{}{}:
-				default:
-				}
-			})
+			t = m.clock.AfterFunc(max(next.Sub(m.clock.Now()), 0), func() { signal(fire) })
 		}
 		select {
 		case <-fire:
-		case <-wake:
+		case <-m.ingest.wake:
 		case <-ctx.Done():
 		}
 		if t != nil {
@@ -374,13 +710,14 @@ func (m *Manager) runIngest(ctx context.Context) {
 	}
 }
 
-// ingestRetry is how soon a sweep that could not read or write the store
-// is tried again.
+// ingestRetry is how soon a sweep that could not read the store is tried
+// again.
 const ingestRetry = 10 * time.Second
 
-// sweepIngest resolves the expired posted alerts and returns the earliest
-// endsAt left (zero for none).
-func (m *Manager) sweepIngest(ctx context.Context) time.Time {
+// sweepIngest queues the resolves of the expired posted alerts and returns
+// the earliest endsAt left (zero for none). Their records stay until the
+// notify loop has recorded the resolves.
+func (m *Manager) sweepIngest() time.Time {
 	m.ingest.mtx.Lock()
 	defer m.ingest.mtx.Unlock()
 	now := m.clock.Now()
@@ -389,17 +726,14 @@ func (m *Manager) sweepIngest(ctx context.Context) time.Time {
 		m.ingest.armed = now.Add(ingestRetry)
 		return m.ingest.armed
 	}
-	cfg := m.config()
 	kv := m.store.KV(ingestNamespace)
-	var (
-		batch []*rules.Alert
-		gone  []string
-		retry bool
-	)
+	resolve := map[string]*pendingAlert{}
+	retry := false
 	for fp, end := range m.ingest.ends {
 		if end.After(now) {
 			continue
 		}
+		// Another gateway may have written the record since.
 		raw, ok, err := kv.Get(fp)
 		if err != nil {
 			m.logger.Error("cannot read a posted alert to resolve it", "fingerprint", fp, "err", err)
@@ -420,36 +754,18 @@ func (m *Manager) sweepIngest(ctx context.Context) time.Time {
 			m.ingest.ends[fp] = rec.EndsAt
 			continue
 		}
-		batch = append(batch, &rules.Alert{
-			State:       rules.StateInactive,
-			Labels:      labels.FromMap(rec.Labels),
-			Annotations: labels.FromMap(rec.Annotations),
-			ActiveAt:    rec.StartsAt,
-			FiredAt:     rec.StartsAt,
-			ResolvedAt:  rec.EndsAt,
-			ValidUntil:  rec.EndsAt,
-		})
-		gone = append(gone, fp)
+		resolve[fp] = &pendingAlert{alert: rec.alert(now), tombstone: raw}
+		delete(m.ingest.ends, fp)
 	}
-	if len(batch) > 0 && cfg != nil {
-		m.notifyAPI(ctx, cfg, batch)
-		if err := writeKV(kv, nil, gone); err != nil {
-			// Resolved already: the next sweep resolves them again,
-			// which changes nothing.
-			m.logger.Error("cannot delete the records of resolved posted alerts", "alerts", len(gone), "err", err)
-			retry = true
-		} else {
-			for _, fp := range gone {
-				delete(m.ingest.ends, fp)
-			}
-		}
-		m.logger.Debug("posted alerts resolved at their endsAt", "alerts", len(batch))
-	} else if len(batch) > 0 {
-		retry = true
+	if len(resolve) > 0 {
+		m.addPending(resolve)
+		m.logger.Debug("posted alerts ended at their endsAt", "alerts", len(resolve))
 	}
+	// What is left ended only where its record could not be read: that
+	// waits for the retry, not for a sweep at once.
 	next := time.Time{}
 	for _, end := range m.ingest.ends {
-		if next.IsZero() || end.Before(next) {
+		if end.After(now) && (next.IsZero() || end.Before(next)) {
 			next = end
 		}
 	}

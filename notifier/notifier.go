@@ -404,6 +404,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	var retention sync.WaitGroup
 	retention.Go(func() { m.runRetention(ctx) })
 	retention.Go(func() { m.runIngest(ctx) })
+	retention.Go(func() { m.runIngestNotify(ctx) })
 	retention.Go(func() { m.runShared(ctx) })
 	m.runDelivery(ctx)
 	// Close follows Run and closes the store: no prune may be left running.
@@ -479,7 +480,11 @@ func (m *Manager) Incident(id string) (Incident, error) {
 // storm incident (see storm.go). The alerts of one call are written
 // notifyBatch at a time, each batch one transaction.
 func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
-	m.notifyAlerts(ctx, SourceRules, expr, alerts)
+	// The rules manager sends its alerts again at its next evaluation:
+	// a batch that could not be written is logged and taken then.
+	if err := m.notifyAlerts(ctx, SourceRules, expr, alerts); err != nil {
+		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
+	}
 }
 
 // notifyAlerts is Notify for alerts of any source (Alert.Source): SourceRules
@@ -487,22 +492,26 @@ func (m *Manager) Notify(ctx context.Context, expr string, alerts ...*rules.Aler
 // which the restart reconcile leaves alone. For SourceRules expr is the
 // rule's expression, linked as the alerts' generator URL; for another
 // source it is the generator URL itself ("" for none), and each alert's
-// ValidUntil is kept as its EndsAt.
-func (m *Manager) notifyAlerts(ctx context.Context, source, expr string, alerts []*rules.Alert) {
+// ValidUntil is kept as its EndsAt. It stops at the first batch that
+// cannot be written and returns its error: the batches before it were
+// written.
+func (m *Manager) notifyAlerts(ctx context.Context, source, expr string, alerts []*rules.Alert) error {
 	cfg := m.config()
 	if cfg == nil {
-		m.logger.Warn("alerts before the first config; dropped", "alerts", len(alerts), "source", source)
-		return
+		return errors.New("notifier: alerts before the first config")
 	}
 	for len(alerts) > 0 {
 		batch := alerts[:min(len(alerts), notifyBatch)]
 		alerts = alerts[len(batch):]
-		m.notify(ctx, cfg, source, expr, batch)
+		if err := m.notify(ctx, cfg, source, expr, batch); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // notify records one batch of alerts in one transaction.
-func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr string, alerts []*rules.Alert) {
+func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr string, alerts []*rules.Alert) error {
 	now := m.clock.Now()
 	var eff *effects
 	err := m.store.Update(func(stx Tx) error {
@@ -525,10 +534,10 @@ func (m *Manager) notify(ctx context.Context, cfg *runtimeConfig, source, expr s
 		return tx.flush()
 	})
 	if err != nil {
-		m.logger.Error("cannot record alerts", "err", err, "alerts", len(alerts))
-		return
+		return fmt.Errorf("notifier: record %d alerts: %w", len(alerts), err)
 	}
 	m.apply(ctx, eff)
+	return nil
 }
 
 // Acknowledge stops an incident's escalation and tells every notified level.

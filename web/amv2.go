@@ -65,6 +65,9 @@ func alertName(i int, a notifier.PostedAlert) string {
 
 // postAlerts answers POST /api/v2/alerts. Every valid alert is taken; when
 // some are not, the answer is 400 naming each of them, as Alertmanager's.
+// Taken means recorded durably: the incidents follow asynchronously. When
+// the records cannot be written the answer is 500 (the sender posts
+// again) and none was taken.
 func (h *Handler) postAlerts(c *gin.Context) {
 	am := h.alertmanager(c)
 	if am == nil {

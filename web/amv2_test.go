@@ -47,8 +47,12 @@ func startNotifier(t *testing.T, resolveTimeout time.Duration) *notifier.Manager
 	return m
 }
 
-// incidentsNamed returns the incidents of an alertname.
+// incidentsNamed returns the incidents of an alertname, once the alerts
+// posted so far are notified (the notifier does it after answering).
 func incidentsNamed(t *testing.T, m *notifier.Manager, name string) []notifier.Incident {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, m.FlushIngest(ctx))
 	all, err := m.Incidents("")
 	require.NoError(t, err)
 	var out []notifier.Incident

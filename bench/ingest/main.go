@@ -148,6 +148,9 @@ func main() {
 		}
 		time.Sleep(time.Second)
 	}
+	// The gateways answer once the alerts are recorded and open the
+	// incidents after: how far the incidents trail the last post.
+	trail := time.Since(start) - sent
 	// Level 1 deliveries of the last incidents may still be on their way.
 	deliveryDeadline := time.Now().Add(30 * time.Second)
 	for rcv.firing() < wantIncidents && time.Now().Before(deliveryDeadline) {
@@ -165,6 +168,7 @@ func main() {
 	fmt.Printf("ingest latency per post of %d alerts: p50=%s p99=%s max=%s (target p99 < 50ms)\n", *batch, pct(0.5), pct(0.99), lat[len(lat)-1].Round(100*time.Microsecond))
 	fmt.Printf("incidents: %d (want %d), members %d (want %d, lost %d); %.1f incidents/s over %s\n",
 		incidents, wantIncidents, memberCount, total, max(0, total-memberCount), float64(incidents)/settled.Seconds(), settled.Round(time.Second))
+	fmt.Printf("incidents complete on gateway A %s after the last post (polled each second)\n", trail.Round(time.Second))
 	fmt.Printf("level-1 deliveries: %d distinct webhook-ids for %d incidents, %d duplicates after a 2xx\n", rcv.firing(), wantIncidents, rcv.duplicates())
 	for i, g := range gws {
 		cpu := proc.CPUSeconds(g.cmd.Process.Pid) - cpuBefore[i]

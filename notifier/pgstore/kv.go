@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -82,8 +84,12 @@ func (kv *pgKV) List(prefix string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// Write puts and deletes many keys in one transaction and one round trip
-// (the notifier writes the records of a whole post of alerts this way).
+// Write puts and deletes many keys in one round trip and one implicit
+// transaction: an upsert of all the puts and a delete of all the dels, one
+// statement each (the notifier writes the records of a whole post of
+// alerts this way). A record upsert needs no serializable transaction. The
+// keys are sorted so that two gateways writing the same keys lock them in
+// the same order and never deadlock.
 func (kv *pgKV) Write(put map[string][]byte, del []string) error {
 	if len(put)+len(del) == 0 {
 		return nil
@@ -91,21 +97,63 @@ func (kv *pgKV) Write(put map[string][]byte, del []string) error {
 	ctx, cancel := kv.ctx()
 	defer cancel()
 	b := &pgx.Batch{}
-	upsert := kv.s.q.expand(`INSERT INTO {kv} (namespace, key, value) VALUES ($1, $2, $3)
-		ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value`)
-	for k, v := range put {
-		if v == nil {
-			v = []byte{}
+	if len(put) > 0 {
+		keys := slices.Sorted(maps.Keys(put))
+		values := make([][]byte, len(keys))
+		for i, k := range keys {
+			if values[i] = put[k]; values[i] == nil {
+				values[i] = []byte{}
+			}
 		}
-		b.Queue(upsert, kv.ns, k, v)
+		b.Queue(kv.s.q.expand(`INSERT INTO {kv} (namespace, key, value)
+			SELECT $1, k, v FROM unnest($2::text[], $3::bytea[]) AS w(k, v)
+			ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value`), kv.ns, keys, values)
 	}
-	remove := kv.s.q.expand(`DELETE FROM {kv} WHERE namespace = $1 AND key = $2`)
-	for _, k := range del {
-		b.Queue(remove, kv.ns, k)
+	if len(del) > 0 {
+		b.Queue(kv.s.q.expand(`DELETE FROM {kv} WHERE namespace = $1 AND key = ANY($2::text[])`), kv.ns, slices.Sorted(slices.Values(del)))
 	}
-	err := pgx.BeginFunc(ctx, kv.s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
-	if err != nil {
+	if err := kv.s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("kv %s write: %w", kv.ns, err)
 	}
 	return nil
+}
+
+// DeleteUnchanged deletes each key of want that still holds its value
+// there, in one statement, and returns the keys it kept (another value, or
+// none): another gateway may have written one since it was read.
+func (kv *pgKV) DeleteUnchanged(want map[string][]byte) ([]string, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := kv.ctx()
+	defer cancel()
+	keys := slices.Sorted(maps.Keys(want))
+	values := make([][]byte, len(keys))
+	for i, k := range keys {
+		if values[i] = want[k]; values[i] == nil {
+			values[i] = []byte{}
+		}
+	}
+	rows, err := kv.s.pool.Query(ctx, kv.s.q.expand(`DELETE FROM {kv} AS t
+		USING unnest($2::text[], $3::bytea[]) AS w(k, v)
+		WHERE t.namespace = $1 AND t.key = w.k AND t.value = w.v
+		RETURNING t.key`), kv.ns, keys, values)
+	if err != nil {
+		return nil, fmt.Errorf("kv %s delete: %w", kv.ns, err)
+	}
+	deleted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("kv %s delete: %w", kv.ns, err)
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, k := range deleted {
+		gone[k] = true
+	}
+	var kept []string
+	for _, k := range keys {
+		if !gone[k] {
+			kept = append(kept, k)
+		}
+	}
+	return kept, nil
 }
