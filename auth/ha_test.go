@@ -26,7 +26,7 @@ func newFakeClock() *fakeClock {
 	return c
 }
 
-func (c *fakeClock) now() time.Time       { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // haPair returns two Directories, gateways A and B, on the same "auth"
