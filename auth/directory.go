@@ -196,6 +196,14 @@ func NewDirectory(kv KV, logger *slog.Logger) (*Directory, error) {
 	return d, nil
 }
 
+// SetClock makes now the Directory's clock: the times its changes record,
+// the expiry of its claims, and when it next reads the generation. It is
+// for tests; call it before the Directory is used.
+func (d *Directory) SetClock(now func() time.Time) {
+	d.now = now
+	d.checked.Store(now().UnixNano())
+}
+
 // Authenticator returns the authenticator of the configuration and the
 // runtime entries in force, or nil before the first ApplyConfig. It is built
 // once per change, so this costs a load, and every RefreshInterval a read
