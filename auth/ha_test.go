@@ -171,3 +171,44 @@ func TestHAConcurrentCreatesOneWins(t *testing.T) {
 		}
 	}
 }
+
+// TestHALastManagerKeptAcrossGateways: A deletes one of two runtime
+// managers while B deletes the other in between A's read and A's write.
+// Checked against what it read, each delete leaves a manager; checked
+// against the store under the generation's claim, A's is refused.
+func TestHALastManagerKeptAcrossGateways(t *testing.T) {
+	viewer, m1, m2 := newToken(t), newToken(t), newToken(t)
+	cfg := cfgWith(t, config.EnvProduction, fmt.Sprintf("  - {name: vic, role: viewer, tokens: [%q]}\n", viewer.hash), "")
+	shared := notifier.NewMemKV()
+	b, err := auth.NewDirectory(shared, nil)
+	require.NoError(t, err)
+	require.NoError(t, b.ApplyConfig(cfg))
+	for _, u := range []struct {
+		name string
+		tok  token
+	}{{"m1", m1}, {"m2", m2}} {
+		_, err := b.CreateUser("vic", auth.UserSpec{Name: u.name, Roles: []string{"admin"}, Tokens: []string{u.tok.hash}})
+		require.NoError(t, err)
+	}
+	var armed atomic.Bool
+	a, err := auth.NewDirectory(&storetest.InterleaveKV{
+		AtomicKV: shared,
+		Match:    func(op, key string) bool { return armed.Load() && op == "list" && key == "user/" },
+		Between: func() {
+			_, err := b.DeleteUser("m1", "m2")
+			require.NoError(t, err)
+		},
+	}, nil)
+	require.NoError(t, err)
+	require.NoError(t, a.ApplyConfig(cfg))
+	// A's state is current; B's next change moves the generation, so A's
+	// delete reloads first, and B deletes m2 right after that read.
+	_, err = b.CreateRole("m1", auth.RoleSpec{Name: "spare"})
+	require.NoError(t, err)
+	armed.Store(true)
+	_, err = a.DeleteUser("m2", "m1")
+	require.ErrorIs(t, err, auth.ErrConflict)
+	require.Contains(t, err.Error(), "no one could manage users")
+	require.Equal(t, "m1", whoIs(a, m1.plain), "m1 is kept")
+	require.Equal(t, "", whoIs(a, m2.plain))
+}
