@@ -187,7 +187,7 @@ func (m *Manager) Tick(ctx context.Context) error {
 			return err
 		}
 	}
-	all, err := m.list()
+	all, raws, err := m.list()
 	if err != nil {
 		return err
 	}
@@ -195,15 +195,22 @@ func (m *Manager) Tick(ctx context.Context) error {
 	settled := haveLast
 	for i := range all {
 		a := &all[i]
+		var err error
 		if !a.Done() {
-			if err := m.step(ctx, s, a, last, now); err != nil {
-				errs = append(errs, err)
-			}
+			err = m.step(ctx, s, a, last, now, &raws[i])
 		}
-		if a.Verdict == VerdictFail && a.IncidentID == "" {
-			if err := m.raise(ctx, s, a); err != nil {
-				errs = append(errs, err)
-			}
+		if err == nil && a.Verdict == VerdictFail && a.IncidentID == "" {
+			err = m.raise(ctx, s, a, &raws[i])
+		}
+		if errors.Is(err, errMoved) {
+			// The other gateway took this step first: its record stands,
+			// and the next tick reads it.
+			m.logger.Debug("deploy analysis moved on by another gateway; skipped this tick", "deploy", a.DeployID)
+			settled = false
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 		settled = settled && a.Done() && (a.Verdict != VerdictFail || a.IncidentID != "" || m.opts.Incidents == nil)
 	}
@@ -245,14 +252,19 @@ func (m *Manager) start(s settings, d rollback.Deploy, now time.Time) error {
 	}
 	m.logger.Info("deploy analysis started", "deploy", d.ID, "version", d.Version, "baseline", a.BaselineVersion,
 		"strategy", d.Strategy, "steps", a.Steps, "interval", interval)
-	return m.put(a)
+	var absent []byte
+	if err := m.put(a, &absent); err != nil && !errors.Is(err, errMoved) {
+		return err
+	}
+	return nil
 }
 
-// step takes a's steps that are due and stores the result after each.
-func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollback.Deploy, now time.Time) error {
+// step takes a's steps that are due and stores the result after each, each
+// from the record before it (prev, see put).
+func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollback.Deploy, now time.Time, prev *[]byte) error {
 	if last.ID != a.DeployID {
 		a.decide(VerdictInconclusive, fmt.Sprintf("deploy %s (%s) replaced it before its analysis ended", last.ID, last.Version), now)
-		return m.put(a)
+		return m.put(a, prev)
 	}
 	split := a.Strategy != config.StrategyRolling
 	qs := newQueries(*s.cfg, s.app, split)
@@ -292,13 +304,13 @@ func (m *Manager) step(ctx context.Context, s settings, a *Analysis, last rollba
 		taken := a.Results[len(a.Results)-1]
 		m.logger.Debug("deploy analysis step", "deploy", a.DeployID, "step", n, "judged", taken.Judged,
 			"breaches", len(taken.Breaches), "verdict", a.Verdict)
+		if err := m.put(a, prev); err != nil {
+			return err
+		}
 		if a.Done() {
 			m.metrics.verdicts.WithLabelValues(a.Verdict).Inc()
 			m.logger.Info("deploy analysis decided", "deploy", a.DeployID, "version", a.Version,
 				"verdict", a.Verdict, "reason", a.Reason)
-		}
-		if err := m.put(a); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -315,7 +327,7 @@ func pick(figs map[string]*Figures, version string) Figures {
 
 // raise hands a failure to the rollback logic and opens its incident; both
 // are idempotent, so a crash in between is mended at the next tick.
-func (m *Manager) raise(ctx context.Context, s settings, a *Analysis) error {
+func (m *Manager) raise(ctx context.Context, s settings, a *Analysis, prev *[]byte) error {
 	if m.opts.Incidents == nil {
 		return nil
 	}
@@ -360,7 +372,7 @@ func (m *Manager) raise(ctx context.Context, s settings, a *Analysis) error {
 	}
 	a.IncidentID = inc.ID
 	m.logger.Warn("deploy failed its analysis; incident opened", "deploy", a.DeployID, "version", a.Version, "incident", inc.ID, "reason", a.Reason)
-	return m.put(a)
+	return m.put(a, prev)
 }
 
 func orNone(s string) string {
@@ -381,7 +393,7 @@ func (m *Manager) Analysis(deployID string) (*Analysis, bool, error) {
 
 // Analyses returns up to limit analyses, newest deploy first.
 func (m *Manager) Analyses(limit int) ([]Analysis, error) {
-	all, err := m.list()
+	all, _, err := m.list()
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +428,16 @@ func (m *Manager) get(deployID string) (Analysis, bool, error) {
 	return a, true, nil
 }
 
-func (m *Manager) put(a *Analysis) error {
+// errMoved is why put did not write: the stored record is no longer the
+// one read, another gateway sharing the store wrote it in between.
+var errMoved = errors.New("analysis: the record was changed by another gateway")
+
+// put stores a when the stored record is still *prev (absent when *prev is
+// nil), in one compare-and-swap, and makes *prev what it wrote. Two
+// gateways tick the same analyses: the one that read a record another has
+// moved on since gets errMoved and writes nothing, so a stale step never
+// overwrites a newer one.
+func (m *Manager) put(a *Analysis, prev *[]byte) error {
 	k, ok := key(a.DeployID)
 	if !ok {
 		return fmt.Errorf("deploy ID %q is not a number", a.DeployID)
@@ -425,33 +446,41 @@ func (m *Manager) put(a *Analysis) error {
 	if err != nil {
 		return err
 	}
-	if err := m.kv.Put(k, b); err != nil {
+	swapped, err := notifier.Swap(m.kv, k, *prev, b)
+	if err != nil {
 		return fmt.Errorf("storing the analysis of deploy %s: %w", a.DeployID, err)
 	}
+	if !swapped {
+		return fmt.Errorf("deploy %s: %w", a.DeployID, errMoved)
+	}
+	*prev = b
 	return nil
 }
 
-// list returns the kept analyses, oldest deploy first, and trims the
-// oldest beyond keep.
-func (m *Manager) list() ([]Analysis, error) {
+// list returns the kept analyses, oldest deploy first, each with the
+// stored bytes it was read from (for put), and trims the oldest beyond
+// keep.
+func (m *Manager) list() ([]Analysis, [][]byte, error) {
 	all, err := m.kv.List(keyAnalysis)
 	if err != nil {
-		return nil, fmt.Errorf("listing analyses: %w", err)
+		return nil, nil, fmt.Errorf("listing analyses: %w", err)
 	}
 	keys := slices.Sorted(maps.Keys(all))
 	for len(keys) > keep {
 		if err := m.kv.Delete(keys[0]); err != nil {
-			return nil, fmt.Errorf("trimming analyses: %w", err)
+			return nil, nil, fmt.Errorf("trimming analyses: %w", err)
 		}
 		keys = keys[1:]
 	}
 	out := make([]Analysis, 0, len(keys))
+	raws := make([][]byte, 0, len(keys))
 	for _, k := range keys {
 		var a Analysis
 		if err := json.Unmarshal(all[k], &a); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", k, err)
+			return nil, nil, fmt.Errorf("decoding %s: %w", k, err)
 		}
 		out = append(out, a)
+		raws = append(raws, all[k])
 	}
-	return out, nil
+	return out, raws, nil
 }

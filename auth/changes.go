@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,11 +19,10 @@ import (
 // CreateUser adds a runtime user on behalf of by. In development with no
 // users yet, the first one turns authentication on.
 func (d *Directory) CreateUser(by string, spec UserSpec) (UserInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return UserInfo{}, err
-	}
+	return changeTo(d, func() (UserInfo, error) { return d.createUser(by, spec) })
+}
+
+func (d *Directory) createUser(by string, spec UserSpec) (UserInfo, error) {
 	if !validName.MatchString(spec.Name) {
 		return UserInfo{}, invalidf("name %q is not a user name: 1 to 64 of A-Z a-z 0-9 _ . @ -", spec.Name)
 	}
@@ -52,11 +50,10 @@ func (d *Directory) CreateUser(by string, spec UserSpec) (UserInfo, error) {
 // UpdateUser replaces the roles and tokens of the runtime user spec.Name on
 // behalf of by.
 func (d *Directory) UpdateUser(by string, spec UserSpec) (UserInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return UserInfo{}, err
-	}
+	return changeTo(d, func() (UserInfo, error) { return d.updateUser(by, spec) })
+}
+
+func (d *Directory) updateUser(by string, spec UserSpec) (UserInfo, error) {
 	if d.configUser(spec.Name) {
 		return UserInfo{}, configConflict("user", spec.Name)
 	}
@@ -81,11 +78,10 @@ func (d *Directory) UpdateUser(by string, spec UserSpec) (UserInfo, error) {
 // DeleteUser removes the runtime user called name on behalf of by, and
 // returns what it was. Its tokens stop working at once.
 func (d *Directory) DeleteUser(by, name string) (UserInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return UserInfo{}, err
-	}
+	return changeTo(d, func() (UserInfo, error) { return d.deleteUser(by, name) })
+}
+
+func (d *Directory) deleteUser(by, name string) (UserInfo, error) {
 	if d.configUser(name) {
 		return UserInfo{}, configConflict("user", name)
 	}
@@ -107,11 +103,10 @@ func (d *Directory) DeleteUser(by, name string) (UserInfo, error) {
 
 // CreateRole adds a runtime role on behalf of by.
 func (d *Directory) CreateRole(by string, spec RoleSpec) (RoleInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return RoleInfo{}, err
-	}
+	return changeTo(d, func() (RoleInfo, error) { return d.createRole(by, spec) })
+}
+
+func (d *Directory) createRole(by string, spec RoleSpec) (RoleInfo, error) {
 	if !validName.MatchString(spec.Name) {
 		return RoleInfo{}, invalidf("name %q is not a role name: 1 to 64 of A-Z a-z 0-9 _ . @ -", spec.Name)
 	}
@@ -140,11 +135,10 @@ func (d *Directory) CreateRole(by string, spec RoleSpec) (RoleInfo, error) {
 // UpdateRole replaces the description and permissions of the runtime role
 // spec.Name on behalf of by. Its users get the new permissions at once.
 func (d *Directory) UpdateRole(by string, spec RoleSpec) (RoleInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return RoleInfo{}, err
-	}
+	return changeTo(d, func() (RoleInfo, error) { return d.updateRole(by, spec) })
+}
+
+func (d *Directory) updateRole(by string, spec RoleSpec) (RoleInfo, error) {
 	if d.configRole(spec.Name) {
 		return RoleInfo{}, configConflict("role", spec.Name)
 	}
@@ -169,11 +163,10 @@ func (d *Directory) UpdateRole(by string, spec RoleSpec) (RoleInfo, error) {
 // DeleteRole removes the runtime role called name on behalf of by, and
 // returns what it was. A role that runtime users still have stays.
 func (d *Directory) DeleteRole(by, name string) (RoleInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.ready(); err != nil {
-		return RoleInfo{}, err
-	}
+	return changeTo(d, func() (RoleInfo, error) { return d.deleteRole(by, name) })
+}
+
+func (d *Directory) deleteRole(by, name string) (RoleInfo, error) {
 	if d.configRole(name) {
 		return RoleInfo{}, configConflict("role", name)
 	}
@@ -201,6 +194,26 @@ func (d *Directory) DeleteRole(by, name string) (RoleInfo, error) {
 	}
 	d.logger.Info("Runtime role deleted", "role", name, "by", by)
 	return runtimeRoleInfo(r), nil
+}
+
+// changeTo runs fn, one change, under d.mu on freshly loaded entries, as
+// often as change needs.
+func changeTo[T any](d *Directory, fn func() (T, error)) (T, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var zero, out T
+	if err := d.ready(); err != nil {
+		return zero, err
+	}
+	err := d.change(func() error {
+		var err error
+		out, err = fn()
+		return err
+	})
+	if err != nil {
+		return zero, err
+	}
+	return out, nil
 }
 
 // ready refuses changes before the first configuration: without it the
@@ -315,7 +328,8 @@ func (d *Directory) checkRole(spec RoleSpec) ([]string, error) {
 
 // commit makes next the runtime set in force: it refuses a change that
 // locks every user out of managing users, writes the changed entry (value
-// nil deletes it), then swaps in next and its authenticator. Nothing changes
+// nil deletes it) under a claim of the generation (errStale when another
+// gateway moved it), then swaps in next and its authenticator. Nothing changes
 // when any step fails.
 func (d *Directory) commit(next runtimeSet, key string, value any) error {
 	res := resolve(d.cfg, next)
@@ -327,18 +341,8 @@ func (d *Directory) commit(next runtimeSet, key string, value any) error {
 	if err != nil {
 		return fmt.Errorf("auth: building the authenticator: %w", err)
 	}
-	if value == nil {
-		if err := d.kv.Delete(key); err != nil {
-			return fmt.Errorf("auth: deleting %s: %w", key, err)
-		}
-	} else {
-		b, err := json.Marshal(value)
-		if err != nil {
-			return fmt.Errorf("auth: encoding %s: %w", key, err)
-		}
-		if err := d.kv.Put(key, b); err != nil {
-			return fmt.Errorf("auth: writing %s: %w", key, err)
-		}
+	if err := d.writeEntry(key, value); err != nil {
+		return err
 	}
 	wasOpen := false
 	if old := d.auth.Load(); old != nil {

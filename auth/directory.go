@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,10 +156,20 @@ type Directory struct {
 	set     runtimeSet
 	res     resolved
 
+	// seen is the generation (genKey's value, found when loaded) the
+	// entries were loaded at; gen is it parsed, for a change under way.
+	seen   []byte
+	loaded bool
+	gen    generation
+	// checked is when refresh last read the generation, in Unix
+	// nanoseconds.
+	checked atomic.Int64
+
 	auth atomic.Pointer[Authenticator]
 }
 
-// NewDirectory loads the runtime users and roles from kv. Its Authenticator
+// NewDirectory loads the runtime users and roles from kv, and reloads them
+// when another gateway sharing kv changes them (generation.go). Its Authenticator
 // is nil, and it refuses changes, until ApplyConfig has run once. An entry
 // that cannot be decoded is logged and left out, so that vigil still starts
 // with its configured users; it then grants nothing.
@@ -179,38 +187,32 @@ func NewDirectory(kv KV, logger *slog.Logger) (*Directory, error) {
 		cfg:    &config.Config{},
 		set:    runtimeSet{users: map[string]runtimeUser{}, roles: map[string]runtimeRole{}},
 	}
-	users, err := kv.List(userKeyPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("auth: loading runtime users: %w", err)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.sync(); err != nil {
+		return nil, err
 	}
-	for key, v := range users {
-		var u runtimeUser
-		if err := json.Unmarshal(v, &u); err != nil || u.Name != strings.TrimPrefix(key, userKeyPrefix) || !validName.MatchString(u.Name) {
-			logger.Error("Ignoring a runtime user that cannot be read", "key", key, "err", err)
-			continue
-		}
-		d.set.users[u.Name] = u
-	}
-	roles, err := kv.List(roleKeyPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("auth: loading runtime roles: %w", err)
-	}
-	for key, v := range roles {
-		var r runtimeRole
-		if err := json.Unmarshal(v, &r); err != nil || r.Name != strings.TrimPrefix(key, roleKeyPrefix) || !validName.MatchString(r.Name) {
-			logger.Error("Ignoring a runtime role that cannot be read", "key", key, "err", err)
-			continue
-		}
-		d.set.roles[r.Name] = r
-	}
-	d.res = resolve(d.cfg, d.set)
+	d.checked.Store(d.now().UnixNano())
 	return d, nil
+}
+
+// SetClock makes now the Directory's clock: the times its changes record,
+// the expiry of its claims, and when it next reads the generation. It is
+// for tests; call it before the Directory is used.
+func (d *Directory) SetClock(now func() time.Time) {
+	d.now = now
+	d.checked.Store(now().UnixNano())
 }
 
 // Authenticator returns the authenticator of the configuration and the
 // runtime entries in force, or nil before the first ApplyConfig. It is built
-// once per change, so this costs a load.
-func (d *Directory) Authenticator() *Authenticator { return d.auth.Load() }
+// once per change, so this costs a load, and every RefreshInterval a read
+// of the generation, so that a change on another gateway sharing the store
+// is seen here.
+func (d *Directory) Authenticator() *Authenticator {
+	d.refresh()
+	return d.auth.Load()
+}
 
 // ApplyConfig makes cfg the configuration in force. It builds the new
 // authenticator first and, when cfg's users are bad (the errors of New),
@@ -237,6 +239,7 @@ func (d *Directory) ApplyConfig(cfg *config.Config) error {
 
 // Users lists every user in force, configured and runtime, by name.
 func (d *Directory) Users() []UserInfo {
+	d.refresh()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	out := make([]UserInfo, 0, len(d.cfg.Users)+len(d.res.users))
@@ -262,6 +265,7 @@ func (d *Directory) User(name string) (UserInfo, error) {
 
 // Roles lists every role in force, configured and runtime, by name.
 func (d *Directory) Roles() []RoleInfo {
+	d.refresh()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	var out []RoleInfo

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -35,15 +37,18 @@ type AuditRecord struct {
 }
 
 // AuditStore keeps audit records across restarts; notifier.KV satisfies it.
+// Two gateways of an HA pair share one: each writes its own records under
+// keys unique across both and lists those of both.
 type AuditStore interface {
 	Put(key string, value []byte) error
 	Delete(key string) error
 	List(prefix string) (map[string][]byte, error)
 }
 
-// auditLog keeps the last calls in a ring in memory and, with a store, on
-// disk too: the ring is reloaded from the store at start, so a restart (or
-// a crash) loses none of the last auditSize calls.
+// auditLog keeps the last calls in a ring in memory and, with a store, in
+// the store too. With a store the log is read from the store, so that it
+// shows the calls of every gateway sharing it and survives a restart; the
+// ring then holds only the records the store refused, until it takes them.
 type auditLog struct {
 	now func() time.Time
 
@@ -53,40 +58,61 @@ type auditLog struct {
 	full    bool
 
 	store AuditStore
-	// keys are the store keys of the records in the ring, oldest first.
-	keys []string
-	seq  uint64
+	// pending are records the store refused, oldest first, with their keys:
+	// shown with the stored ones and written again at the next record.
+	pending []keyedRecord
+	// stored is how many records the store held at the last trim plus
+	// those this gateway wrote since: past len(l.records) it trims.
+	stored int
 }
 
-// auditKeyPrefix starts every audit record's key; the rest sorts by time.
+type keyedRecord struct {
+	key string
+	rec AuditRecord
+}
+
+// auditKeyPrefix starts every audit record's key; the rest sorts by time:
+// "rec/<Unix nanoseconds, 20 digits>-<12 random hex digits>", the random
+// part keeping keys of two gateways (or one call of each in the same
+// nanosecond) apart.
 const auditKeyPrefix = "rec/"
 
-// useStore loads the newest records from store into the ring and keeps
-// every later record there as well. Records beyond auditSize are deleted.
+func auditKey(t time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24).
+	return fmt.Sprintf("%s%020d-%s", auditKeyPrefix, t.UnixNano(), hex.EncodeToString(b[:]))
+}
+
+// useStore keeps every later record in store, reads the log from there,
+// and trims what it holds beyond the log's size.
 func (l *auditLog) useStore(store AuditStore) error {
-	stored, err := store.List(auditKeyPrefix)
-	if err != nil {
-		return fmt.Errorf("reading the audit log: %w", err)
-	}
-	keys := slices.Sorted(maps.Keys(stored))
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n, err := l.trim(store)
+	if err != nil {
+		return err
+	}
+	l.store, l.stored = store, n
+	return nil
+}
+
+// trim deletes the oldest records of store beyond len(l.records) and
+// returns how many are left. Two gateways may trim at once: each deletes
+// only keys older than the newest len(l.records) it lists, which stay,
+// and deleting a key twice is harmless.
+func (l *auditLog) trim(store AuditStore) (int, error) {
+	stored, err := store.List(auditKeyPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("reading the audit log: %w", err)
+	}
+	keys := slices.Sorted(maps.Keys(stored))
 	for len(keys) > len(l.records) {
 		if err := store.Delete(keys[0]); err != nil {
-			return fmt.Errorf("trimming the audit log: %w", err)
+			return len(keys), fmt.Errorf("trimming the audit log: %w", err)
 		}
 		keys = keys[1:]
 	}
-	for _, k := range keys {
-		var r AuditRecord
-		if err := json.Unmarshal(stored[k], &r); err != nil {
-			continue // a record that cannot be read is skipped, not fatal
-		}
-		l.put(r)
-		l.keys = append(l.keys, k)
-	}
-	l.store = store
-	return nil
+	return len(keys), nil
 }
 
 // put adds r to the ring; l.mu is held.
@@ -102,8 +128,9 @@ func newAuditLog(size int, now func() time.Time) *auditLog {
 	return &auditLog{now: now, records: make([]AuditRecord, size)}
 }
 
-// add records r in the ring and in the store. A store error is returned,
-// the record stays in the ring.
+// add records r in the ring and in the store. A store error is returned;
+// the record is then kept in memory, shown, and written again with the
+// next one.
 func (l *auditLog) add(r AuditRecord) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -111,27 +138,80 @@ func (l *auditLog) add(r AuditRecord) error {
 	if l.store == nil {
 		return nil
 	}
-	l.seq++
-	key := fmt.Sprintf("%s%020d-%06d", auditKeyPrefix, r.Time.UnixNano(), l.seq%1e6)
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
+	l.pending = append(l.pending, keyedRecord{key: auditKey(r.Time), rec: r})
+	if len(l.pending) > len(l.records) {
+		l.pending = l.pending[len(l.pending)-len(l.records):]
 	}
-	if err := l.store.Put(key, b); err != nil {
-		return fmt.Errorf("writing the audit record: %w", err)
-	}
-	l.keys = append(l.keys, key)
-	if len(l.keys) > len(l.records) {
-		if err := l.store.Delete(l.keys[0]); err != nil {
-			return fmt.Errorf("trimming the audit log: %w", err)
+	for len(l.pending) > 0 {
+		p := l.pending[0]
+		b, err := json.Marshal(p.rec)
+		if err != nil {
+			return err
 		}
-		l.keys = l.keys[1:]
+		if err := l.store.Put(p.key, b); err != nil {
+			return fmt.Errorf("writing the audit record: %w", err)
+		}
+		l.pending = l.pending[1:]
+		l.stored++
+	}
+	if l.stored > len(l.records) {
+		n, err := l.trim(l.store)
+		l.stored = n
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// newest returns up to limit records, newest first.
+// read returns up to limit records, newest first: with a store, those of
+// every gateway sharing it.
+func (l *auditLog) read(limit int) ([]AuditRecord, error) {
+	l.mu.Lock()
+	store := l.store
+	pending := slices.Clone(l.pending)
+	l.mu.Unlock()
+	if store == nil {
+		return l.fromRing(limit), nil
+	}
+	stored, err := store.List(auditKeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit log: %w", err)
+	}
+	for _, p := range pending {
+		if _, ok := stored[p.key]; !ok {
+			b, _ := json.Marshal(p.rec)
+			stored[p.key] = b
+		}
+	}
+	keys := slices.Sorted(maps.Keys(stored))
+	slices.Reverse(keys)
+	out := make([]AuditRecord, 0, min(limit, len(keys)))
+	for _, k := range keys {
+		if len(out) == limit {
+			break
+		}
+		var r AuditRecord
+		if err := json.Unmarshal(stored[k], &r); err != nil {
+			continue // a record that cannot be read is skipped, not fatal
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// newest is read for callers that cannot answer an error: a store that
+// cannot be read gives this gateway's records in memory.
 func (l *auditLog) newest(limit int) []AuditRecord {
+	out, err := l.read(limit)
+	if err != nil {
+		return l.fromRing(limit)
+	}
+	return out
+}
+
+// fromRing returns up to limit records of the ring, newest first.
+func (l *auditLog) fromRing(limit int) []AuditRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.next
@@ -209,5 +289,11 @@ func (h *Handler) listAudit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	apiSuccess(c, h.access.audit.newest(limit))
+	records, err := h.access.audit.read(limit)
+	if err != nil {
+		h.logger.Error("Audit log not read", "err", err)
+		apiError(c, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	apiSuccess(c, records)
 }
