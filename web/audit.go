@@ -62,7 +62,8 @@ type auditLog struct {
 	// shown with the stored ones and written again at the next record.
 	pending []keyedRecord
 	// stored is how many records the store held at the last trim plus
-	// those this gateway wrote since: past len(l.records) it trims.
+	// those this gateway wrote since: past len(l.records) and a tenth it
+	// trims.
 	stored int
 }
 
@@ -154,7 +155,9 @@ func (l *auditLog) add(r AuditRecord) error {
 		l.pending = l.pending[1:]
 		l.stored++
 	}
-	if l.stored > len(l.records) {
+	// Trimmed in steps of a tenth of the log, so that a full log is listed
+	// once per that many records, not at every one.
+	if l.stored > len(l.records)+max(len(l.records)/10, 1) {
 		n, err := l.trim(l.store)
 		l.stored = n
 		if err != nil {

@@ -148,18 +148,24 @@ func TestAuditLogSurvivesRestart(t *testing.T) {
 	require.Equal(t, "dave", got[0].User)
 	require.Equal(t, "/api/v1/incidents/a/ack", got[0].Path)
 
-	// The store keeps at most auditSize records: the oldest go.
-	for i := range auditSize + 10 {
+	// The store keeps auditSize records and at most a tenth more: past
+	// that the oldest go, down to auditSize.
+	slack := auditSize / 10
+	for i := range auditSize + slack - 1 { // dave's is stored already
 		require.NoError(t, again.h.access.audit.add(AuditRecord{Time: time.Unix(int64(2e9+i), 0), User: fmt.Sprint("u", i)}))
 	}
 	stored, err := kv.List(auditKeyPrefix)
+	require.NoError(t, err)
+	require.Len(t, stored, auditSize+slack, "trimmed before a tenth more was written")
+	require.NoError(t, again.h.access.audit.add(AuditRecord{Time: time.Unix(int64(2e9+auditSize+slack-1), 0), User: fmt.Sprint("u", auditSize+slack-1)}))
+	stored, err = kv.List(auditKeyPrefix)
 	require.NoError(t, err)
 	require.Len(t, stored, auditSize)
 	third := newTestEnv(t, f.withAuth, withStore)
 	newest := third.h.access.audit.newest(auditSize)
 	require.Len(t, newest, auditSize)
-	require.Equal(t, fmt.Sprint("u", auditSize+9), newest[0].User)
-	require.Equal(t, "u10", newest[auditSize-1].User)
+	require.Equal(t, fmt.Sprint("u", auditSize+slack-1), newest[0].User)
+	require.Equal(t, fmt.Sprint("u", slack), newest[auditSize-1].User)
 
 	// A store that cannot write: the call is answered and kept in memory.
 	broken := newTestEnv(t, f.withAuth, func(o *Options) {
