@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-sh/vigil/notifier"
 )
 
 // This file keeps two gateways that share one store in agreement on the
@@ -41,32 +43,6 @@ const (
 // errStale is why commit refuses a change made on state the other gateway
 // moved past: change reloads and runs it again.
 var errStale = errors.New("auth: runtime users changed on another gateway")
-
-// atomicKV is the part of notifier.AtomicKV the Directory uses; both stores
-// implement it. A KV without it is used with a read and a write under the
-// Directory's own lock, which is atomic for one process only.
-type atomicKV interface {
-	PutIfAbsent(key string, value []byte) (bool, error)
-	CompareAndSwap(key string, old, value []byte) (bool, error)
-}
-
-// swap writes value at key when key holds old (absent when old is nil).
-func swap(kv KV, key string, old, value []byte) (bool, error) {
-	if a, ok := kv.(atomicKV); ok {
-		if old == nil {
-			return a.PutIfAbsent(key, value)
-		}
-		return a.CompareAndSwap(key, old, value)
-	}
-	cur, found, err := kv.Get(key)
-	if err != nil {
-		return false, err
-	}
-	if found != (old != nil) || (found && !bytes.Equal(cur, old)) {
-		return false, nil
-	}
-	return true, kv.Put(key, value)
-}
 
 // generation is the parsed value of genKey.
 type generation struct {
@@ -212,7 +188,7 @@ func (d *Directory) change(fn func() error) error {
 			}
 			// The claimant died between claim and release: overrule it.
 			d.logger.Warn("Overruling a stale claim on the runtime users", "generation", g.n)
-			if _, err := swap(d.kv, genKey, d.seen, generation{n: g.n + 1}.bytes()); err != nil {
+			if _, err := notifier.Swap(d.kv, genKey, d.seen, generation{n: g.n + 1}.bytes()); err != nil {
 				return fmt.Errorf("auth: writing the %s: %w", genKey, err)
 			}
 			continue
@@ -243,7 +219,7 @@ func (d *Directory) writeEntry(key string, value any) error {
 		old = d.seen
 	}
 	claim := generation{n: d.gen.n + 1, claimedUntil: d.now().Add(claimTTL)}.bytes()
-	ok, err := swap(d.kv, genKey, old, claim)
+	ok, err := notifier.Swap(d.kv, genKey, old, claim)
 	if err != nil {
 		return fmt.Errorf("auth: claiming the %s: %w", genKey, err)
 	}
@@ -261,7 +237,7 @@ func (d *Directory) writeEntry(key string, value any) error {
 		err = fmt.Errorf("auth: writing %s: %w", key, err)
 	}
 	next := generation{n: d.gen.n + 2}.bytes()
-	released, rerr := swap(d.kv, genKey, claim, next)
+	released, rerr := notifier.Swap(d.kv, genKey, claim, next)
 	switch {
 	case rerr != nil:
 		d.logger.Error("Claim on the runtime users not released; the other gateway waits until it expires", "err", rerr)

@@ -2,13 +2,9 @@ package pgstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -17,58 +13,12 @@ import (
 	"github.com/vigil-sh/vigil/notifier/storetest"
 )
 
-// defaultTestDSN is the machine's PostgreSQL, trust authentication, as the
-// PostgreSQL collector's tests use it.
-const defaultTestDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// testDSN returns the DSN of the real server (VIGIL_TEST_PG_DSN, as the
-// collector's tests, or VIGIL_TEST_POSTGRES_DSN) and fails, saying how to
-// start one, when it does not answer.
-func testDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("VIGIL_TEST_PG_DSN")
-	if dsn == "" {
-		dsn = os.Getenv("VIGIL_TEST_POSTGRES_DSN")
-	}
-	if dsn == "" {
-		dsn = defaultTestDSN
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		t.Fatalf("no PostgreSQL answers at VIGIL_TEST_PG_DSN: %v\n"+
-			"start one with: eval \"$(scripts/pg-ensure.sh)\" (from the repository root)", err)
-	}
-	return dsn
-}
+// testDSN returns the DSN of the real server; see storetest.PostgresDSN.
+func testDSN(t testing.TB) string { return storetest.PostgresDSN(t) }
 
 // freshSchema returns a schema name no other test uses, dropped when the
 // test ends.
-func freshSchema(t testing.TB, dsn string) string {
-	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "vigil_t_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
-}
+func freshSchema(t testing.TB, dsn string) string { return storetest.FreshSchema(t, dsn) }
 
 func openStore(t testing.TB, dsn, schema string, reg prometheus.Registerer) *pgstore.Store {
 	t.Helper()

@@ -50,6 +50,21 @@ func PostgresDSN(t testing.TB) string {
 func SharedPostgres(t testing.TB, n int) []*pgstore.Store {
 	t.Helper()
 	dsn := PostgresDSN(t)
+	schema := FreshSchema(t, dsn)
+	out := make([]*pgstore.Store, n)
+	for i := range out {
+		s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Schema: schema}, nil, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		out[i] = s
+	}
+	return out
+}
+
+// FreshSchema returns a schema name no other test uses on the server at
+// dsn; the schema is dropped when the test ends.
+func FreshSchema(t testing.TB, dsn string) string {
+	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "vigil_t_" + hex.EncodeToString(b[:])
@@ -66,12 +81,5 @@ func SharedPostgres(t testing.TB, n int) []*pgstore.Store {
 			t.Logf("drop schema %s: %v", schema, err)
 		}
 	})
-	out := make([]*pgstore.Store, n)
-	for i := range out {
-		s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Schema: schema}, nil, nil)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() })
-		out[i] = s
-	}
-	return out
+	return schema
 }
