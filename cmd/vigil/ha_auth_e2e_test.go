@@ -42,18 +42,8 @@ func TestHAUsersShared(t *testing.T) {
 	dsn := freshDatabase(t, haDSN(t))
 	app := newGaugeApp(t, 10)
 	hooks := newHAHooks(t)
-	var procs [2]*vigilProc
-	var wg sync.WaitGroup
-	for i := range procs {
-		dir := t.TempDir()
-		addr := freePort(t)
-		cfg := writeConfig(t, dir, haConfig(dir, addr, dsn, app, hooks))
-		wg.Go(func() { procs[i] = startVigil(t, cfg, addr) })
-	}
-	wg.Wait()
+	procs := startHAPair(t, dsn, app, hooks)
 	a, b := procs[0], procs[1]
-	require.NotNil(t, a)
-	require.NotNil(t, b)
 
 	tok, hash, err := auth.NewToken()
 	require.NoError(t, err)
@@ -78,6 +68,7 @@ func TestHAUsersShared(t *testing.T) {
 
 	// One name on both at once: one 201, one 409.
 	codes := make([]int, 2)
+	var wg sync.WaitGroup
 	for i, p := range procs {
 		_, h, err := auth.NewToken()
 		require.NoError(t, err)

@@ -244,17 +244,7 @@ func haTrial(t *testing.T, serverDSN string) (time.Duration, int) {
 	// incident opens (set below).
 	hooks.failUntil.Store(time.Now().Add(time.Hour).UnixNano())
 
-	var procs [2]*vigilProc
-	var wg sync.WaitGroup
-	for i := range procs {
-		dir := t.TempDir()
-		addr := freePort(t)
-		cfg := writeConfig(t, dir, haConfig(dir, addr, dsn, app, hooks))
-		wg.Go(func() { procs[i] = startVigil(t, cfg, addr) })
-	}
-	wg.Wait()
-	require.NotNil(t, procs[0])
-	require.NotNil(t, procs[1])
+	procs := startHAPair(t, dsn, app, hooks)
 	// Deploys are shared: one gateway records them, the other decides on
 	// them.
 	procs[0].postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.0.0","environment":"production"}`)
@@ -384,4 +374,22 @@ func haTrial(t *testing.T, serverDSN string) (time.Duration, int) {
 	require.Len(t, ready.Store.Peers, 1, "the dead gateway's lease ended")
 	require.True(t, ready.Store.Peers[0].Self)
 	return takeover, unavoidable
+}
+
+// startHAPair starts two gateways on the database dsn, side by side, each
+// with haConfig.
+func startHAPair(t *testing.T, dsn string, app *gaugeApp, hooks *haHooks) [2]*vigilProc {
+	t.Helper()
+	var procs [2]*vigilProc
+	var wg sync.WaitGroup
+	for i := range procs {
+		dir := t.TempDir()
+		addr := freePort(t)
+		cfg := writeConfig(t, dir, haConfig(dir, addr, dsn, app, hooks))
+		wg.Go(func() { procs[i] = startVigil(t, cfg, addr) })
+	}
+	wg.Wait()
+	require.NotNil(t, procs[0])
+	require.NotNil(t, procs[1])
+	return procs
 }

@@ -48,21 +48,12 @@ func TestHASharedWrites(t *testing.T) {
 	dsn := freshDatabase(t, haDSN(t))
 	app := newGaugeApp(t, 10) // no alert: the rollbacks are by hand
 	hooks := newHAHooks(t)
-	var procs [2]*vigilProc
-	var wg sync.WaitGroup
-	for i := range procs {
-		dir := t.TempDir()
-		addr := freePort(t)
-		cfg := writeConfig(t, dir, haConfig(dir, addr, dsn, app, hooks))
-		wg.Go(func() { procs[i] = startVigil(t, cfg, addr) })
-	}
-	wg.Wait()
-	require.NotNil(t, procs[0])
-	require.NotNil(t, procs[1])
+	procs := startHAPair(t, dsn, app, hooks)
 	procs[0].postJSON("/api/v1/deploys", `{"service":"checkout","version":"1.1.0","environment":"production"}`)
 
 	const each = 4
 	var (
+		wg    sync.WaitGroup
 		mtx   sync.Mutex
 		codes = map[int]int{}
 	)
