@@ -218,3 +218,37 @@ func TestIngestSingleStoreHoldsNothingBack(t *testing.T) {
 		require.Zero(t, pendingCount(h.m))
 	})
 }
+
+// TestIngestSplitRepostsDoNotHoldBackForever: an alert of another peer's
+// share posted again every second is notified ingestPeerDelay after its
+// first post, not after its last.
+func TestIngestSplitRepostsDoNotHoldBackForever(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := OpenBoltStore(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		store := &peersStore{BoltStore: b}
+		peers := []string{"gw-a", "gw-b"}
+		store.setPeers(peers...)
+		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
+			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
+		})
+		var a PostedAlert
+		for i := range 100 {
+			a = posted(fmt.Sprint("Repost", i), time.Now(), time.Time{})
+			if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))) {
+				break
+			}
+		}
+		require.False(t, ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))))
+		for range ingestPeerDelay/time.Second + 1 {
+			require.NoError(t, h.m.IngestAlerts(context.Background(), []PostedAlert{a}))
+			synctest.Wait()
+			time.Sleep(time.Second)
+		}
+		synctest.Wait()
+		all, err := h.m.Incidents("")
+		require.NoError(t, err)
+		require.Len(t, all, 1, "notified while posted again")
+	})
+}
