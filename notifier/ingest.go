@@ -665,8 +665,10 @@ const ingestNotifyBatch = 50
 // other worker has taken, sorted by fingerprint (two gateways lock shared
 // rows in the same order); they stay pending until finishPending. When
 // more are left it wakes another worker. Another peer's share is held
-// back until peerDelay after it became pending; a timer wakes the loop
-// then.
+// back until peerDelay after it became pending (a timer wakes the loop
+// then), and taken only after this gateway's own share: while the
+// gateways are behind, each records its own share first, and the other's
+// is mostly recorded by the time it comes to it.
 func (m *Manager) takePending() []fpPending {
 	m.ingest.pendMtx.Lock()
 	defer m.ingest.pendMtx.Unlock()
@@ -675,6 +677,7 @@ func (m *Manager) takePending() []fpPending {
 	now, delay := m.clock.Now(), m.peerDelay()
 	var next time.Time
 	out := make([]fpPending, 0, min(len(m.ingest.pending), ingestNotifyBatch))
+	var late []fpPending // another peer's share, due
 	more := false
 	for fp, p := range m.ingest.pending {
 		if m.ingest.inflight[fp] {
@@ -685,14 +688,23 @@ func (m *Manager) takePending() []fpPending {
 				if next.IsZero() || due.Before(next) {
 					next = due
 				}
-				continue
+			} else if len(late) < ingestNotifyBatch {
+				late = append(late, fpPending{fp, p})
+			} else {
+				more = true
 			}
+			continue
 		}
 		if len(out) == ingestNotifyBatch {
 			more = true
 			break
 		}
 		out = append(out, fpPending{fp, p})
+	}
+	n := min(ingestNotifyBatch-len(out), len(late))
+	out = append(out, late[:n]...)
+	if n < len(late) {
+		more = true
 	}
 	for _, b := range out {
 		m.ingest.inflight[b.fp] = true

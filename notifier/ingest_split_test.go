@@ -3,14 +3,17 @@ package notifier
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/rules"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
@@ -251,4 +254,49 @@ func TestIngestSplitRepostsDoNotHoldBackForever(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, all, 1, "notified while posted again")
 	})
+}
+
+// TestTakePendingOwnShareFirst: a batch takes this gateway's share before
+// the other's, however long that has waited; the other's fills what room
+// is left.
+func TestTakePendingOwnShareFirst(t *testing.T) {
+	b, err := OpenBoltStore(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	store := &peersStore{BoltStore: b}
+	m, err := New(&Options{Store: store, Owner: "gw-a", Lease: 15 * time.Second}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, m.ApplyConfig(ingestConfig(time.Hour)))
+	peers := []string{"gw-a", "gw-b"}
+	m.shared.peers = peers
+	m.ingest.init()
+	long := m.clock.Now().Add(-time.Hour)
+	add := func(prefix string, own bool, n int) {
+		for i := 0; n > 0; i++ {
+			ls := labels.FromStrings("alertname", fmt.Sprint(prefix, i))
+			p := &pendingAlert{alert: &rules.Alert{Labels: ls}, share: shareOf(m.config(), ls), since: long}
+			if ownsShare(peers, "gw-a", p.share) == own {
+				m.ingest.pending[fingerprint(ls)] = p
+				n--
+			}
+		}
+	}
+	add("Own", true, ingestNotifyBatch+10)
+	add("Other", false, 20)
+	owned := func(batch []fpPending) (n int) {
+		for _, b := range batch {
+			if ownsShare(peers, "gw-a", b.p.share) {
+				n++
+			}
+		}
+		return n
+	}
+	first := m.takePending()
+	require.Len(t, first, ingestNotifyBatch)
+	require.Equal(t, ingestNotifyBatch, owned(first))
+	second := m.takePending()
+	require.Len(t, second, 30)
+	require.Equal(t, 10, owned(second), "the rest of its own, then the other's")
+	require.Empty(t, m.takePending())
 }
