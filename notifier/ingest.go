@@ -49,8 +49,9 @@ import (
 //     notify, but not at the same moment: the alerts are split between the
 //     live peers (those holding a lease) by their group key, and each
 //     gateway notifies its share at once and the others' ingestPeerDelay
-//     later, by when their owner has normally recorded them and the late
-//     notify changes nothing, so writes nothing. Should the owner have
+//     later (and after its own share, when it is behind), by when their
+//     owner has normally recorded them and the late notify changes
+//     nothing, so writes nothing. Should the owner have
 //     died, the late notify records them. Each keeps its own pending set;
 //     a tombstone is deleted only while it holds the value this gateway
 //     wrote or read.
