@@ -227,7 +227,7 @@ func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups,
 		return tx.PutIncident(inc)
 	case a.State == rules.StateFiring:
 		mb := &members(inc)[i]
-		changed := mb.Value != a.Value || mb.State != MemberFiring || !mb.EndsAt.Equal(endsAt(a, source))
+		changed := mb.Value != a.Value || mb.State != MemberFiring || endsAtMoved(mb.EndsAt, endsAt(a, source), source)
 		if mb.State != MemberFiring {
 			// Fires again while others of its group still do.
 			mb.State, mb.ActiveAt, mb.ResolvedAt = MemberFiring, a.ActiveAt, time.Time{}
@@ -237,11 +237,14 @@ func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups,
 				}
 			}
 		}
+		if !changed {
+			return nil
+		}
 		mb.Value, mb.EndsAt = a.Value, endsAt(a, source)
 		if inc.Alert.Fingerprint == fp {
 			inc.Alert.Value, inc.Alert.EndsAt = a.Value, mb.EndsAt
 		}
-		if !changed || pending {
+		if pending {
 			return nil
 		}
 		return tx.PutIncident(inc)
@@ -279,6 +282,25 @@ func (m *Manager) notifyAlert(tx Tx, cfg *runtimeConfig, st *storms, gs *groups,
 func sameFiring(inc *Incident, fp string, a *rules.Alert) bool {
 	i := member(inc, fp)
 	return i >= 0 && MemberList(inc)[i].ActiveAt.Equal(a.ActiveAt)
+}
+
+// postedEndsAtSlack is how far a posted alert's endsAt may move without
+// its incident being written. Gateways that share the store compute the
+// endsAt of an alert posted without one (now + resolve_timeout) each by
+// its own clock, milliseconds apart: the second notify of the same post
+// must not rewrite the incident for that. A member's EndsAt is shown, not
+// acted on (the sweeper resolves by the posted alerts' records), so it
+// may lag a re-post by this much.
+const postedEndsAtSlack = time.Minute
+
+// endsAtMoved reports whether a member's EndsAt was changed by a notify:
+// for a posted alert, by postedEndsAtSlack or more.
+func endsAtMoved(was, now time.Time, source string) bool {
+	if source != SourceAPI || was.IsZero() || now.IsZero() {
+		return !was.Equal(now)
+	}
+	d := now.Sub(was)
+	return d >= postedEndsAtSlack || d <= -postedEndsAtSlack
 }
 
 // endsAt is Alert.EndsAt of an alert: vigil's own rules resend theirs, so

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strings"
@@ -45,9 +46,15 @@ import (
 //     startsAt opens no new incident (the same firing, as for an incident
 //     resolved by hand); a new startsAt opens one.
 //   - Gateways that share the store (HA) both take every post and both
-//     notify; the second joins the incident the first opened. Each keeps
-//     its own pending set; a tombstone is deleted only while it holds the
-//     value this gateway wrote or read.
+//     notify, but not at the same moment: the alerts are split between the
+//     live peers (those holding a lease) by their group key, and each
+//     gateway notifies its share at once and the others' ingestPeerDelay
+//     later (and after its own share, when it is behind), by when their
+//     owner has normally recorded them and the late notify changes
+//     nothing, so writes nothing. Should the owner have
+//     died, the late notify records them. Each keeps its own pending set;
+//     a tombstone is deleted only while it holds the value this gateway
+//     wrote or read.
 
 // SourceAPI is Alert.Source of the alerts posted to the Alertmanager API.
 const SourceAPI = "api"
@@ -175,6 +182,13 @@ type ingestState struct {
 	// lastErr is the error of the last notify round, nil after one that
 	// succeeded.
 	lastErr error
+	// dueAt is when the timer that wakes the notify loop for the alerts
+	// held back (another peer's share) fires; zero when none is armed.
+	dueAt    time.Time
+	dueTimer Timer
+	// flushing counts the FlushIngest calls waiting: while one does, no
+	// alert is held back.
+	flushing int
 	// changed is closed and replaced after each notify round.
 	changed chan struct{}
 }
@@ -185,6 +199,52 @@ type pendingAlert struct {
 	// tombstone is the record of a resolved alert, deleted once the
 	// resolve is recorded (if the record still holds it); nil when firing.
 	tombstone []byte
+	// share is the hash of the alert's group key, which picks the peer
+	// that notifies it at once (ownsShare).
+	share uint64
+	// since is when the alert became pending; a newer post of it keeps
+	// the first one's, so that steady posts do not hold it back forever.
+	since time.Time
+}
+
+// ingestPeerDelay is how long a gateway that shares the store holds back
+// the posted alerts of another peer's share before it notifies them too:
+// long enough for the owner to have recorded them (its late notify then
+// changes nothing and writes nothing), well below the lease (a third of
+// it at most), so that the share of a peer that died is recorded within
+// the delay, not at its lease's end.
+const ingestPeerDelay = 5 * time.Second
+
+// peerDelay is ingestPeerDelay, or a third of a shorter lease.
+func (m *Manager) peerDelay() time.Duration {
+	if m.shared == nil {
+		return 0
+	}
+	return min(ingestPeerDelay, m.shared.claimRetry())
+}
+
+// shareOf is the share of an alert: the hash of its group key, so that
+// the members of one incident go to one gateway.
+func shareOf(cfg *runtimeConfig, ls labels.Labels) uint64 {
+	key := fingerprint(ls)
+	if cfg != nil {
+		key = cfg.groupKey(ls)
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return h.Sum64()
+}
+
+// ownsShare reports whether the gateway self notifies the alerts of share
+// at once among the live peers (sorted): each share has exactly one owner
+// among them. A gateway alone, or one whose peers are unknown or do not
+// list it (its lease lapsed; the others count without it), owns every
+// share, as the others then notify theirs at once too.
+func ownsShare(peers []string, self string, share uint64) bool {
+	if len(peers) < 2 || !slices.Contains(peers, self) {
+		return true
+	}
+	return peers[share%uint64(len(peers))] == self
 }
 
 func (s *ingestState) init() {
@@ -228,8 +288,17 @@ func (m *Manager) addPending(add map[string]*pendingAlert) {
 		return
 	}
 	m.ingest.init()
+	cfg := m.config()
+	now := m.clock.Now()
 	m.ingest.pendMtx.Lock()
-	maps.Copy(m.ingest.pending, add)
+	for fp, p := range add {
+		p.share, p.since = shareOf(cfg, p.alert.Labels), now
+		if old, ok := m.ingest.pending[fp]; ok && old.since.Before(now) {
+			p.since = old.since
+		}
+		m.ingest.pending[fp] = p
+	}
+	m.metrics.ingestPending.Set(float64(len(m.ingest.pending)))
 	m.ingest.pendMtx.Unlock()
 	signal(m.ingest.kick)
 }
@@ -596,14 +665,35 @@ const ingestNotifyBatch = 50
 // takePending returns up to ingestNotifyBatch pending alerts that no
 // other worker has taken, sorted by fingerprint (two gateways lock shared
 // rows in the same order); they stay pending until finishPending. When
-// more are left it wakes another worker.
+// more are left it wakes another worker. Another peer's share is held
+// back until peerDelay after it became pending (a timer wakes the loop
+// then), and taken only after this gateway's own share: while the
+// gateways are behind, each records its own share first, and the other's
+// is mostly recorded by the time it comes to it.
 func (m *Manager) takePending() []fpPending {
 	m.ingest.pendMtx.Lock()
 	defer m.ingest.pendMtx.Unlock()
+	peers, self := m.livePeers()
+	hold := m.ingest.flushing == 0 && len(peers) > 1
+	now, delay := m.clock.Now(), m.peerDelay()
+	var next time.Time
 	out := make([]fpPending, 0, min(len(m.ingest.pending), ingestNotifyBatch))
+	var late []fpPending // another peer's share, due
 	more := false
 	for fp, p := range m.ingest.pending {
 		if m.ingest.inflight[fp] {
+			continue
+		}
+		if hold && !ownsShare(peers, self, p.share) {
+			if due := p.since.Add(delay); due.After(now) {
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
+			} else if len(late) < ingestNotifyBatch {
+				late = append(late, fpPending{fp, p})
+			} else {
+				more = true
+			}
 			continue
 		}
 		if len(out) == ingestNotifyBatch {
@@ -612,14 +702,42 @@ func (m *Manager) takePending() []fpPending {
 		}
 		out = append(out, fpPending{fp, p})
 	}
+	n := min(ingestNotifyBatch-len(out), len(late))
+	out = append(out, late[:n]...)
+	if n < len(late) {
+		more = true
+	}
 	for _, b := range out {
 		m.ingest.inflight[b.fp] = true
 	}
 	if more {
 		signal(m.ingest.kick)
+	} else if !next.IsZero() {
+		m.armDueLocked(now, next)
 	}
 	slices.SortFunc(out, func(a, b fpPending) int { return strings.Compare(a.fp, b.fp) })
 	return out
+}
+
+// armDueLocked arms the timer that wakes the notify loop at next, for the
+// alerts held back, unless one fires sooner already. pendMtx is held.
+func (m *Manager) armDueLocked(now, next time.Time) {
+	s := &m.ingest
+	if !s.dueAt.IsZero() && !s.dueAt.After(next) {
+		return
+	}
+	if s.dueTimer != nil {
+		s.dueTimer.Stop()
+	}
+	s.dueAt = next
+	s.dueTimer = m.clock.AfterFunc(next.Sub(now), func() {
+		s.pendMtx.Lock()
+		if s.dueAt.Equal(next) {
+			s.dueAt, s.dueTimer = time.Time{}, nil
+		}
+		s.pendMtx.Unlock()
+		signal(s.kick)
+	})
 }
 
 // notifyPending records one batch of pending alerts, then deletes the
@@ -658,15 +776,31 @@ func (m *Manager) finishPending(batch []fpPending, err error) {
 		}
 	}
 	m.ingest.lastErr = err
+	m.metrics.ingestPending.Set(float64(len(m.ingest.pending)))
 	close(m.ingest.changed)
 	m.ingest.changed = make(chan struct{})
 }
 
 // FlushIngest waits until every posted alert taken so far has been
 // notified, and returns nil, or until a notify round fails, and returns
-// its error, or until ctx is done. It needs Run.
+// its error, or until ctx is done. It needs Run. While it waits, the
+// alerts of other peers' shares are not held back.
 func (m *Manager) FlushIngest(ctx context.Context) error {
 	m.ingest.init()
+	m.ingest.pendMtx.Lock()
+	m.ingest.flushing++
+	held := !m.ingest.dueAt.IsZero()
+	m.ingest.pendMtx.Unlock()
+	defer func() {
+		m.ingest.pendMtx.Lock()
+		m.ingest.flushing--
+		m.ingest.pendMtx.Unlock()
+	}()
+	if held {
+		// Only then: a kick would also wake a worker that is not
+		// backing off from a failing store.
+		signal(m.ingest.kick)
+	}
 	for {
 		m.ingest.pendMtx.Lock()
 		n, err, changed := len(m.ingest.pending), m.ingest.lastErr, m.ingest.changed

@@ -22,6 +22,7 @@ type metrics struct {
 	deliveryErrors prometheus.Counter
 	pruned         prometheus.Counter
 	silencesActive prometheus.GaugeFunc
+	ingestPending  prometheus.Gauge
 }
 
 // responseBuckets span one minute to two days, the range of the seed's
@@ -80,11 +81,15 @@ func newMetrics(reg prometheus.Registerer, activeSilences func() float64) *metri
 			Name: "vigil_silences_active",
 			Help: "Silences muting notifications now.",
 		}, activeSilences),
+		ingestPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_ingest_pending",
+			Help: "Alerts posted to the Alertmanager API, recorded but not yet fed to their incidents; those of another gateway's share wait for it a few seconds.",
+		}),
 	}
 	m.initKnown()
 	if reg != nil {
 		reg.MustRegister(m.incidents, m.resolved, m.notifications, m.escalations, m.timeToAck, m.timeToResolve,
-			m.pending, m.rollbacks, m.deliveryErrors, m.pruned, m.silencesActive)
+			m.pending, m.rollbacks, m.deliveryErrors, m.pruned, m.silencesActive, m.ingestPending)
 	}
 	return m
 }

@@ -34,6 +34,10 @@ type shared struct {
 	// renewed is when the lease was last renewed; zero before.
 	renewed time.Time
 	lastErr error
+	// peers are the owners of the live leases, sorted, as last read
+	// (syncShared); nil when unknown. They split the posted alerts'
+	// notify (ingest.go).
+	peers []string
 }
 
 // newShared returns nil for a store of this process alone.
@@ -233,6 +237,7 @@ func (m *Manager) syncShared(ctx context.Context) {
 	s.mtx.Lock()
 	s.renewed, s.lastErr = m.clock.Now(), nil
 	s.mtx.Unlock()
+	m.refreshPeers()
 
 	var (
 		deliveries []Delivery
@@ -278,6 +283,46 @@ func (m *Manager) syncShared(ctx context.Context) {
 		}
 		_ = m.decideRollback(ctx, id)
 	}
+}
+
+// refreshPeers rereads the live peers that split the posted alerts'
+// notify. When the list changes, the notify loop looks again at the alerts
+// it holds back: a peer that left leaves its share to the others at once.
+// A list that cannot be read is unknown: every alert is notified at once,
+// as by a gateway alone.
+func (m *Manager) refreshPeers() {
+	s := m.shared
+	var owners []string
+	peers, err := s.leaser.Peers()
+	if err != nil {
+		m.logger.Warn("cannot list the peers in the shared store; notifying every posted alert at once", "err", err)
+	}
+	for _, p := range peers {
+		owners = append(owners, p.Owner)
+	}
+	slices.Sort(owners)
+	owners = slices.Compact(owners)
+	s.mtx.Lock()
+	same := slices.Equal(s.peers, owners)
+	s.peers = owners
+	s.mtx.Unlock()
+	if !same {
+		m.ingest.init()
+		signal(m.ingest.kick)
+	}
+}
+
+// livePeers returns the owners of the live leases, sorted, and this
+// gateway's owner; nil peers for a store of this process alone or while
+// they are unknown.
+func (m *Manager) livePeers() (peers []string, self string) {
+	s := m.shared
+	if s == nil {
+		return nil, ""
+	}
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	return s.peers, s.owner
 }
 
 // deadlineLister is a Tx that lists the escalation deadlines of the open
