@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 )
 
 // memLimitRatio is the share of the container's memory limit that Go's
@@ -31,4 +33,64 @@ func setMemoryLimit(logger *slog.Logger, limit func() (uint64, bool)) int64 {
 	logger.Info("Go memory limit set from the container's memory limit", "container_limit_bytes", cgroup,
 		"go_memory_limit_bytes", goLimit)
 	return goLimit
+}
+
+// The heap of a sidecar scraping many series is mostly the TSDB head and
+// the scrape cache, which live as long as the series do, while what vigil
+// allocates between collections is small: at 100,000 series a scrape
+// allocates about 1 MB a second once the series are known. A GOGC of
+// sidecarGCPercent lets the heap grow by half its live size before the next
+// collection, 68 MB of resident memory held for nothing at 137 MB live. So
+// once the live heap passes gcHeadroom*100/sidecarGCPercent, GOGC is
+// lowered to keep the growth near gcHeadroom bytes, and no lower than
+// gcMinPercent, so that a burst of allocation (a query over every series)
+// does not make the collector run back to back.
+const (
+	gcHeadroom   = 32 << 20
+	gcMinPercent = 20
+	// gcTuneEvery is how often the live heap is read. The first scrape of
+	// a large target raises it within seconds; until the next reading the
+	// previous GOGC holds, which is never above sidecarGCPercent.
+	gcTuneEvery = 5 * time.Second
+)
+
+// gcPercentFor is the GOGC for a live heap of live bytes.
+func gcPercentFor(live uint64) int {
+	if live == 0 {
+		return sidecarGCPercent
+	}
+	p := int(min(uint64(gcHeadroom)*100/live, sidecarGCPercent))
+	return max(p, gcMinPercent)
+}
+
+// tuneGC sets GOGC from the live heap every gcTuneEvery (see gcHeadroom)
+// until stop is called. The caller runs it only when GOGC is not in the
+// environment.
+func tuneGC(logger *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		t := time.NewTicker(gcTuneEvery)
+		defer t.Stop()
+		current := sidecarGCPercent
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() != metrics.KindUint64 {
+				logger.Warn("Go runtime does not report the live heap: GOGC stays", "GOGC", current)
+				return
+			}
+			// Changes of a point or two are not worth a call into the runtime.
+			if p := gcPercentFor(sample[0].Value.Uint64()); p < current-2 || p > current+2 ||
+				(p != current && (p == sidecarGCPercent || p == gcMinPercent)) {
+				debug.SetGCPercent(p)
+				current = p
+			}
+		}
+	}()
+	return func() { close(done) }
 }
