@@ -63,32 +63,67 @@ func gcPercentFor(live uint64) int {
 	return max(p, gcMinPercent)
 }
 
+// Go's scavenger returns free heap pages to the system only above 110% of
+// the heap goal, so the pages of a burst (the first scrape of a large
+// target builds all its series at once) stay resident long after the heap
+// has shrunk: 19 MB at 100,000 series. When the heap holds more than
+// gcReleaseAbove bytes beyond its goal, tuneGC hands them back, at most
+// once every gcReleaseEvery (a forced collection and the release of the
+// free pages).
+const (
+	gcReleaseAbove = 8 << 20
+	gcReleaseEvery = time.Minute
+)
+
+// heapMetrics are the runtime/metrics tuneGC reads, in this order.
+var heapMetrics = []string{
+	"/gc/heap/live:bytes",
+	"/gc/heap/goal:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+}
+
 // tuneGC sets GOGC from the live heap every gcTuneEvery (see gcHeadroom)
-// until stop is called. The caller runs it only when GOGC is not in the
-// environment.
+// and releases what a burst left resident (see gcReleaseAbove) until stop
+// is called. The caller runs it only when GOGC is not in the environment.
 func tuneGC(logger *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
-		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		samples := make([]metrics.Sample, len(heapMetrics))
+		for i, name := range heapMetrics {
+			samples[i].Name = name
+		}
 		t := time.NewTicker(gcTuneEvery)
 		defer t.Stop()
 		current := sidecarGCPercent
+		var released time.Time
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			metrics.Read(sample)
-			if sample[0].Value.Kind() != metrics.KindUint64 {
-				logger.Warn("Go runtime does not report the live heap: GOGC stays", "GOGC", current)
-				return
+			metrics.Read(samples)
+			var v [5]uint64
+			for i, s := range samples {
+				if s.Value.Kind() != metrics.KindUint64 {
+					logger.Warn("Go runtime does not report its heap: GOGC stays", "metric", s.Name, "GOGC", current)
+					return
+				}
+				v[i] = s.Value.Uint64()
 			}
+			live, goal, resident := v[0], v[1], v[2]+v[3]+v[4]
 			// Changes of a point or two are not worth a call into the runtime.
-			if p := gcPercentFor(sample[0].Value.Uint64()); p < current-2 || p > current+2 ||
+			if p := gcPercentFor(live); p < current-2 || p > current+2 ||
 				(p != current && (p == sidecarGCPercent || p == gcMinPercent)) {
 				debug.SetGCPercent(p)
 				current = p
+				continue // the goal moves with it: look again next time
+			}
+			if resident > goal+gcReleaseAbove && time.Since(released) >= gcReleaseEvery {
+				debug.FreeOSMemory()
+				released = time.Now()
 			}
 		}
 	}()
