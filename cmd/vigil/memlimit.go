@@ -66,14 +66,13 @@ func gcPercentFor(live uint64) int {
 // Go's scavenger returns free heap pages to the system only above 110% of
 // the heap goal, so the pages of a burst (the first scrape of a large
 // target builds all its series at once) stay resident long after the heap
-// has shrunk: 19 MB at 100,000 series. When the heap holds more than
-// gcReleaseAbove bytes beyond its goal, tuneGC hands them back, at most
-// once every gcReleaseEvery (a forced collection and the release of the
-// free pages).
-const (
-	gcReleaseAbove = 8 << 20
-	gcReleaseEvery = time.Minute
-)
+// has shrunk: 19 MB at 100,000 series. When tuneGC has just lowered GOGC
+// because the live heap grew, and the heap then holds more than
+// gcReleaseAbove bytes beyond its new goal, it hands them back once (a
+// forced collection and the release of the free pages). It does not do so
+// in the steady state: a forced collection empties the scrape's buffer
+// pools, whose refill would bring the pages back.
+const gcReleaseAbove = 8 << 20
 
 // heapMetrics are the runtime/metrics tuneGC reads, in this order.
 var heapMetrics = []string{
@@ -97,7 +96,8 @@ func tuneGC(logger *slog.Logger) (stop func()) {
 		t := time.NewTicker(gcTuneEvery)
 		defer t.Stop()
 		current := sidecarGCPercent
-		var released time.Time
+		// lowered is whether the last reading lowered GOGC.
+		lowered := false
 		for {
 			select {
 			case <-done:
@@ -118,13 +118,14 @@ func tuneGC(logger *slog.Logger) (stop func()) {
 			if p := gcPercentFor(live); p < current-2 || p > current+2 ||
 				(p != current && (p == sidecarGCPercent || p == gcMinPercent)) {
 				debug.SetGCPercent(p)
+				lowered = p < current
 				current = p
 				continue // the goal moves with it: look again next time
 			}
-			if resident > goal+gcReleaseAbove && time.Since(released) >= gcReleaseEvery {
+			if lowered && resident > goal+gcReleaseAbove {
 				debug.FreeOSMemory()
-				released = time.Now()
 			}
+			lowered = false
 		}
 	}()
 	return func() { close(done) }
