@@ -126,8 +126,7 @@ func dbOptions(retention time.Duration) *tsdb.Options {
 	// moves a result by at most one sample's share of the window, for one
 	// evaluation, and alerts wait out their `for`. The scrape appender
 	// already commits a target's first scrape in parts
-	// (collector/batch.go). Cortex and Mimir run their rulers on heads
-	// without isolation too.
+	// (collector/batch.go).
 	o.IsolationDisabled = true
 
 	// Exemplars, out-of-order ingestion and memory snapshots stay off (the
