@@ -54,8 +54,10 @@ func main() {
 		interval = flag.Duration("interval", 5*time.Second, "scrape and evaluation interval")
 		duration = flag.Duration("duration", 120*time.Second, "soak before each reading")
 		runs     = flag.Int("runs", 1, "runs per series count; the order of the two sides alternates")
+		profile  = flag.String("profile", "", "directory to save, after each soak, both sides' heap profiles, Go runtime figures and smaps_rollup in")
 	)
 	flag.Parse()
+	profileDir = *profile
 	if *promBin == "" {
 		*promBin = buildPrometheus()
 	}
@@ -129,6 +131,7 @@ func runVigil(bin string, n int, interval, soak time.Duration) float64 {
 	waitHTTP("http://"+addr+"/ready", time.Minute)
 	time.Sleep(soak)
 	rss := proc.MemoryOf(cmd.Process.Pid).RSS
+	saveProfile(fmt.Sprintf("vigil-%d", n), "http://"+addr, "/metrics", cmd.Process.Pid)
 	fmt.Fprintf(os.Stderr, "series=%d vigil: %.1f MB\n", n, rss)
 	return rss
 }
@@ -187,6 +190,7 @@ scrape_configs:
 	waitHTTP("http://"+amAddr+"/-/ready", time.Minute)
 	time.Sleep(soak)
 	p, a := proc.MemoryOf(prom.Process.Pid).RSS, proc.MemoryOf(am.Process.Pid).RSS
+	saveProfile(fmt.Sprintf("prometheus-%d", n), "http://"+promAddr, "/metrics", prom.Process.Pid)
 	fmt.Fprintf(os.Stderr, "series=%d Prometheus %.1f MB + Alertmanager %.1f MB\n", n, p, a)
 	return p + a
 }
@@ -222,6 +226,62 @@ func serveTarget(n int) net.Listener {
 		}))
 	}()
 	return l
+}
+
+// profileDir is -profile: where saveProfile writes, empty for nowhere.
+var profileDir string
+
+// saveProfile writes, under profileDir, the heap profile of the process
+// serving base (vigil in development without users answers anyone on
+// /debug/pprof/heap; Prometheus serves it open), its Go runtime figures
+// and head statistics (the go_ and prometheus_tsdb_head_ lines of its metrics) and its /proc/PID/smaps_rollup, each file
+// named after name. Run one bench at a time for a run's numbers to be
+// meaningful. A failure is logged; the run goes on.
+func saveProfile(name, base, metricsPath string, pid int) {
+	if profileDir == "" {
+		return
+	}
+	if err := os.MkdirAll(profileDir, 0o755); err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	fetch := func(url, file string, keep func(line string) bool) {
+		resp, err := http.Get(url)
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			log.Printf("profile %s: %s: %s", name, url, resp.Status)
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		if keep != nil {
+			var kept []string
+			for line := range strings.SplitSeq(string(b), "\n") {
+				if keep(line) {
+					kept = append(kept, line)
+				}
+			}
+			b = []byte(strings.Join(kept, "\n") + "\n")
+		}
+		writeFile(filepath.Join(profileDir, file), string(b))
+	}
+	fetch(base+"/debug/pprof/heap", name+".heap", nil)
+	fetch(base+metricsPath, name+".go.txt", func(line string) bool {
+		if strings.HasPrefix(line, "#") || strings.Contains(line, "_bucket") || strings.HasPrefix(line, "go_gc_duration") {
+			return false
+		}
+		return strings.HasPrefix(line, "go_") || strings.HasPrefix(line, "prometheus_tsdb_head_")
+	})
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
+		writeFile(filepath.Join(profileDir, name+".smaps_rollup"), string(b))
+	}
 }
 
 func buildPrometheus() string {

@@ -27,3 +27,20 @@ func TestSetMemoryLimit(t *testing.T) {
 	require.Zero(t, setMemoryLimit(logger, container))
 	require.Equal(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1), "GOMEMLIMIT wins")
 }
+
+func TestGCPercentFor(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, sidecarGCPercent},
+		{10 << 20, sidecarGCPercent}, // 2,000 series: the heap may grow by half
+		{64 << 20, sidecarGCPercent}, // growth of exactly gcHeadroom at 50%
+		{128 << 20, 25},              // 32 MiB of 128 MiB
+		{137 << 20, 23},              // 100,000 series
+		{1 << 30, gcMinPercent},      // a huge heap keeps a fifth as headroom
+		{math.MaxUint64 / 2, gcMinPercent},
+	} {
+		require.Equal(t, tc.want, gcPercentFor(tc.live), "live %d bytes", tc.live)
+	}
+}

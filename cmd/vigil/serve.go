@@ -95,10 +95,12 @@ func loadConfig(file string) (*config.Config, error) {
 
 func serveWith(configFile string, cfg *config.Config, logger *slog.Logger, level *slog.LevelVar) error {
 	// A sidecar's heap is small and steady: collect at 50% growth rather than
-	// Go's 100% (Prometheus 3 uses 75%). This keeps vigil's resident memory
-	// near its live heap for little CPU; GOGC in the environment still wins.
+	// Go's 100% (Prometheus 3 uses 75%), and at a bounded growth once the
+	// heap is large (tuneGC). This keeps vigil's resident memory near its
+	// live heap for little CPU; GOGC in the environment still wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(sidecarGCPercent)
+		defer tuneGC(logger)()
 	}
 	// A container's memory limit is where the kernel kills vigil: Go's
 	// collector should try hard to stay under it first.
