@@ -99,7 +99,8 @@ func (d *Directory) refresh() {
 }
 
 // sync reloads the runtime entries when the generation moved since they
-// were loaded and returns the generation read; d.mu is held.
+// were loaded, or is claimed, and returns the generation read; d.mu is
+// held.
 func (d *Directory) sync() (generation, error) {
 	raw, found, err := d.kv.Get(genKey)
 	if err != nil {
@@ -109,7 +110,10 @@ func (d *Directory) sync() (generation, error) {
 	if err != nil {
 		return generation{}, err
 	}
-	if found == d.loaded && bytes.Equal(raw, d.seen) {
+	// A claimed generation does not say whether the claimant's entry is
+	// written yet, and a claimant that died never moves it again: while
+	// it is claimed every look reloads.
+	if found == d.loaded && bytes.Equal(raw, d.seen) && g.claimedUntil.IsZero() {
 		return g, nil
 	}
 	set, err := loadSet(d.kv, d.logger)
