@@ -121,3 +121,27 @@ func TestHADeadClaimTakenOver(t *testing.T) {
 	_, err = b.User("dev")
 	require.NoError(t, err)
 }
+
+// TestHALateWriteAfterTakeoverSeen: A's delete of a user is so slow that
+// its claim expires and B overrules it and changes something itself before
+// A's delete lands. A's release then fails; the generation must still move
+// after A's write, or B keeps the deleted user's token working.
+func TestHALateWriteAfterTakeoverSeen(t *testing.T) {
+	clock := newFakeClock()
+	a, b, akv, tok := deadClaimPair(t, clock)
+	akv.beforeWrite = func() {
+		akv.armed.Store(false) // A's own release is not refused: it fails because B moved on
+		clock.add(10 * time.Second)
+		_, err := b.CreateUser("alice", auth.UserSpec{Name: "ops", Roles: []string{"viewer"}})
+		require.NoError(t, err, "B overrules A's expired claim")
+		require.Equal(t, "ci", whoIs(b, tok.plain))
+	}
+	akv.armed.Store(true)
+	_, err := a.DeleteUser("alice", "ci")
+	require.NoError(t, err, "the delete is written")
+	clock.add(auth.RefreshInterval)
+	require.Equal(t, "", whoIs(b, tok.plain), "a user deleted on A is refused on B")
+	require.Equal(t, "", whoIs(a, tok.plain))
+	_, err = a.User("ops")
+	require.NoError(t, err, "A reloaded B's change")
+}

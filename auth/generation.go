@@ -247,10 +247,41 @@ func (d *Directory) writeEntry(key string, value any) error {
 		d.logger.Error("Claim on the runtime users not released; the other gateway waits until it expires", "err", rerr)
 	case !released:
 		d.logger.Warn("Claim on the runtime users was overruled before its release (a change took longer than the claim)")
+		// The write may have landed after the gateway that overruled
+		// reloaded: move the generation again so that every gateway
+		// reloads what the store holds now.
+		if berr := d.bump(); berr != nil {
+			d.logger.Error("Generation of the runtime users not moved after a late write", "err", berr)
+		}
 	case err == nil:
 		// The state commit swaps in is what the store holds now. After a
 		// failed write d.seen stays behind, and the next look reloads.
 		d.seen, d.loaded = next, true
 	}
 	return err
+}
+
+// bump moves the generation on. A claim stays, with the new number: its
+// claimant's release then fails and bumps in turn, so that it too reloads
+// rather than keep state made before the late write; d.mu is held.
+func (d *Directory) bump() error {
+	for range changeAttempts {
+		raw, found, err := d.kv.Get(genKey)
+		if err != nil {
+			return err
+		}
+		g, err := parseGeneration(raw, found)
+		if err != nil {
+			return err
+		}
+		if !found {
+			raw = nil
+		}
+		g.n++
+		ok, err := notifier.Swap(d.kv, genKey, raw, g.bytes())
+		if err != nil || ok {
+			return err
+		}
+	}
+	return errors.New("auth: the generation is still contended")
 }
