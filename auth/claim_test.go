@@ -145,3 +145,41 @@ func TestHALateWriteAfterTakeoverSeen(t *testing.T) {
 	_, err = a.User("ops")
 	require.NoError(t, err, "A reloaded B's change")
 }
+
+// TestHAAuthenticationNotHeldByClaimWait: while a change on B waits for
+// A's claim to be released or to expire, B still authenticates, and sees
+// A's changes: the wait does not hold the Directory.
+func TestHAAuthenticationNotHeldByClaimWait(t *testing.T) {
+	clock := newFakeClock()
+	a, b, akv, tok := deadClaimPair(t, clock)
+	akv.armed.Store(true)
+	_, _ = a.DeleteUser("alice", "ci")
+	akv.armed.Store(false)
+
+	sleeping, release := make(chan struct{}, 1), make(chan struct{})
+	auth.SetSleep(b, func(time.Duration) {
+		select {
+		case sleeping <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.CreateUser("alice", auth.UserSpec{Name: "ops", Roles: []string{"viewer"}})
+		done <- err
+	}()
+	<-sleeping
+	clock.add(auth.RefreshInterval)
+	who := make(chan string, 1)
+	go func() { who <- whoIs(b, tok.plain) }()
+	select {
+	case w := <-who:
+		require.Equal(t, "", w, "the user A deleted is refused")
+	case <-time.After(10 * time.Second): // a bound on a deadlock, not a measure
+		close(release)
+		t.Fatal("authentication waited for a change waiting on a claim")
+	}
+	close(release)
+	require.ErrorIs(t, <-done, auth.ErrConflict)
+}

@@ -187,7 +187,11 @@ func (d *Directory) change(fn func() error) error {
 		}
 		if !g.claimedUntil.IsZero() {
 			if d.now().Before(g.claimedUntil) {
-				time.Sleep(claimWait)
+				// Wait without d.mu, so that authentication goes on
+				// meanwhile; the next round loads the state afresh.
+				d.mu.Unlock()
+				d.sleep(claimWait)
+				d.mu.Lock()
 				continue
 			}
 			// The claimant died between claim and release: overrule it.
