@@ -28,8 +28,9 @@ const (
 	// "<n> claimed until <unix nanoseconds>" while one is.
 	genKey = "generation"
 	// RefreshInterval is how often, at most, the Directory reads the
-	// generation on the authentication path (one KV Get): a token removed
-	// or a user deleted on the other gateway stops working here within it.
+	// generation on the authentication path (one KV Get, and a reload
+	// while it is claimed): a token removed or a user deleted on the other
+	// gateway stops working here within it.
 	RefreshInterval = 2 * time.Second
 	// claimTTL is how long a claim holds: a gateway that died between its
 	// claim and its release blocks changes this long, then is overruled.
