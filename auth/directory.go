@@ -148,6 +148,8 @@ type Directory struct {
 	kv     KV
 	logger *slog.Logger
 	now    func() time.Time
+	// sleep waits on another gateway's claim (generation.go).
+	sleep func(time.Duration)
 
 	// mu serialises changes and guards what follows.
 	mu      sync.RWMutex
@@ -184,6 +186,7 @@ func NewDirectory(kv KV, logger *slog.Logger) (*Directory, error) {
 		kv:     kv,
 		logger: logger,
 		now:    time.Now,
+		sleep:  time.Sleep,
 		cfg:    &config.Config{},
 		set:    runtimeSet{users: map[string]runtimeUser{}, roles: map[string]runtimeRole{}},
 	}

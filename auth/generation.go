@@ -28,8 +28,9 @@ const (
 	// "<n> claimed until <unix nanoseconds>" while one is.
 	genKey = "generation"
 	// RefreshInterval is how often, at most, the Directory reads the
-	// generation on the authentication path (one KV Get): a token removed
-	// or a user deleted on the other gateway stops working here within it.
+	// generation on the authentication path (one KV Get, and a reload
+	// while it is claimed): a token removed or a user deleted on the other
+	// gateway stops working here within it.
 	RefreshInterval = 2 * time.Second
 	// claimTTL is how long a claim holds: a gateway that died between its
 	// claim and its release blocks changes this long, then is overruled.
@@ -99,7 +100,8 @@ func (d *Directory) refresh() {
 }
 
 // sync reloads the runtime entries when the generation moved since they
-// were loaded and returns the generation read; d.mu is held.
+// were loaded, or is claimed, and returns the generation read; d.mu is
+// held.
 func (d *Directory) sync() (generation, error) {
 	raw, found, err := d.kv.Get(genKey)
 	if err != nil {
@@ -109,7 +111,10 @@ func (d *Directory) sync() (generation, error) {
 	if err != nil {
 		return generation{}, err
 	}
-	if found == d.loaded && bytes.Equal(raw, d.seen) {
+	// A claimed generation does not say whether the claimant's entry is
+	// written yet, and a claimant that died never moves it again: while
+	// it is claimed every look reloads.
+	if found == d.loaded && bytes.Equal(raw, d.seen) && g.claimedUntil.IsZero() {
 		return g, nil
 	}
 	set, err := loadSet(d.kv, d.logger)
@@ -183,7 +188,11 @@ func (d *Directory) change(fn func() error) error {
 		}
 		if !g.claimedUntil.IsZero() {
 			if d.now().Before(g.claimedUntil) {
-				time.Sleep(claimWait)
+				// Wait without d.mu, so that authentication goes on
+				// meanwhile; the next round loads the state afresh.
+				d.mu.Unlock()
+				d.sleep(claimWait)
+				d.mu.Lock()
 				continue
 			}
 			// The claimant died between claim and release: overrule it.
@@ -243,10 +252,41 @@ func (d *Directory) writeEntry(key string, value any) error {
 		d.logger.Error("Claim on the runtime users not released; the other gateway waits until it expires", "err", rerr)
 	case !released:
 		d.logger.Warn("Claim on the runtime users was overruled before its release (a change took longer than the claim)")
+		// The write may have landed after the gateway that overruled
+		// reloaded: move the generation again so that every gateway
+		// reloads what the store holds now.
+		if berr := d.bump(); berr != nil {
+			d.logger.Error("Generation of the runtime users not moved after a late write", "err", berr)
+		}
 	case err == nil:
 		// The state commit swaps in is what the store holds now. After a
 		// failed write d.seen stays behind, and the next look reloads.
 		d.seen, d.loaded = next, true
 	}
 	return err
+}
+
+// bump moves the generation on. A claim stays, with the new number: its
+// claimant's release then fails and bumps in turn, so that it too reloads
+// rather than keep state made before the late write; d.mu is held.
+func (d *Directory) bump() error {
+	for range changeAttempts {
+		raw, found, err := d.kv.Get(genKey)
+		if err != nil {
+			return err
+		}
+		g, err := parseGeneration(raw, found)
+		if err != nil {
+			return err
+		}
+		if !found {
+			raw = nil
+		}
+		g.n++
+		ok, err := notifier.Swap(d.kv, genKey, raw, g.bytes())
+		if err != nil || ok {
+			return err
+		}
+	}
+	return errors.New("auth: the generation is still contended")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,7 +112,8 @@ func Swap(kv KV, key string, old, value []byte) (bool, error) {
 	return true, kv.Put(key, value)
 }
 
-// addDecimal adds delta to v, a decimal integer or empty (0).
+// addDecimal adds delta to v, a decimal integer or empty (0); a sum
+// beyond int64 is an error, as PostgreSQL's bigint makes it.
 func addDecimal(v []byte, delta int64) (int64, error) {
 	var n int64
 	if len(v) > 0 {
@@ -119,6 +121,9 @@ func addDecimal(v []byte, delta int64) (int64, error) {
 		if n, err = strconv.ParseInt(string(v), 10, 64); err != nil {
 			return 0, fmt.Errorf("value %q is not an integer", v)
 		}
+	}
+	if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
+		return 0, fmt.Errorf("%d + %d is beyond a 64-bit integer", n, delta)
 	}
 	return n + delta, nil
 }

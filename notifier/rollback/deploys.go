@@ -435,7 +435,7 @@ func (m *Manager) ObserveBuildInfo(service, environment, version string) (*Deplo
 	}
 	last, haveDeploy, err := m.lastDeploy(service, environment)
 	if err != nil {
-		return nil, err
+		return nil, m.unsee(seenKey, version, b, err)
 	}
 	if haveDeploy && last.Version == version {
 		return nil, nil
@@ -446,7 +446,17 @@ func (m *Manager) ObserveBuildInfo(service, environment, version string) (*Deplo
 		PreviousVersion: string(b), By: sourceBuildInfo,
 	}, sourceBuildInfo)
 	if err != nil {
-		return nil, err
+		return nil, m.unsee(seenKey, version, b, err)
 	}
 	return &d, nil
+}
+
+// unsee puts the seen version back from version to prev after err kept the
+// change from being recorded, so that the next scrape (here or on the other
+// gateway) records it rather than find it seen.
+func (m *Manager) unsee(seenKey, version string, prev []byte, err error) error {
+	if _, rerr := notifier.Swap(m.kv, seenKey, []byte(version), prev); rerr != nil {
+		return errors.Join(err, fmt.Errorf("build info: restoring the seen version: %w", rerr))
+	}
+	return err
 }

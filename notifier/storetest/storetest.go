@@ -7,6 +7,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -565,6 +566,12 @@ func testKVAtomic(t *testing.T, s notifier.Store) {
 	v, _, err = kv.Get("text")
 	require.NoError(t, err)
 	require.Equal(t, "forty", string(v), "and is left as it was")
+	require.NoError(t, kv.Put("top", []byte(strconv.FormatInt(math.MaxInt64, 10))))
+	_, err = kv.Incr("top", 1)
+	require.Error(t, err, "a sum beyond int64 is an error, not a wrap")
+	v, _, err = kv.Get("top")
+	require.NoError(t, err)
+	require.Equal(t, strconv.FormatInt(math.MaxInt64, 10), string(v), "and leaves the value")
 
 	won, err := kv.PutIfAbsent("claim", []byte("a"))
 	require.NoError(t, err)
