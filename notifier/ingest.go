@@ -487,8 +487,8 @@ func writeKV(kv KV, put map[string][]byte, del []string) error {
 
 // deleteTombstones deletes the records of resolved alerts whose resolve is
 // recorded, each only if it still holds the tombstone: a newer post (here
-// or on another gateway) keeps its record. A record kept that is not
-// pending here is handed to the sweeper, which resolves it if it has
+// or on another gateway) keeps its record. A record kept is handed to
+// the sweeper, which resolves it if it has
 // ended: another gateway may have written it and died.
 func (m *Manager) deleteTombstones(want map[string][]byte) error {
 	if len(want) == 0 {
@@ -528,15 +528,16 @@ func (m *Manager) deleteTombstones(want map[string][]byte) error {
 	if len(kept) == 0 || m.ingest.ends == nil {
 		return nil
 	}
+	// The alert just notified is still pending here (finishPending
+	// follows), so pending cannot tell whether a newer post will be
+	// notified: the sweeper reads the record and resolves it only once it
+	// has ended.
 	now := m.clock.Now()
-	m.ingest.pendMtx.Lock()
 	for _, fp := range kept {
-		_, known := m.ingest.ends[fp]
-		if _, queued := m.ingest.pending[fp]; !known && !queued {
+		if _, known := m.ingest.ends[fp]; !known {
 			m.ingest.ends[fp] = now
 		}
 	}
-	m.ingest.pendMtx.Unlock()
 	signal(m.ingest.wake)
 	return nil
 }
@@ -598,54 +599,53 @@ func (m *Manager) ingestNotifyWorker(ctx context.Context) {
 				t.Stop()
 				return
 			}
-			m.refreshPending()
 		}
 	}
 }
 
-// refreshPending replaces each pending resolve whose record another
-// gateway has written firing since (a newer post) by that firing, before
-// a retry: a resolve held back by a failing store must not end the firing
-// that came after it. Errors leave the resolve as it is.
-func (m *Manager) refreshPending() {
-	m.ingest.pendMtx.Lock()
-	resolves := map[string]*pendingAlert{}
-	for fp, p := range m.ingest.pending {
-		if p.tombstone != nil {
-			resolves[fp] = p
-		}
-	}
-	m.ingest.pendMtx.Unlock()
+// currentResolves returns, for each pending resolve of batch whose record
+// another gateway has written since (a newer post), that record's alert
+// and tombstone (nil when it fires) to be notified instead: a resolve
+// held back (another peer's share, or a failing store) must not end the
+// firing that came after it, which the other gateway may not live to
+// notify. A firing record is handed to the sweeper, which resolves it at
+// its endsAt. Errors leave the resolve as it is.
+func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 	kv := m.store.KV(ingestNamespace)
-	newer := map[string]IngestedAlert{}
-	for fp, p := range resolves {
-		raw, ok, err := kv.Get(fp)
-		if err != nil || !ok || bytes.Equal(raw, p.tombstone) {
+	var out map[string]*pendingAlert
+	for _, b := range batch {
+		if b.p.tombstone == nil {
+			continue
+		}
+		raw, ok, err := kv.Get(b.fp)
+		if err != nil || !ok || bytes.Equal(raw, b.p.tombstone) {
 			continue
 		}
 		var rec IngestedAlert
-		if json.Unmarshal(raw, &rec) == nil {
-			newer[fp] = rec
-		}
-	}
-	if len(newer) == 0 {
-		return
-	}
-	m.ingest.mtx.Lock()
-	defer m.ingest.mtx.Unlock()
-	now := m.clock.Now()
-	m.ingest.pendMtx.Lock()
-	defer m.ingest.pendMtx.Unlock()
-	for fp, rec := range newer {
-		if m.ingest.pending[fp] != resolves[fp] || m.ingest.inflight[fp] || !rec.EndsAt.After(now) {
+		if json.Unmarshal(raw, &rec) != nil {
 			continue
 		}
-		m.ingest.pending[fp] = &pendingAlert{alert: rec.alert(now)}
-		if m.ingest.ends != nil {
-			m.ingest.ends[fp] = rec.EndsAt
+		p := &pendingAlert{alert: rec.alert(m.clock.Now())}
+		if p.alert.State != rules.StateFiring {
+			p.tombstone = raw
+		}
+		if out == nil {
+			out = map[string]*pendingAlert{}
+		}
+		out[b.fp] = p
+	}
+	firing := false
+	m.ingest.mtx.Lock()
+	for fp, p := range out {
+		if p.tombstone == nil && m.ingest.ends != nil {
+			m.ingest.ends[fp], firing = p.alert.ValidUntil, true
 		}
 	}
-	signal(m.ingest.wake)
+	m.ingest.mtx.Unlock()
+	if firing {
+		signal(m.ingest.wake)
+	}
+	return out
 }
 
 // fpPending is one pending alert taken by the notify loop.
@@ -745,13 +745,18 @@ func (m *Manager) armDueLocked(now, next time.Time) {
 func (m *Manager) notifyPending(ctx context.Context, batch []fpPending) error {
 	alerts := make([]*rules.Alert, len(batch))
 	var tombstones map[string][]byte
+	current := m.currentResolves(batch)
 	for i, b := range batch {
-		alerts[i] = b.p.alert
-		if b.p.tombstone != nil {
+		p := b.p
+		if c, ok := current[b.fp]; ok {
+			p = c
+		}
+		alerts[i] = p.alert
+		if p.tombstone != nil {
 			if tombstones == nil {
 				tombstones = map[string][]byte{}
 			}
-			tombstones[b.fp] = b.p.tombstone
+			tombstones[b.fp] = p.tombstone
 		}
 	}
 	if err := m.notifyAlerts(ctx, SourceAPI, "", alerts); err != nil {

@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -299,4 +300,70 @@ func TestTakePendingOwnShareFirst(t *testing.T) {
 	require.Len(t, second, 30)
 	require.Equal(t, 10, owned(second), "the rest of its own, then the other's")
 	require.Empty(t, m.takePending())
+}
+
+// TestIngestSplitHeldResolveYieldsToNewerFiring: a resolve held back for
+// the other gateway's share is not notified over the firing that the
+// other gateway recorded after it (a sender that re-posts to either
+// gateway; the other died before its notify): the record's firing is
+// notified instead, the incident stays open, the record stays, and the
+// sweeper resolves it at its endsAt.
+func TestIngestSplitHeldResolveYieldsToNewerFiring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := OpenBoltStore(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		store := &peersStore{BoltStore: b}
+		peers := []string{"gw-a", "gw-b"}
+		store.setPeers(peers...)
+		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
+			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
+		})
+		name := ""
+		for i := range 100 {
+			n := fmt.Sprint("Held", i)
+			if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(posted(n, time.Now(), time.Time{}).Labels))) {
+				name = n
+				break
+			}
+		}
+		require.NotEmpty(t, name, "an alert of gw-b's share")
+		ctx := context.Background()
+		t0 := time.Now()
+		require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{posted(name, t0, t0.Add(time.Hour))}))
+		require.NoError(t, h.m.FlushIngest(ctx))
+		require.Equal(t, StateTriggered, h.incidentOf(name).State)
+
+		time.Sleep(time.Minute)
+		require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{posted(name, t0, time.Now())}))
+		synctest.Wait()
+		require.Equal(t, 1, pendingCount(h.m), "the resolve is held back for gw-b")
+
+		// gw-b takes a newer firing, records it and dies before its notify.
+		time.Sleep(time.Second)
+		t1 := time.Now()
+		again := posted(name, t1, t1.Add(time.Hour))
+		fp := fingerprint(labels.FromMap(again.Labels))
+		raw, err := json.Marshal(IngestedAlert{PostedAlert: again, Fingerprint: fp, UpdatedAt: t1})
+		require.NoError(t, err)
+		require.NoError(t, store.KV(ingestNamespace).Put(fp, raw))
+
+		time.Sleep(ingestPeerDelay)
+		synctest.Wait()
+		require.Zero(t, pendingCount(h.m))
+		open, err := h.m.Incidents(StateTriggered)
+		require.NoError(t, err)
+		require.Len(t, open, 1, "the held resolve did not end the newer firing")
+		rec, ok := record(t, store.KV(ingestNamespace), again)
+		require.True(t, ok, "gw-b's record is kept")
+		require.True(t, rec.StartsAt.Equal(t1))
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		open, err = h.m.Incidents(StateTriggered)
+		require.NoError(t, err)
+		require.Empty(t, open, "resolved at the newer firing's endsAt")
+		_, ok = record(t, store.KV(ingestNamespace), again)
+		require.False(t, ok, "its tombstone deleted")
+	})
 }
