@@ -281,6 +281,16 @@ func (rec *IngestedAlert) alert(now time.Time) *rules.Alert {
 	return a
 }
 
+// pending is the record raw of rec as an alert to notify: a tombstone
+// once its endsAt is not after now.
+func (rec *IngestedAlert) pending(raw []byte, now time.Time) *pendingAlert {
+	p := &pendingAlert{alert: rec.alert(now)}
+	if p.alert.State != rules.StateFiring {
+		p.tombstone = raw
+	}
+	return p
+}
+
 // addPending queues alerts to be notified, replacing the pending ones of
 // the same fingerprints, and kicks the notify loop.
 func (m *Manager) addPending(add map[string]*pendingAlert) {
@@ -324,11 +334,9 @@ func (m *Manager) loadIngest() error {
 			m.logger.Warn("unreadable record of a posted alert; it will not be resolved by its endsAt", "fingerprint", fp, "err", err)
 			continue
 		}
-		p := &pendingAlert{alert: rec.alert(now)}
-		if rec.EndsAt.After(now) {
+		p := rec.pending(raw, now)
+		if p.tombstone == nil {
 			ends[fp] = rec.EndsAt
-		} else {
-			p.tombstone = raw
 		}
 		pend[fp] = p
 	}
@@ -424,11 +432,7 @@ func (m *Manager) ingestLocked(alerts []PostedAlert) error {
 		// A resolved alert keeps its record (a tombstone) until its
 		// resolve is recorded: a crash in between loses nothing.
 		put[rec.Fingerprint] = raw
-		pa := &pendingAlert{alert: rec.alert(now)}
-		if !rec.EndsAt.After(now) {
-			pa.tombstone = raw
-		}
-		pend[rec.Fingerprint] = pa
+		pend[rec.Fingerprint] = rec.pending(raw, now)
 	}
 	if err := writeKV(m.store.KV(ingestNamespace), put, nil); err != nil {
 		return fmt.Errorf("notifier: record posted alerts: %w", err)
@@ -625,14 +629,10 @@ func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 		if json.Unmarshal(raw, &rec) != nil {
 			continue
 		}
-		p := &pendingAlert{alert: rec.alert(m.clock.Now())}
-		if p.alert.State != rules.StateFiring {
-			p.tombstone = raw
-		}
 		if out == nil {
 			out = map[string]*pendingAlert{}
 		}
-		out[b.fp] = p
+		out[b.fp] = rec.pending(raw, m.clock.Now())
 	}
 	firing := false
 	m.ingest.mtx.Lock()
@@ -893,7 +893,7 @@ func (m *Manager) sweepIngest() time.Time {
 			m.ingest.ends[fp] = rec.EndsAt
 			continue
 		}
-		resolve[fp] = &pendingAlert{alert: rec.alert(now), tombstone: raw}
+		resolve[fp] = rec.pending(raw, now)
 		delete(m.ingest.ends, fp)
 	}
 	if len(resolve) > 0 {
