@@ -567,6 +567,14 @@ func (m *Manager) runIngestNotify(ctx context.Context) {
 		wg.Go(func() { m.ingestNotifyWorker(ctx) })
 	}
 	wg.Wait()
+	// The alerts held back are notified again at the next start, from
+	// their records.
+	m.ingest.pendMtx.Lock()
+	if m.ingest.dueTimer != nil {
+		m.ingest.dueTimer.Stop()
+		m.ingest.dueAt, m.ingest.dueTimer = time.Time{}, nil
+	}
+	m.ingest.pendMtx.Unlock()
 }
 
 // ingestNotifyWorker feeds the pending posted alerts through the rules'

@@ -367,3 +367,80 @@ func TestIngestSplitHeldResolveYieldsToNewerFiring(t *testing.T) {
 		require.False(t, ok, "its tombstone deleted")
 	})
 }
+
+// timerClock is the real clock (synctest's in a bubble) that keeps count
+// of the AfterFunc calls still pending: neither run nor stopped.
+type timerClock struct {
+	mtx     sync.Mutex
+	pending int
+}
+
+func (c *timerClock) Now() time.Time { return time.Now() }
+
+func (c *timerClock) AfterFunc(d time.Duration, f func()) Timer {
+	t := &countedTimer{c: c}
+	c.mtx.Lock()
+	c.pending++
+	c.mtx.Unlock()
+	t.t = time.AfterFunc(d, func() {
+		if t.done() {
+			f()
+		}
+	})
+	return t
+}
+
+func (c *timerClock) left() int {
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	return c.pending
+}
+
+type countedTimer struct {
+	c    *timerClock
+	t    *time.Timer
+	once sync.Once
+}
+
+// done counts the timer out once, and reports whether this call did.
+func (t *countedTimer) done() bool {
+	first := false
+	t.once.Do(func() {
+		first = true
+		t.c.mtx.Lock()
+		t.c.pending--
+		t.c.mtx.Unlock()
+	})
+	return first
+}
+
+func (t *countedTimer) Stop() bool {
+	stopped := t.t.Stop()
+	if stopped {
+		t.done()
+	}
+	return stopped
+}
+
+// TestIngestSplitStopLeavesNoTimer: alerts held back for the other
+// gateway when Run ends leave no timer behind (they are notified again at
+// the next start, from their records).
+func TestIngestSplitStopLeavesNoTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := OpenBoltStore(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		store := &peersStore{BoltStore: b}
+		peers := []string{"gw-a", "gw-b"}
+		store.setPeers(peers...)
+		clock := &timerClock{}
+		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
+			o.Store, o.Owner, o.Lease, o.Clock = store, "gw-a", 15*time.Second, clock
+		})
+		_, owned := splitAlerts(t, h, "Stop", 20, peers, "gw-a")
+		synctest.Wait()
+		require.Equal(t, 20-owned, pendingCount(h.m), "the other's share is held back")
+		h.stop()
+		require.Zero(t, clock.left(), "timers left after Run")
+	})
+}
