@@ -630,7 +630,10 @@ func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 			continue
 		}
 		raw, ok, err := kv.Get(b.fp)
-		if err != nil || !ok || bytes.Equal(raw, b.p.tombstone) {
+		if err != nil {
+			break // the store is down: so is the notify that follows
+		}
+		if !ok || bytes.Equal(raw, b.p.tombstone) {
 			continue
 		}
 		var rec IngestedAlert
@@ -883,9 +886,11 @@ func (m *Manager) sweepIngest() time.Time {
 		// Another gateway may have written the record since.
 		raw, ok, err := kv.Get(fp)
 		if err != nil {
+			// Each read may take the store's timeout, under ingest.mtx:
+			// the others wait for the retry.
 			m.logger.Error("cannot read a posted alert to resolve it", "fingerprint", fp, "err", err)
 			retry = true
-			continue
+			break
 		}
 		var rec IngestedAlert
 		if ok {
