@@ -645,6 +645,9 @@ func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 		}
 		out[b.fp] = rec.pending(raw, m.clock.Now())
 	}
+	if len(out) == 0 {
+		return nil
+	}
 	firing := false
 	m.ingest.mtx.Lock()
 	for fp, p := range out {
