@@ -93,6 +93,34 @@ func (s *peersStore) Peers() ([]Peer, error) {
 	return out, nil
 }
 
+// startPeer starts the gateway gw-a on a peersStore listing peers.
+func startPeer(t *testing.T, rec *recorder, peers []string, tweak ...func(*Options)) (*harness, *peersStore) {
+	t.Helper()
+	b, err := OpenBoltStore(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	store := &peersStore{BoltStore: b}
+	store.setPeers(peers...)
+	h := start(t, "", ingestConfig(time.Hour), rec, nil, append([]func(*Options){func(o *Options) {
+		o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
+	}}, tweak...)...)
+	return h, store
+}
+
+// othersAlert returns an alert, named prefix and a number, of another
+// peer's share than gw-a's.
+func othersAlert(t *testing.T, h *harness, prefix string, peers []string) PostedAlert {
+	t.Helper()
+	for i := range 100 {
+		a := posted(fmt.Sprint(prefix, i), time.Now(), time.Time{})
+		if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))) {
+			return a
+		}
+	}
+	require.FailNow(t, "no alert of another peer's share")
+	return PostedAlert{}
+}
+
 // splitAlerts posts n alerts of distinct groups to h and returns how many
 // of them belong to owner's share among peers.
 func splitAlerts(t *testing.T, h *harness, prefix string, n int, peers []string, owner string) (out []PostedAlert, owned int) {
@@ -118,16 +146,9 @@ func splitAlerts(t *testing.T, h *harness, prefix string, n int, peers []string,
 // and it is no longer listed, every new post is notified at once.
 func TestIngestSplitHoldsBackOthersShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
 		rec := &recorder{}
-		h := start(t, "", ingestConfig(time.Hour), rec, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
+		h, store := startPeer(t, rec, peers)
 		require.Equal(t, ingestPeerDelay, h.m.peerDelay())
 
 		const n = 40
@@ -180,16 +201,9 @@ func TestIngestSplitHoldsBackOthersShare(t *testing.T) {
 // their delay ends.
 func TestIngestSplitPeerLeavingHandsOverItsShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b", "gw-c"}
-		store.setPeers(peers...)
 		// A lease of 15 s: the peers are read every 5 s, the delay 5 s.
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
+		h, store := startPeer(t, &recorder{}, peers)
 		// Half-way to the next read of the peers.
 		time.Sleep(h.m.shared.claimRetry() / 2)
 		synctest.Wait()
@@ -228,23 +242,9 @@ func TestIngestSingleStoreHoldsNothingBack(t *testing.T) {
 // first post, not after its last.
 func TestIngestSplitRepostsDoNotHoldBackForever(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
-		var a PostedAlert
-		for i := range 100 {
-			a = posted(fmt.Sprint("Repost", i), time.Now(), time.Time{})
-			if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))) {
-				break
-			}
-		}
-		require.False(t, ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))))
+		h, _ := startPeer(t, &recorder{}, peers)
+		a := othersAlert(t, h, "Repost", peers)
 		for range ingestPeerDelay/time.Second + 1 {
 			require.NoError(t, h.m.IngestAlerts(context.Background(), []PostedAlert{a}))
 			synctest.Wait()
@@ -310,24 +310,9 @@ func TestTakePendingOwnShareFirst(t *testing.T) {
 // sweeper resolves it at its endsAt.
 func TestIngestSplitHeldResolveYieldsToNewerFiring(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
-		name := ""
-		for i := range 100 {
-			n := fmt.Sprint("Held", i)
-			if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(posted(n, time.Now(), time.Time{}).Labels))) {
-				name = n
-				break
-			}
-		}
-		require.NotEmpty(t, name, "an alert of gw-b's share")
+		h, store := startPeer(t, &recorder{}, peers)
+		name := othersAlert(t, h, "Held", peers).Labels["alertname"]
 		ctx := context.Background()
 		t0 := time.Now()
 		require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{posted(name, t0, t0.Add(time.Hour))}))
@@ -427,16 +412,9 @@ func (t *countedTimer) Stop() bool {
 // the next start, from their records).
 func TestIngestSplitStopLeavesNoTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
 		clock := &timerClock{}
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease, o.Clock = store, "gw-a", 15*time.Second, clock
-		})
+		h, _ := startPeer(t, &recorder{}, peers, func(o *Options) { o.Clock = clock })
 		_, owned := splitAlerts(t, h, "Stop", 20, peers, "gw-a")
 		synctest.Wait()
 		require.Equal(t, 20-owned, pendingCount(h.m), "the other's share is held back")
