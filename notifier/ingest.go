@@ -281,6 +281,16 @@ func (rec *IngestedAlert) alert(now time.Time) *rules.Alert {
 	return a
 }
 
+// pending is the record raw of rec as an alert to notify: a tombstone
+// once its endsAt is not after now.
+func (rec *IngestedAlert) pending(raw []byte, now time.Time) *pendingAlert {
+	p := &pendingAlert{alert: rec.alert(now)}
+	if p.alert.State != rules.StateFiring {
+		p.tombstone = raw
+	}
+	return p
+}
+
 // addPending queues alerts to be notified, replacing the pending ones of
 // the same fingerprints, and kicks the notify loop.
 func (m *Manager) addPending(add map[string]*pendingAlert) {
@@ -324,11 +334,9 @@ func (m *Manager) loadIngest() error {
 			m.logger.Warn("unreadable record of a posted alert; it will not be resolved by its endsAt", "fingerprint", fp, "err", err)
 			continue
 		}
-		p := &pendingAlert{alert: rec.alert(now)}
-		if rec.EndsAt.After(now) {
+		p := rec.pending(raw, now)
+		if p.tombstone == nil {
 			ends[fp] = rec.EndsAt
-		} else {
-			p.tombstone = raw
 		}
 		pend[fp] = p
 	}
@@ -424,11 +432,7 @@ func (m *Manager) ingestLocked(alerts []PostedAlert) error {
 		// A resolved alert keeps its record (a tombstone) until its
 		// resolve is recorded: a crash in between loses nothing.
 		put[rec.Fingerprint] = raw
-		pa := &pendingAlert{alert: rec.alert(now)}
-		if !rec.EndsAt.After(now) {
-			pa.tombstone = raw
-		}
-		pend[rec.Fingerprint] = pa
+		pend[rec.Fingerprint] = rec.pending(raw, now)
 	}
 	if err := writeKV(m.store.KV(ingestNamespace), put, nil); err != nil {
 		return fmt.Errorf("notifier: record posted alerts: %w", err)
@@ -487,8 +491,8 @@ func writeKV(kv KV, put map[string][]byte, del []string) error {
 
 // deleteTombstones deletes the records of resolved alerts whose resolve is
 // recorded, each only if it still holds the tombstone: a newer post (here
-// or on another gateway) keeps its record. A record kept that is not
-// pending here is handed to the sweeper, which resolves it if it has
+// or on another gateway) keeps its record. A record kept is handed to
+// the sweeper, which resolves it if it has
 // ended: another gateway may have written it and died.
 func (m *Manager) deleteTombstones(want map[string][]byte) error {
 	if len(want) == 0 {
@@ -528,15 +532,16 @@ func (m *Manager) deleteTombstones(want map[string][]byte) error {
 	if len(kept) == 0 || m.ingest.ends == nil {
 		return nil
 	}
+	// The alert just notified is still pending here (finishPending
+	// follows), so pending cannot tell whether a newer post will be
+	// notified: the sweeper reads the record and resolves it only once it
+	// has ended.
 	now := m.clock.Now()
-	m.ingest.pendMtx.Lock()
 	for _, fp := range kept {
-		_, known := m.ingest.ends[fp]
-		if _, queued := m.ingest.pending[fp]; !known && !queued {
+		if _, known := m.ingest.ends[fp]; !known {
 			m.ingest.ends[fp] = now
 		}
 	}
-	m.ingest.pendMtx.Unlock()
 	signal(m.ingest.wake)
 	return nil
 }
@@ -562,6 +567,14 @@ func (m *Manager) runIngestNotify(ctx context.Context) {
 		wg.Go(func() { m.ingestNotifyWorker(ctx) })
 	}
 	wg.Wait()
+	// The alerts held back are notified again at the next start, from
+	// their records.
+	m.ingest.pendMtx.Lock()
+	if m.ingest.dueTimer != nil {
+		m.ingest.dueTimer.Stop()
+		m.ingest.dueAt, m.ingest.dueTimer = time.Time{}, nil
+	}
+	m.ingest.pendMtx.Unlock()
 }
 
 // ingestNotifyWorker feeds the pending posted alerts through the rules'
@@ -598,54 +611,55 @@ func (m *Manager) ingestNotifyWorker(ctx context.Context) {
 				t.Stop()
 				return
 			}
-			m.refreshPending()
 		}
 	}
 }
 
-// refreshPending replaces each pending resolve whose record another
-// gateway has written firing since (a newer post) by that firing, before
-// a retry: a resolve held back by a failing store must not end the firing
-// that came after it. Errors leave the resolve as it is.
-func (m *Manager) refreshPending() {
-	m.ingest.pendMtx.Lock()
-	resolves := map[string]*pendingAlert{}
-	for fp, p := range m.ingest.pending {
-		if p.tombstone != nil {
-			resolves[fp] = p
-		}
-	}
-	m.ingest.pendMtx.Unlock()
+// currentResolves returns, for each pending resolve of batch whose record
+// another gateway has written since (a newer post), that record's alert
+// and tombstone (nil when it fires) to be notified instead: a resolve
+// held back (another peer's share, or a failing store) must not end the
+// firing that came after it, which the other gateway may not live to
+// notify. A firing record is handed to the sweeper, which resolves it at
+// its endsAt. Errors leave the resolve as it is.
+func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 	kv := m.store.KV(ingestNamespace)
-	newer := map[string]IngestedAlert{}
-	for fp, p := range resolves {
-		raw, ok, err := kv.Get(fp)
-		if err != nil || !ok || bytes.Equal(raw, p.tombstone) {
+	var out map[string]*pendingAlert
+	for _, b := range batch {
+		if b.p.tombstone == nil {
+			continue
+		}
+		raw, ok, err := kv.Get(b.fp)
+		if err != nil {
+			break // the store is down: so is the notify that follows
+		}
+		if !ok || bytes.Equal(raw, b.p.tombstone) {
 			continue
 		}
 		var rec IngestedAlert
-		if json.Unmarshal(raw, &rec) == nil {
-			newer[fp] = rec
-		}
-	}
-	if len(newer) == 0 {
-		return
-	}
-	m.ingest.mtx.Lock()
-	defer m.ingest.mtx.Unlock()
-	now := m.clock.Now()
-	m.ingest.pendMtx.Lock()
-	defer m.ingest.pendMtx.Unlock()
-	for fp, rec := range newer {
-		if m.ingest.pending[fp] != resolves[fp] || m.ingest.inflight[fp] || !rec.EndsAt.After(now) {
+		if json.Unmarshal(raw, &rec) != nil {
 			continue
 		}
-		m.ingest.pending[fp] = &pendingAlert{alert: rec.alert(now)}
-		if m.ingest.ends != nil {
-			m.ingest.ends[fp] = rec.EndsAt
+		if out == nil {
+			out = map[string]*pendingAlert{}
+		}
+		out[b.fp] = rec.pending(raw, m.clock.Now())
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	firing := false
+	m.ingest.mtx.Lock()
+	for fp, p := range out {
+		if p.tombstone == nil && m.ingest.ends != nil {
+			m.ingest.ends[fp], firing = p.alert.ValidUntil, true
 		}
 	}
-	signal(m.ingest.wake)
+	m.ingest.mtx.Unlock()
+	if firing {
+		signal(m.ingest.wake)
+	}
+	return out
 }
 
 // fpPending is one pending alert taken by the notify loop.
@@ -745,13 +759,18 @@ func (m *Manager) armDueLocked(now, next time.Time) {
 func (m *Manager) notifyPending(ctx context.Context, batch []fpPending) error {
 	alerts := make([]*rules.Alert, len(batch))
 	var tombstones map[string][]byte
+	current := m.currentResolves(batch)
 	for i, b := range batch {
-		alerts[i] = b.p.alert
-		if b.p.tombstone != nil {
+		p := b.p
+		if c, ok := current[b.fp]; ok {
+			p = c
+		}
+		alerts[i] = p.alert
+		if p.tombstone != nil {
 			if tombstones == nil {
 				tombstones = map[string][]byte{}
 			}
-			tombstones[b.fp] = b.p.tombstone
+			tombstones[b.fp] = p.tombstone
 		}
 	}
 	if err := m.notifyAlerts(ctx, SourceAPI, "", alerts); err != nil {
@@ -870,9 +889,11 @@ func (m *Manager) sweepIngest() time.Time {
 		// Another gateway may have written the record since.
 		raw, ok, err := kv.Get(fp)
 		if err != nil {
+			// Each read may take the store's timeout, under ingest.mtx:
+			// the others wait for the retry.
 			m.logger.Error("cannot read a posted alert to resolve it", "fingerprint", fp, "err", err)
 			retry = true
-			continue
+			break
 		}
 		var rec IngestedAlert
 		if ok {
@@ -888,7 +909,7 @@ func (m *Manager) sweepIngest() time.Time {
 			m.ingest.ends[fp] = rec.EndsAt
 			continue
 		}
-		resolve[fp] = &pendingAlert{alert: rec.alert(now), tombstone: raw}
+		resolve[fp] = rec.pending(raw, now)
 		delete(m.ingest.ends, fp)
 	}
 	if len(resolve) > 0 {

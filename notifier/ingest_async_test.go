@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -357,4 +358,76 @@ func TestIngestNotifyWorkersKeepOrder(t *testing.T) {
 	require.Len(t, last, 1)
 	require.Equal(t, held.fp, last[0].fp)
 	require.True(t, last[0].p.alert.ValidUntil.Equal(t0.Add(2*time.Hour)))
+}
+
+// getFailStore is a BoltStore whose ingest KV fails every read, counted,
+// while fail is set.
+type getFailStore struct {
+	*BoltStore
+	fail atomic.Bool
+	gets atomic.Int64
+}
+
+func (s *getFailStore) KV(ns string) KV {
+	kv := s.BoltStore.KV(ns)
+	if ns == ingestNamespace {
+		return getFailKV{KV: kv, s: s}
+	}
+	return kv
+}
+
+type getFailKV struct {
+	KV
+	s *getFailStore
+}
+
+func (kv getFailKV) Get(key string) ([]byte, bool, error) {
+	if kv.s.fail.Load() {
+		kv.s.gets.Add(1)
+		return nil, false, errKVFull
+	}
+	return kv.KV.Get(key)
+}
+
+// TestIngestUnreadableStoreReadOnce: while the store fails reads (each of
+// which may take the store's whole timeout), the sweep and the notify of
+// resolves give up at the first failing read, not after one per alert,
+// and the sweep tries again later.
+func TestIngestUnreadableStoreReadOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := OpenBoltStore(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		store := &getFailStore{BoltStore: b}
+		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) { o.Store = store })
+		const n = 20
+		t0 := time.Now()
+		var alerts []PostedAlert
+		for i := range n {
+			alerts = append(alerts, posted(fmt.Sprint("Unread", i), t0, t0.Add(time.Minute)))
+		}
+		require.NoError(t, h.m.IngestAlerts(context.Background(), alerts))
+		synctest.Wait()
+		require.Zero(t, pendingCount(h.m))
+
+		store.fail.Store(true)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Equal(t, int64(1), store.gets.Load(), "the sweep read once")
+
+		var batch []fpPending
+		for _, a := range alerts {
+			batch = append(batch, fpPending{fingerprint(labels.FromMap(a.Labels)), &pendingAlert{tombstone: []byte("{}")}})
+		}
+		store.gets.Store(0)
+		require.Empty(t, h.m.currentResolves(batch))
+		require.Equal(t, int64(1), store.gets.Load(), "the notify read once")
+
+		store.fail.Store(false)
+		time.Sleep(ingestRetry)
+		synctest.Wait()
+		for _, a := range alerts {
+			require.Equal(t, StateResolved, h.incidentOf(a.Labels["alertname"]).State)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -92,6 +93,34 @@ func (s *peersStore) Peers() ([]Peer, error) {
 	return out, nil
 }
 
+// startPeer starts the gateway gw-a on a peersStore listing peers.
+func startPeer(t *testing.T, rec *recorder, peers []string, tweak ...func(*Options)) (*harness, *peersStore) {
+	t.Helper()
+	b, err := OpenBoltStore(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	store := &peersStore{BoltStore: b}
+	store.setPeers(peers...)
+	h := start(t, "", ingestConfig(time.Hour), rec, nil, append([]func(*Options){func(o *Options) {
+		o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
+	}}, tweak...)...)
+	return h, store
+}
+
+// othersAlert returns an alert, named prefix and a number, of another
+// peer's share than gw-a's.
+func othersAlert(t *testing.T, h *harness, prefix string, peers []string) PostedAlert {
+	t.Helper()
+	for i := range 100 {
+		a := posted(fmt.Sprint(prefix, i), time.Now(), time.Time{})
+		if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))) {
+			return a
+		}
+	}
+	require.FailNow(t, "no alert of another peer's share")
+	return PostedAlert{}
+}
+
 // splitAlerts posts n alerts of distinct groups to h and returns how many
 // of them belong to owner's share among peers.
 func splitAlerts(t *testing.T, h *harness, prefix string, n int, peers []string, owner string) (out []PostedAlert, owned int) {
@@ -117,16 +146,9 @@ func splitAlerts(t *testing.T, h *harness, prefix string, n int, peers []string,
 // and it is no longer listed, every new post is notified at once.
 func TestIngestSplitHoldsBackOthersShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
 		rec := &recorder{}
-		h := start(t, "", ingestConfig(time.Hour), rec, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
+		h, store := startPeer(t, rec, peers)
 		require.Equal(t, ingestPeerDelay, h.m.peerDelay())
 
 		const n = 40
@@ -179,16 +201,9 @@ func TestIngestSplitHoldsBackOthersShare(t *testing.T) {
 // their delay ends.
 func TestIngestSplitPeerLeavingHandsOverItsShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b", "gw-c"}
-		store.setPeers(peers...)
 		// A lease of 15 s: the peers are read every 5 s, the delay 5 s.
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
+		h, store := startPeer(t, &recorder{}, peers)
 		// Half-way to the next read of the peers.
 		time.Sleep(h.m.shared.claimRetry() / 2)
 		synctest.Wait()
@@ -227,23 +242,9 @@ func TestIngestSingleStoreHoldsNothingBack(t *testing.T) {
 // first post, not after its last.
 func TestIngestSplitRepostsDoNotHoldBackForever(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := OpenBoltStore(t.TempDir())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() })
-		store := &peersStore{BoltStore: b}
 		peers := []string{"gw-a", "gw-b"}
-		store.setPeers(peers...)
-		h := start(t, "", ingestConfig(time.Hour), &recorder{}, nil, func(o *Options) {
-			o.Store, o.Owner, o.Lease = store, "gw-a", 15*time.Second
-		})
-		var a PostedAlert
-		for i := range 100 {
-			a = posted(fmt.Sprint("Repost", i), time.Now(), time.Time{})
-			if !ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))) {
-				break
-			}
-		}
-		require.False(t, ownsShare(peers, "gw-a", shareOf(h.m.config(), labels.FromMap(a.Labels))))
+		h, _ := startPeer(t, &recorder{}, peers)
+		a := othersAlert(t, h, "Repost", peers)
 		for range ingestPeerDelay/time.Second + 1 {
 			require.NoError(t, h.m.IngestAlerts(context.Background(), []PostedAlert{a}))
 			synctest.Wait()
@@ -299,4 +300,125 @@ func TestTakePendingOwnShareFirst(t *testing.T) {
 	require.Len(t, second, 30)
 	require.Equal(t, 10, owned(second), "the rest of its own, then the other's")
 	require.Empty(t, m.takePending())
+}
+
+// TestIngestSplitHeldResolveYieldsToNewerFiring: a resolve held back for
+// the other gateway's share is not notified over the firing that the
+// other gateway recorded after it (a sender that re-posts to either
+// gateway; the other died before its notify): the record's firing is
+// notified instead, the incident stays open, the record stays, and the
+// sweeper resolves it at its endsAt.
+func TestIngestSplitHeldResolveYieldsToNewerFiring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peers := []string{"gw-a", "gw-b"}
+		h, store := startPeer(t, &recorder{}, peers)
+		name := othersAlert(t, h, "Held", peers).Labels["alertname"]
+		ctx := context.Background()
+		t0 := time.Now()
+		require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{posted(name, t0, t0.Add(time.Hour))}))
+		require.NoError(t, h.m.FlushIngest(ctx))
+		require.Equal(t, StateTriggered, h.incidentOf(name).State)
+
+		time.Sleep(time.Minute)
+		require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{posted(name, t0, time.Now())}))
+		synctest.Wait()
+		require.Equal(t, 1, pendingCount(h.m), "the resolve is held back for gw-b")
+
+		// gw-b takes a newer firing, records it and dies before its notify.
+		time.Sleep(time.Second)
+		t1 := time.Now()
+		again := posted(name, t1, t1.Add(time.Hour))
+		fp := fingerprint(labels.FromMap(again.Labels))
+		raw, err := json.Marshal(IngestedAlert{PostedAlert: again, Fingerprint: fp, UpdatedAt: t1})
+		require.NoError(t, err)
+		require.NoError(t, store.KV(ingestNamespace).Put(fp, raw))
+
+		time.Sleep(ingestPeerDelay)
+		synctest.Wait()
+		require.Zero(t, pendingCount(h.m))
+		open, err := h.m.Incidents(StateTriggered)
+		require.NoError(t, err)
+		require.Len(t, open, 1, "the held resolve did not end the newer firing")
+		rec, ok := record(t, store.KV(ingestNamespace), again)
+		require.True(t, ok, "gw-b's record is kept")
+		require.True(t, rec.StartsAt.Equal(t1))
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		open, err = h.m.Incidents(StateTriggered)
+		require.NoError(t, err)
+		require.Empty(t, open, "resolved at the newer firing's endsAt")
+		_, ok = record(t, store.KV(ingestNamespace), again)
+		require.False(t, ok, "its tombstone deleted")
+	})
+}
+
+// timerClock is the real clock (synctest's in a bubble) that keeps count
+// of the AfterFunc calls still pending: neither run nor stopped.
+type timerClock struct {
+	mtx     sync.Mutex
+	pending int
+}
+
+func (c *timerClock) Now() time.Time { return time.Now() }
+
+func (c *timerClock) AfterFunc(d time.Duration, f func()) Timer {
+	t := &countedTimer{c: c}
+	c.mtx.Lock()
+	c.pending++
+	c.mtx.Unlock()
+	t.t = time.AfterFunc(d, func() {
+		if t.done() {
+			f()
+		}
+	})
+	return t
+}
+
+func (c *timerClock) left() int {
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	return c.pending
+}
+
+type countedTimer struct {
+	c    *timerClock
+	t    *time.Timer
+	once sync.Once
+}
+
+// done counts the timer out once, and reports whether this call did.
+func (t *countedTimer) done() bool {
+	first := false
+	t.once.Do(func() {
+		first = true
+		t.c.mtx.Lock()
+		t.c.pending--
+		t.c.mtx.Unlock()
+	})
+	return first
+}
+
+func (t *countedTimer) Stop() bool {
+	stopped := t.t.Stop()
+	if stopped {
+		t.done()
+	}
+	return stopped
+}
+
+// TestIngestSplitStopLeavesNoTimer: alerts held back for the other
+// gateway when Run ends leave no timer behind (they are notified again at
+// the next start, from their records).
+func TestIngestSplitStopLeavesNoTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peers := []string{"gw-a", "gw-b"}
+		clock := &timerClock{}
+		h, _ := startPeer(t, &recorder{}, peers, func(o *Options) { o.Clock = clock })
+		_, owned := splitAlerts(t, h, "Stop", 20, peers, "gw-a")
+		synctest.Wait()
+		require.Equal(t, 20-owned, pendingCount(h.m), "the other's share is held back")
+		h.stop()
+		require.Zero(t, clock.left(), "timers left after Run")
+	})
 }

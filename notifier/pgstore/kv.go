@@ -98,13 +98,7 @@ func (kv *pgKV) Write(put map[string][]byte, del []string) error {
 	defer cancel()
 	b := &pgx.Batch{}
 	if len(put) > 0 {
-		keys := slices.Sorted(maps.Keys(put))
-		values := make([][]byte, len(keys))
-		for i, k := range keys {
-			if values[i] = put[k]; values[i] == nil {
-				values[i] = []byte{}
-			}
-		}
+		keys, values := sortedPairs(put)
 		b.Queue(kv.s.q.expand(`INSERT INTO {kv} (namespace, key, value)
 			SELECT $1, k, v FROM unnest($2::text[], $3::bytea[]) AS w(k, v)
 			ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value`), kv.ns, keys, values)
@@ -127,13 +121,7 @@ func (kv *pgKV) DeleteUnchanged(want map[string][]byte) ([]string, error) {
 	}
 	ctx, cancel := kv.ctx()
 	defer cancel()
-	keys := slices.Sorted(maps.Keys(want))
-	values := make([][]byte, len(keys))
-	for i, k := range keys {
-		if values[i] = want[k]; values[i] == nil {
-			values[i] = []byte{}
-		}
-	}
+	keys, values := sortedPairs(want)
 	rows, err := kv.s.pool.Query(ctx, kv.s.q.expand(`DELETE FROM {kv} AS t
 		USING unnest($2::text[], $3::bytea[]) AS w(k, v)
 		WHERE t.namespace = $1 AND t.key = w.k AND t.value = w.v
@@ -156,4 +144,18 @@ func (kv *pgKV) DeleteUnchanged(want map[string][]byte) ([]string, error) {
 		}
 	}
 	return kept, nil
+}
+
+// sortedPairs returns the keys of kv sorted (two gateways writing the same
+// keys lock them in the same order) and their values, nil as empty (the
+// column is NOT NULL).
+func sortedPairs(kv map[string][]byte) ([]string, [][]byte) {
+	keys := slices.Sorted(maps.Keys(kv))
+	values := make([][]byte, len(keys))
+	for i, k := range keys {
+		if values[i] = kv[k]; values[i] == nil {
+			values[i] = []byte{}
+		}
+	}
+	return keys, values
 }
