@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -166,6 +167,11 @@ func TestOtherAppRefused(t *testing.T) {
 
 	// state is what a refused request must leave as it was.
 	state := func() string {
+		// Posted alerts reach their incidents asynchronously: wait for the
+		// ones posted so far.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, am.FlushIngest(ctx))
 		all, err := am.Incidents("")
 		require.NoError(t, err)
 		var b strings.Builder
