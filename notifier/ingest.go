@@ -622,28 +622,49 @@ func (m *Manager) ingestNotifyWorker(ctx context.Context) {
 // firing that came after it, which the other gateway may not live to
 // notify. A firing record is handed to the sweeper, which resolves it at
 // its endsAt. Errors leave the resolve as it is.
+//
+// A firing held back as another peer's share is checked too: when its
+// record has ended (the other gateway took a resolve this one never got),
+// the record's resolve is notified instead, and when the record is gone
+// (that resolve was recorded and its tombstone deleted) the firing is
+// dropped, mapped to nil: notified late, it would open an incident that
+// nothing resolves when its startsAt differs from the resolved member's.
 func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 	kv := m.store.KV(ingestNamespace)
 	var out map[string]*pendingAlert
+	set := func(fp string, p *pendingAlert) {
+		if out == nil {
+			out = map[string]*pendingAlert{}
+		}
+		out[fp] = p
+	}
 	for _, b := range batch {
-		if b.p.tombstone == nil {
+		heldFiring := b.held && b.p.tombstone == nil
+		if b.p.tombstone == nil && !heldFiring {
 			continue
 		}
 		raw, ok, err := kv.Get(b.fp)
 		if err != nil {
 			break // the store is down: so is the notify that follows
 		}
-		if !ok || bytes.Equal(raw, b.p.tombstone) {
+		if !ok {
+			if heldFiring {
+				set(b.fp, nil)
+			}
+			continue
+		}
+		if bytes.Equal(raw, b.p.tombstone) {
 			continue
 		}
 		var rec IngestedAlert
 		if json.Unmarshal(raw, &rec) != nil {
 			continue
 		}
-		if out == nil {
-			out = map[string]*pendingAlert{}
+		p := rec.pending(raw, m.clock.Now())
+		if heldFiring && p.tombstone == nil {
+			continue // still firing: as taken
 		}
-		out[b.fp] = rec.pending(raw, m.clock.Now())
+		set(b.fp, p)
 	}
 	if len(out) == 0 {
 		return nil
@@ -651,7 +672,7 @@ func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 	firing := false
 	m.ingest.mtx.Lock()
 	for fp, p := range out {
-		if p.tombstone == nil && m.ingest.ends != nil {
+		if p != nil && p.tombstone == nil && m.ingest.ends != nil {
 			m.ingest.ends[fp], firing = p.alert.ValidUntil, true
 		}
 	}
@@ -666,6 +687,9 @@ func (m *Manager) currentResolves(batch []fpPending) map[string]*pendingAlert {
 type fpPending struct {
 	fp string
 	p  *pendingAlert
+	// held is whether it was held back as another peer's share: its
+	// record is read again before it is notified (see currentResolves).
+	held bool
 }
 
 // ingestNotifyBatch is how many pending alerts one notify transaction
@@ -704,7 +728,7 @@ func (m *Manager) takePending() []fpPending {
 					next = due
 				}
 			} else if len(late) < ingestNotifyBatch {
-				late = append(late, fpPending{fp, p})
+				late = append(late, fpPending{fp: fp, p: p, held: true})
 			} else {
 				more = true
 			}
@@ -714,7 +738,7 @@ func (m *Manager) takePending() []fpPending {
 			more = true
 			break
 		}
-		out = append(out, fpPending{fp, p})
+		out = append(out, fpPending{fp: fp, p: p})
 	}
 	n := min(ingestNotifyBatch-len(out), len(late))
 	out = append(out, late[:n]...)
@@ -757,15 +781,18 @@ func (m *Manager) armDueLocked(now, next time.Time) {
 // notifyPending records one batch of pending alerts, then deletes the
 // tombstones of those resolved.
 func (m *Manager) notifyPending(ctx context.Context, batch []fpPending) error {
-	alerts := make([]*rules.Alert, len(batch))
+	alerts := make([]*rules.Alert, 0, len(batch))
 	var tombstones map[string][]byte
 	current := m.currentResolves(batch)
-	for i, b := range batch {
+	for _, b := range batch {
 		p := b.p
 		if c, ok := current[b.fp]; ok {
+			if c == nil {
+				continue // ended and recorded by another gateway
+			}
 			p = c
 		}
-		alerts[i] = p.alert
+		alerts = append(alerts, p.alert)
 		if p.tombstone != nil {
 			if tombstones == nil {
 				tombstones = map[string][]byte{}

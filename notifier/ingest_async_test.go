@@ -417,7 +417,7 @@ func TestIngestUnreadableStoreReadOnce(t *testing.T) {
 
 		var batch []fpPending
 		for _, a := range alerts {
-			batch = append(batch, fpPending{fingerprint(labels.FromMap(a.Labels)), &pendingAlert{tombstone: []byte("{}")}})
+			batch = append(batch, fpPending{fp: fingerprint(labels.FromMap(a.Labels)), p: &pendingAlert{tombstone: []byte("{}")}})
 		}
 		store.gets.Store(0)
 		require.Empty(t, h.m.currentResolves(batch))

@@ -422,3 +422,64 @@ func TestIngestSplitStopLeavesNoTimer(t *testing.T) {
 		require.Zero(t, clock.left(), "timers left after Run")
 	})
 }
+
+// TestIngestSplitHeldFiringYieldsToOthersResolve: a firing held back for
+// gw-b whose resolve only gw-b received is not notified late. When gw-b
+// recorded the resolve and deleted the record, the held firing is dropped;
+// when gw-b's ended record is still there, its resolve is notified instead.
+// Notified as it was, the firing would open an incident that nothing
+// resolves (the record that would resolve it is gone or ended).
+func TestIngestSplitHeldFiringYieldsToOthersResolve(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// others is what gw-b leaves in the record meanwhile: nil for no
+		// record.
+		others func(a PostedAlert, now time.Time) *PostedAlert
+	}{
+		{"record deleted", func(PostedAlert, time.Time) *PostedAlert { return nil }},
+		{"record ended", func(a PostedAlert, now time.Time) *PostedAlert {
+			a.StartsAt, a.EndsAt = now.Add(-time.Minute), now // a sender restart: another startsAt
+			return &a
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				peers := []string{"gw-a", "gw-b"}
+				h, store := startPeer(t, &recorder{}, peers)
+				a := othersAlert(t, h, "HeldFiring", peers)
+				ctx := context.Background()
+				t0 := time.Now()
+				a.StartsAt, a.EndsAt = t0, t0.Add(time.Hour)
+				require.NoError(t, h.m.IngestAlerts(ctx, []PostedAlert{a}))
+				synctest.Wait()
+				require.Equal(t, 1, pendingCount(h.m), "the firing is held back for gw-b")
+
+				time.Sleep(time.Second)
+				kv := store.KV(ingestNamespace)
+				fp := fingerprint(labels.FromMap(a.Labels))
+				if o := tc.others(a, time.Now()); o == nil {
+					require.NoError(t, kv.Delete(fp))
+				} else {
+					raw, err := json.Marshal(IngestedAlert{PostedAlert: *o, Fingerprint: fp, UpdatedAt: time.Now()})
+					require.NoError(t, err)
+					require.NoError(t, kv.Put(fp, raw))
+				}
+
+				time.Sleep(ingestPeerDelay)
+				synctest.Wait()
+				require.Zero(t, pendingCount(h.m))
+				open, err := h.m.Incidents(StateTriggered)
+				require.NoError(t, err)
+				require.Empty(t, open, "the held firing opened an incident after gw-b's resolve")
+				_, ok := record(t, kv, a)
+				require.False(t, ok, "no record left")
+
+				time.Sleep(2 * time.Hour)
+				synctest.Wait()
+				open, err = h.m.Incidents(StateTriggered)
+				require.NoError(t, err)
+				require.Empty(t, open)
+			})
+		})
+	}
+}
