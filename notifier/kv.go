@@ -112,6 +112,35 @@ func Swap(kv KV, key string, old, value []byte) (bool, error) {
 	return true, kv.Put(key, value)
 }
 
+// ModifyAttempts bounds Modify's rounds, which go round again only when
+// another gateway wrote the key between the read and the swap.
+const ModifyAttempts = 10
+
+// Modify is a read-modify-write of one key that two gateways may run at
+// once: fn gets the value at key (nil when absent) and returns the value
+// to write, or write false to leave it; the write is a Swap from the value
+// read, and a lost swap reads again. It reports whether it wrote.
+func Modify(kv KV, key string, fn func(cur []byte) (next []byte, write bool, err error)) (bool, error) {
+	for range ModifyAttempts {
+		cur, found, err := kv.Get(key)
+		if err != nil {
+			return false, err
+		}
+		if !found {
+			cur = nil
+		}
+		next, write, err := fn(cur)
+		if err != nil || !write {
+			return false, err
+		}
+		ok, err := Swap(kv, key, cur, next)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, fmt.Errorf("kv %s: still contended after %d tries", key, ModifyAttempts)
+}
+
 // addDecimal adds delta to v, a decimal integer or empty (0); a sum
 // beyond int64 is an error, as PostgreSQL's bigint makes it.
 func addDecimal(v []byte, delta int64) (int64, error) {

@@ -1,6 +1,7 @@
 package notifier_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -61,4 +62,44 @@ func TestIncrSwap(t *testing.T) {
 			require.False(t, ok)
 		})
 	}
+}
+
+// TestModify: a write lost to another writer between the read and the swap
+// reads again and decides on the new value; fn may decline to write; a key
+// that keeps moving ends in an error, not a loop.
+func TestModify(t *testing.T) {
+	kv := notifier.NewMemKV()
+	rounds := 0
+	wrote, err := notifier.Modify(kv, "k", func(cur []byte) ([]byte, bool, error) {
+		rounds++
+		if rounds == 1 {
+			require.Nil(t, cur)
+			require.NoError(t, kv.Put("k", []byte("other"))) // the other gateway
+			return []byte("mine"), true, nil
+		}
+		require.Equal(t, "other", string(cur))
+		return append(cur, "+mine"...), true, nil
+	})
+	require.NoError(t, err)
+	require.True(t, wrote)
+	require.Equal(t, 2, rounds)
+	v, _, err := kv.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "other+mine", string(v))
+
+	wrote, err = notifier.Modify(kv, "k", func([]byte) ([]byte, bool, error) { return []byte("no"), false, nil })
+	require.NoError(t, err)
+	require.False(t, wrote)
+	v, _, err = kv.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "other+mine", string(v))
+
+	n := 0
+	_, err = notifier.Modify(kv, "k", func([]byte) ([]byte, bool, error) {
+		n++
+		require.NoError(t, kv.Put("k", []byte(strconv.Itoa(n))))
+		return []byte("never"), true, nil
+	})
+	require.ErrorContains(t, err, "still contended")
+	require.Equal(t, notifier.ModifyAttempts, n)
 }

@@ -290,7 +290,7 @@ func (m *Manager) Record(b Backup) (Backup, error) {
 // gets. Records of older versions numbered by count; a key taken by one of
 // those is skipped.
 func (m *Manager) putRecord(at time.Time, v []byte) (string, error) {
-	for range maxAttempts {
+	for range notifier.ModifyAttempts {
 		seq, err := notifier.Incr(m.kv, keySeq, 1)
 		if err != nil {
 			return "", fmt.Errorf("backup: numbering the record: %w", err)
@@ -304,41 +304,28 @@ func (m *Manager) putRecord(at time.Time, v []byte) (string, error) {
 			return key, nil
 		}
 	}
-	return "", fmt.Errorf("backup: storing: no free key after %d tries", maxAttempts)
+	return "", fmt.Errorf("backup: storing: no free key after %d tries", notifier.ModifyAttempts)
 }
-
-// maxAttempts bounds the compare-and-swap loops, which only go round again
-// when another gateway wrote the same key in between.
-const maxAttempts = 10
 
 // putNewest makes b (encoded as v) the backup at key unless the one there
 // is newer. Of two gateways writing at once, the newer backup stays.
 func (m *Manager) putNewest(key string, b Backup, v []byte) error {
-	for range maxAttempts {
-		cur, ok, err := m.kv.Get(key)
-		if err != nil {
-			return fmt.Errorf("backup: reading %s: %w", key, err)
-		}
-		if ok {
+	_, err := notifier.Modify(m.kv, key, func(cur []byte) ([]byte, bool, error) {
+		if cur != nil {
 			var last Backup
 			if err := json.Unmarshal(cur, &last); err != nil {
-				return fmt.Errorf("backup: decoding %s: %w", key, err)
+				return nil, false, fmt.Errorf("decoding: %w", err)
 			}
 			if b.Time.Before(last.Time) {
-				return nil
+				return nil, false, nil
 			}
-		} else {
-			cur = nil
 		}
-		done, err := notifier.Swap(m.kv, key, cur, v)
-		if err != nil {
-			return fmt.Errorf("backup: storing %s: %w", key, err)
-		}
-		if done {
-			return nil
-		}
+		return v, true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("backup: storing %s: %w", key, err)
 	}
-	return fmt.Errorf("backup: storing %s: still contended after %d tries", key, maxAttempts)
+	return nil
 }
 
 // Backups returns the recorded backups, newest first, at most limit (all

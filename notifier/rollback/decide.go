@@ -442,64 +442,56 @@ func (m *Manager) readCooldown(service, env string) (cooldown, error) {
 	if !ok {
 		return cooldown{}, nil
 	}
+	return parseCooldown(b)
+}
+
+// parseCooldown decodes a stored cooldown; nil is none.
+func parseCooldown(b []byte) (cooldown, error) {
+	if b == nil {
+		return cooldown{}, nil
+	}
 	at, id, _ := strings.Cut(string(b), " ")
 	c := cooldown{raw: b, id: id}
+	var err error
 	if c.at, err = time.Parse(time.RFC3339Nano, at); err != nil {
 		return cooldown{}, fmt.Errorf("rollback: decoding cooldown: %w", err)
 	}
 	return c, nil
 }
 
-// claimAttempts bounds the compare-and-swap loops on the cooldown, which
-// go round again only when another gateway wrote it in between.
-const claimAttempts = 10
-
 // claimCooldown records the rollback id at `at` for the cooldown unless
 // another holds it off, in one compare-and-swap with the value it read:
 // of gateways claiming at once, one does and the others see its claim.
 // It returns the cooldown that holds id off when it does not claim.
 func (m *Manager) claimCooldown(s settings, env string, at time.Time, id string) (cooldown, bool, error) {
-	key := pairKey(keyCooldown, s.service, env)
-	for range claimAttempts {
-		c, err := m.readCooldown(s.service, env)
-		if err != nil {
-			return cooldown{}, false, err
+	var c cooldown
+	claimed, err := notifier.Modify(m.kv, pairKey(keyCooldown, s.service, env), func(cur []byte) ([]byte, bool, error) {
+		var err error
+		if c, err = parseCooldown(cur); err != nil {
+			return nil, false, err
 		}
-		if c.holds(s, at, id) {
-			return c, false, nil
-		}
-		ok, err := notifier.Swap(m.kv, key, c.raw, encodeCooldown(at, id))
-		if err != nil {
-			return cooldown{}, false, fmt.Errorf("rollback: storing cooldown: %w", err)
-		}
-		if ok {
-			return c, true, nil
-		}
+		return encodeCooldown(at, id), !c.holds(s, at, id), nil
+	})
+	if err != nil {
+		return cooldown{}, false, fmt.Errorf("rollback: storing cooldown: %w", err)
 	}
-	return cooldown{}, false, fmt.Errorf("rollback: storing cooldown: still contended after %d tries", claimAttempts)
+	return c, claimed, nil
 }
 
 // storeCooldown records the rollback id at `at` for the cooldown, unless a
 // later one is recorded.
 func (m *Manager) storeCooldown(service, env string, at time.Time, id string) error {
-	key := pairKey(keyCooldown, service, env)
-	for range claimAttempts {
-		c, err := m.readCooldown(service, env)
+	_, err := notifier.Modify(m.kv, pairKey(keyCooldown, service, env), func(cur []byte) ([]byte, bool, error) {
+		c, err := parseCooldown(cur)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		if c.raw != nil && !c.at.Before(at) {
-			return nil
-		}
-		ok, err := notifier.Swap(m.kv, key, c.raw, encodeCooldown(at, id))
-		if err != nil {
-			return fmt.Errorf("rollback: storing cooldown: %w", err)
-		}
-		if ok {
-			return nil
-		}
+		return encodeCooldown(at, id), c.raw == nil || c.at.Before(at), nil
+	})
+	if err != nil {
+		return fmt.Errorf("rollback: storing cooldown: %w", err)
 	}
-	return fmt.Errorf("rollback: storing cooldown: still contended after %d tries", claimAttempts)
+	return nil
 }
 
 // matches reports whether labels has every key of when with the same value.

@@ -108,7 +108,7 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 	// Another gateway sharing the store may record a deploy of the same
 	// service at the same time: the last deploy is swapped from the one
 	// this read, and when that fails, read again and placed again.
-	for range claimAttempts {
+	for range notifier.ModifyAttempts {
 		out, done, err := m.placeDeploy(d)
 		if err != nil {
 			return Deploy{}, err
@@ -120,7 +120,7 @@ func (m *Manager) recordDeploy(d Deploy, source string) (Deploy, error) {
 			return out, nil
 		}
 	}
-	return Deploy{}, fmt.Errorf("deploy: the last deploy of %q in %q is still contended after %d tries", d.Service, d.Environment, claimAttempts)
+	return Deploy{}, fmt.Errorf("deploy: the last deploy of %q in %q is still contended after %d tries", d.Service, d.Environment, notifier.ModifyAttempts)
 }
 
 // placeDeploy puts d into the history after the deploys of its service and
