@@ -83,6 +83,21 @@ var heapMetrics = []string{
 	"/memory/classes/heap/free:bytes",
 }
 
+// gcStep is one reading of tuneGC: from the GOGC in force (current),
+// whether the last reading lowered it, and the live heap, its goal and
+// the heap's resident bytes, it returns the GOGC to have, whether to set
+// it (set), whether this reading lowered it, and whether to hand free
+// pages back (free).
+func gcStep(current int, lowered bool, live, goal, resident uint64) (next int, nowLowered, set, free bool) {
+	// Changes of a point or two are not worth a call into the runtime.
+	if p := gcPercentFor(live); p < current-2 || p > current+2 ||
+		(p != current && (p == sidecarGCPercent || p == gcMinPercent)) {
+		// The goal moves with it: look again next time.
+		return p, p < current, true, false
+	}
+	return current, false, false, lowered && resident > goal+gcReleaseAbove
+}
+
 // tuneGC sets GOGC from the live heap every gcTuneEvery (see gcHeadroom)
 // and releases what a burst left resident (see gcReleaseAbove) until stop
 // is called. The caller runs it only when GOGC is not in the environment.
@@ -113,19 +128,14 @@ func tuneGC(logger *slog.Logger) (stop func()) {
 				}
 				v[i] = s.Value.Uint64()
 			}
-			live, goal, resident := v[0], v[1], v[2]+v[3]+v[4]
-			// Changes of a point or two are not worth a call into the runtime.
-			if p := gcPercentFor(live); p < current-2 || p > current+2 ||
-				(p != current && (p == sidecarGCPercent || p == gcMinPercent)) {
-				debug.SetGCPercent(p)
-				lowered = p < current
-				current = p
-				continue // the goal moves with it: look again next time
+			var set, free bool
+			current, lowered, set, free = gcStep(current, lowered, v[0], v[1], v[2]+v[3]+v[4])
+			if set {
+				debug.SetGCPercent(current)
 			}
-			if lowered && resident > goal+gcReleaseAbove {
+			if free {
 				debug.FreeOSMemory()
 			}
-			lowered = false
 		}
 	}()
 	return func() { close(done) }
