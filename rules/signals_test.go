@@ -70,6 +70,14 @@ load 15s
 	mem := eval(byRecord["memory_usage"])
 	require.InDelta(t, 25.0, mem["app"], 1e-9)
 
+	// As before, every input of error_rate is one of alternatives: an app
+	// without HTTP metrics has no dead rule input (health.go).
+	for _, rec := range []string{"vigil:http_requests:rate1m", "error_rate"} {
+		expr, err := parser.ParseExpr(byRecord[rec])
+		require.NoError(t, err)
+		require.Empty(t, inputSelectors(expr), rec)
+	}
+
 	// The group records the requests rate, then error_rate from it.
 	at := time.Unix(0, 0).Add(5 * time.Minute)
 	signalGroup(t, engine, storage, rs).Eval(context.Background(), at)
