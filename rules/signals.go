@@ -73,7 +73,10 @@ or 0 * (%[4]s > 0)`
 
 // SignalRules returns the recording rules for the app's signals, each
 // expression scoped to the app collector's app label, or nil when there is
-// no app collector. collectors.app.signals overrides any of them.
+// no app collector: cpu_usage, memory_usage, then, with the default
+// error_rate, vigil:http_requests:rate1m and error_rate, which reads it.
+// collectors.app.signals overrides any signal; an error_rate of the user's
+// own goes without vigil:http_requests:rate1m.
 func SignalRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	a := cfg.Collectors.App
 	if a == nil {

@@ -22,7 +22,7 @@ func BenchmarkErrorRate(b *testing.B) {
 	require.NoError(b, err)
 	rs, err := SignalRules(errorRateCfg())
 	require.NoError(b, err)
-	require.Equal(b, "error_rate", rs[len(rs)-1].Record)
+	require.Equal(b, []string{requestsRateRecord, "error_rate"}, []string{rs[len(rs)-2].Record, rs[len(rs)-1].Record})
 	b.Run("old", func(b *testing.B) {
 		benchSignalGroup(b, n, []rulefmt.Rule{{Record: "error_rate", Expr: old}})
 	})
