@@ -22,8 +22,17 @@ const SignalsGroupName = "vigil-app-signals"
 // signalLabels are the labels the derived signals keep.
 const signalLabels = "app, environment, service, job, instance"
 
+// requestsRateRecord is the recording rule the default error_rate reads the
+// app's request rate from (defaultRequestsRate).
+const requestsRateRecord = "vigil:http_requests:rate1m"
+
+// requestsRateNow selects the samples of requestsRateRecord written at the
+// evaluation's own time.
+const requestsRateNow = "(" + requestsRateRecord + " and timestamp(" + requestsRateRecord + ") == time())"
+
 // Default expressions of the app's signals. %[1]s is the labels they keep;
-// %[2]s the app's CPU limit in cores; %[3]s its memory limit in bytes.
+// %[2]s the app's CPU limit in cores; %[3]s its memory limit in bytes; %[4]s
+// the requests rate of this evaluation (requestsRateRecord).
 const (
 	// cpu_usage: percent of the app's CPU limit used, from the client
 	// libraries' process_cpu_seconds_total.
@@ -31,26 +40,43 @@ const (
 	// memory_usage: percent of the app's memory limit resident, from
 	// process_resident_memory_bytes.
 	defaultMemoryUsage = `100 * sum by (%[1]s) (process_resident_memory_bytes) / %[3]s`
+	// vigil:http_requests:rate1m: the app's requests per second over the
+	// last minute, from http_requests_total or, for series that match none
+	// of those by their labels, http_server_requests_seconds_count. It is
+	// error_rate's denominator and its 0-fallback, recorded by an earlier
+	// rule of the same group so that the rate of every request series is
+	// computed once per evaluation, not twice (the group's rules run in
+	// order, each committed before the next: error_rate reads the sample
+	// this evaluation just wrote). The vigil: prefix marks it as vigil's own
+	// recording, one series per app, environment, service, job and
+	// instance; it is recorded only while error_rate is the default one.
+	defaultRequestsRate = `sum by (%[1]s) (rate(http_requests_total[1m]) or rate(http_server_requests_seconds_count[1m]))`
 	// error_rate: percent of requests answered 5xx over the last minute, from
 	// http_requests_total{code} or {status} (Prometheus client libraries,
 	// most Go and Python middleware) or http_server_requests_seconds_count
 	// {status} (Spring Boot / Micrometer). 0 when there were requests and no
-	// errors; absent when there were no requests.
-	defaultErrorRate = `100 * (
-  sum by (%[1]s) (
+	// errors; absent when there were no requests. %[4]s is the requests
+	// rate recorded by this very evaluation: a sample left from an earlier
+	// one (a failed evaluation, a restart) is not used. Every term sits
+	// under `or`, as before: an app without HTTP metrics is not a dead rule
+	// input (health.go).
+	defaultErrorRate = `(
+  100 * sum by (%[1]s) (
     rate(http_requests_total{code=~"5.."}[1m])
     or rate(http_requests_total{status=~"5.."}[1m])
     or rate(http_server_requests_seconds_count{status=~"5.."}[1m])
   )
-  or 0 * sum by (%[1]s) (rate(http_requests_total[1m]) or rate(http_server_requests_seconds_count[1m]))
+  / (%[4]s > 0)
 )
-/
-(sum by (%[1]s) (rate(http_requests_total[1m]) or rate(http_server_requests_seconds_count[1m])) > 0)`
+or 0 * (%[4]s > 0)`
 )
 
 // SignalRules returns the recording rules for the app's signals, each
 // expression scoped to the app collector's app label, or nil when there is
-// no app collector. collectors.app.signals overrides any of them.
+// no app collector: cpu_usage, memory_usage, then, with the default
+// error_rate, vigil:http_requests:rate1m and error_rate, which reads it.
+// collectors.app.signals overrides any signal; an error_rate of the user's
+// own goes without vigil:http_requests:rate1m.
 func SignalRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	a := cfg.Collectors.App
 	if a == nil {
@@ -62,18 +88,23 @@ func SignalRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	}
 	cpus := strconv.FormatFloat(cpuLimit(), 'g', -1, 64)
 	mem := strconv.FormatInt(memoryLimit(int64(a.MemoryLimit)), 10)
-	signals := []struct {
+	type signal struct {
 		record, override, def string
-	}{
+	}
+	signals := []signal{
 		{"cpu_usage", a.Signals.CPUUsage, defaultCPUUsage},
 		{"memory_usage", a.Signals.MemoryUsage, defaultMemoryUsage},
-		{"error_rate", a.Signals.ErrorRate, defaultErrorRate},
 	}
+	if a.Signals.ErrorRate == "" {
+		// The default error_rate reads the requests rate recorded before it.
+		signals = append(signals, signal{requestsRateRecord, "", defaultRequestsRate})
+	}
+	signals = append(signals, signal{"error_rate", a.Signals.ErrorRate, defaultErrorRate})
 	var out []rulefmt.Rule
 	for _, s := range signals {
 		expr := s.override
 		if expr == "" {
-			expr = fmt.Sprintf(s.def, signalLabels, cpus, mem)
+			expr = fmt.Sprintf(s.def, signalLabels, cpus, mem, requestsRateNow)
 		}
 		scoped, err := ScopeString(expr, app, "")
 		if err != nil {

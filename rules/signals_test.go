@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/stretchr/testify/require"
 
@@ -37,7 +38,12 @@ load 15s
 	}}}
 	rs, err := SignalRules(cfg)
 	require.NoError(t, err)
-	require.Len(t, rs, 3)
+	var records []string
+	for _, r := range rs {
+		records = append(records, r.Record)
+	}
+	// error_rate reads the requests rate recorded just before it.
+	require.Equal(t, []string{"cpu_usage", "memory_usage", "vigil:http_requests:rate1m", "error_rate"}, records)
 
 	eval := func(expr string) map[string]float64 {
 		q, err := engine.NewInstantQuery(context.Background(), storage, nil, expr, time.Unix(0, 0).Add(5*time.Minute))
@@ -64,7 +70,24 @@ load 15s
 	mem := eval(byRecord["memory_usage"])
 	require.InDelta(t, 25.0, mem["app"], 1e-9)
 
-	errRate := eval(byRecord["error_rate"])
+	// As before, every input of error_rate is one of alternatives: an app
+	// without HTTP metrics has no dead rule input (health.go).
+	for _, rec := range []string{"vigil:http_requests:rate1m", "error_rate"} {
+		expr, err := parser.ParseExpr(byRecord[rec])
+		require.NoError(t, err)
+		require.Empty(t, inputSelectors(expr), rec)
+	}
+
+	// The group records the requests rate, then error_rate from it.
+	at := time.Unix(0, 0).Add(5 * time.Minute)
+	signalGroup(t, engine, storage, rs).Eval(context.Background(), at)
+	errRate := map[string]float64{}
+	for k, v := range recordedAt(t, storage, "error_rate", at) {
+		ls, err := parser.ParseMetric(k)
+		require.NoError(t, err)
+		errRate[ls.Get("job")] = v
+	}
+	require.Equal(t, errRate, eval("error_rate"), "what alerts read is what was recorded")
 	require.InDelta(t, 5.0, errRate["app"], 1e-9)
 	require.InDelta(t, 50.0, errRate["spring"], 1e-9)
 	require.Contains(t, errRate, "quiet", "no 5xx at all is 0%, not absent")
@@ -73,11 +96,16 @@ load 15s
 		require.False(t, math.IsNaN(v), "error_rate of %s is NaN", job)
 	}
 
-	// Overrides replace a default and are scoped too.
+	// Overrides replace a default and are scoped too. An error_rate of
+	// the user's own needs no recorded requests rate.
 	cfg.Collectors.App.Signals.CPUUsage = "rate(process_cpu_seconds_total[1m]) * 100"
+	cfg.Collectors.App.Signals.ErrorRate = `100 * sum(rate(http_requests_total{code=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))`
 	rs, err = SignalRules(cfg)
 	require.NoError(t, err)
 	require.Equal(t, `rate(process_cpu_seconds_total{app="app"}[1m]) * 100`, rs[0].Expr)
+	require.Len(t, rs, 3)
+	require.Equal(t, "error_rate", rs[2].Record)
+	require.Equal(t, `100 * sum(rate(http_requests_total{app="app",code=~"5.."}[1m])) / sum(rate(http_requests_total{app="app"}[1m]))`, rs[2].Expr)
 
 	cfg.Collectors.App.Signals.ErrorRate = "rate(("
 	_, err = SignalRules(cfg)

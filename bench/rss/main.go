@@ -18,6 +18,12 @@
 // -metric and -target let Prometheus scrape the very same target:
 //
 //	go run ./bench/rss -vigil bin/vigil -series 100000 -metric http_requests_total -target 127.0.0.1:19100
+//
+// -errors makes that share of the target's series answer code="500", so
+// the app's error_rate has 5xx series to select (default: none, every
+// series is code="200"). Every run also prints vigil's CPU seconds and the
+// bytes it allocated per second (go_memstats_alloc_bytes_total from its
+// /metrics) over the run after the first reading.
 package main
 
 import (
@@ -33,6 +39,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +60,7 @@ func main() {
 		retain   = flag.String("retention", "", "storage.retention, e.g. 6h (default: vigil's)")
 		metric   = flag.String("metric", "bench_requests_total", "name of the target's series (http_requests_total is read by the app's signal rules)")
 		targetAt = flag.String("target", "127.0.0.1:0", "address the target listens on (fix it to scrape the same target from Prometheus too)")
+		errShare = flag.Float64("errors", 0, "share of the target's series labelled code=\"500\" (0 to 1)")
 	)
 	flag.Parse()
 
@@ -59,7 +68,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { _ = http.Serve(target, exposition(*series, *metric)) }()
+	go func() { _ = http.Serve(target, exposition(*series, *metric, *errShare)) }()
 
 	dir, err := os.MkdirTemp("", "vigil-rss")
 	if err != nil {
@@ -107,33 +116,65 @@ rule_files: ["%s"]
 	start := time.Now()
 	fmt.Printf("series=%d interval=%s pid=%d target=%s vigil=%s\n", *series, *interval, cmd.Process.Pid, target.Addr(), addr)
 	var (
-		peak        float64
-		cpu0, sent0 float64
-		windowOpen  bool
+		peak                float64
+		cpu0, sent0, alloc0 float64
+		windowOpen          bool
+		window0             time.Time
 	)
 	for time.Since(start) < *duration {
 		time.Sleep(*every)
 		m := proc.MemoryOf(cmd.Process.Pid)
 		peak = max(peak, m.HWM)
 		line := fmt.Sprintf("t=%-5s VmRSS=%.1f MB (RssAnon %.1f MB) VmHWM=%.1f MB", time.Since(start).Round(time.Second), m.RSS, m.Anon, m.HWM)
+		cpu, alloc := proc.CPUSeconds(cmd.Process.Pid), allocBytes(addr)
+		line += fmt.Sprintf(" cpu=%.2fs alloc=%.0f MB", cpu, alloc/1e6)
+		var sent float64
 		if *remote {
-			cpu, sent := proc.CPUSeconds(cmd.Process.Pid), samplesSent(addr)
-			line += fmt.Sprintf(" cpu=%.2fs sent=%.0f", cpu, sent)
-			if !windowOpen {
-				// The window starts after the first reading: the
-				// series exist and the queue runs.
-				cpu0, sent0, windowOpen = cpu, sent, true
-			}
+			sent = samplesSent(addr)
+			line += fmt.Sprintf(" sent=%.0f", sent)
+		}
+		if !windowOpen {
+			// The window starts after the first reading: the series
+			// exist, the rules run and the queue runs.
+			cpu0, sent0, alloc0, window0, windowOpen = cpu, sent, alloc, time.Now(), true
 		}
 		fmt.Println(line)
 	}
 	m := proc.MemoryOf(cmd.Process.Pid)
 	fmt.Printf("RESULT after %s: VmRSS=%.1f MB (RssAnon %.1f MB, peak VmHWM=%.1f MB) CPU=%.1f s\n", duration, m.RSS, m.Anon, max(peak, m.HWM), proc.CPUSeconds(cmd.Process.Pid))
+	if windowOpen {
+		secs := time.Since(window0).Seconds()
+		cpu, alloc := proc.CPUSeconds(cmd.Process.Pid)-cpu0, allocBytes(addr)-alloc0
+		fmt.Printf("RESULT window of %.0f s after the first reading: vigil CPU %.1f s (%.3f cores), allocated %.0f MB (%.1f MB/s)\n",
+			secs, cpu, cpu/secs, alloc/1e6, alloc/1e6/secs)
+	}
 	if *remote && windowOpen {
 		cpu, sent := proc.CPUSeconds(cmd.Process.Pid)-cpu0, samplesSent(addr)-sent0
 		fmt.Printf("RESULT remote write: %.0f samples shipped on %.2f CPU-s of vigil (user+system): %.0f samples per CPU-second\n",
 			sent, cpu, sent/cpu)
 	}
+}
+
+// allocBytes is vigil's go_memstats_alloc_bytes_total from its /metrics.
+func allocBytes(addr string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "go_memstats_alloc_bytes_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				log.Fatal(err)
+			}
+			return f
+		}
+	}
+	log.Fatalf("no go_memstats_alloc_bytes_total in %s/metrics (%v)", addr, s.Err())
+	return 0
 }
 
 // samplesSent is vigil's prometheus_remote_storage_samples_total, summed
@@ -185,14 +226,20 @@ remote_write:
 	return cfg
 }
 
-// exposition serves n gauge series whose values move a little every scrape.
-func exposition(n int, name string) http.Handler {
+// exposition serves n counter series whose values move a little every
+// scrape; the share errShare of them (every series whose index modulo 1,000
+// is below errShare*1,000) is code="500", the others code="200".
+func exposition(n int, name string, errShare float64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		bw := bufio.NewWriterSize(w, 64<<10)
 		fmt.Fprintf(bw, "# TYPE %s counter\n", name)
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(bw, "%s{handler=\"/api/h%d\",code=\"200\"} %d\n", name, i, 1000+i+rand.IntN(50))
+			code := 200
+			if float64(i%1000) < errShare*1000 {
+				code = 500
+			}
+			fmt.Fprintf(bw, "%s{handler=\"/api/h%d\",code=\"%d\"} %d\n", name, i, code, 1000+i+rand.IntN(50))
 		}
 		_ = bw.Flush()
 	})
