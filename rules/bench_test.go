@@ -93,9 +93,12 @@ func BenchmarkRuleGroupEval(b *testing.B) {
 	m, err := New(&Options{Queryable: db, Appendable: db, Engine: newTestEngine()}, nil, nil)
 	require.NoError(b, err)
 	cfg := &config.Config{
-		// A long interval: the scheduled evaluation never runs here.
+		// Long intervals: the scheduled evaluation never runs here (at
+		// the default 1 s it would write ALERTS at the wall clock's time,
+		// after which the benchmark's own appends are out of bounds).
 		Metrics: config.MetricsConfig{Interval: config.Duration(time.Hour)},
-		Alerts:  config.AlertsConfig{Rules: benchSeedRules()},
+		Alerts: config.AlertsConfig{Rules: benchSeedRules(),
+			EvaluationInterval: config.Duration(time.Hour)},
 	}
 	require.NoError(b, m.ApplyConfig(cfg))
 	stop := runBenchManager(b, m)

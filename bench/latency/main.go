@@ -109,6 +109,10 @@ alerts:
   rules:
     - {name: high_cpu, condition: cpu_usage > 80, duration: %s, severity: critical, labels: {app: app}}
 escalation:
+  # One incident per trial: the default group_by (alertname, service,
+  # environment, app) would put every trial's alert in one incident, and
+  # only the first would be delivered as a firing.
+  group_by: [alertname, app, trial]
   levels:
     - {name: support, notify: [bench]}
 receivers:
