@@ -28,6 +28,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/notifications"
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // prometheusCompatVersion is the Prometheus release whose API vigil serves: the
@@ -83,7 +85,7 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 	api := apiv1.NewAPI(
 		qe,
 		h.storage,
-		nil, nil, // no remote write or OTLP receiver
+		nil, // no remote write or OTLP receiver
 		h.storage,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return tr },
 		func(context.Context) apiv1.TargetRetriever { return tr },
@@ -103,6 +105,9 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		h.storage,
 		dbDir,
 		false, // admin API disabled
+		// The experimental /api/v1/search/* endpoints (v0.316) stay off:
+		// they answer 503 "search API disabled".
+		false, 0,
 		h.logger,
 		func(context.Context) apiv1.RulesRetriever { return rr },
 		remoteReadSampleLimit,
@@ -119,7 +124,6 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		nil,
 		false, remoteapi.MessageTypes{},
 		false, false, false,
-		false,
 		defaultLookbackDelta,
 		false,
 		false,
@@ -129,6 +133,10 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		// it (about 7 MB of heap); vigil does not route /openapi.yaml, so the
 		// filter matches no path and the document stays empty.
 		apiv1.OpenAPIOptions{IncludePaths: []string{"/vigil-serves-no-openapi-document"}},
+		promqlparse.Parser,
+		// The experimental query-cost limits and /query_cost endpoints stay
+		// off; the timeout is only read by them.
+		false, defaultQueryTimeout,
 	)
 	r := promroute.New().WithPrefix(apiPrefix)
 	api.Register(r)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // maxQueryDepth bounds how deeply a PromQL expression nests. Formatting an
@@ -185,7 +186,7 @@ func (h *Handler) limitQueries(next http.Handler) http.Handler {
 		defer release()
 		if isExpr {
 			// Parse errors are Prometheus's to answer, in its words.
-			if expr, err := parser.ParseExpr(r.Form.Get("query")); err == nil {
+			if expr, err := promqlparse.ParseExpr(r.Form.Get("query")); err == nil {
 				if d := exprDepth(expr); d > maxQueryDepth {
 					h.queryGate.refused.WithLabelValues("depth").Inc()
 					writePromError(w, http.StatusBadRequest, "bad_data",
