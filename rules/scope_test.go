@@ -104,7 +104,8 @@ func TestScopeStringParseError(t *testing.T) {
 }
 
 // TestDurationLiteralIsSeconds pins the PromQL behaviour DESIGN.md relies on:
-// v0.310 reads `1s` in a comparison as the number 1, and `500ms` as 0.5.
+// Prometheus (v0.310, still in v0.316) reads `1s` in a comparison as the
+// number 1, and `500ms` as 0.5.
 func TestDurationLiteralIsSeconds(t *testing.T) {
 	for in, want := range map[string]float64{"1s": 1, "500ms": 0.5, "2m": 120} {
 		expr, err := promqlparse.ParseExpr("query_duration > " + in)

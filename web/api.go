@@ -33,10 +33,10 @@ import (
 )
 
 // prometheusCompatVersion is the Prometheus release whose API vigil serves: the
-// module github.com/prometheus/prometheus v0.310.0 is Prometheus 3.10.0. Grafana
+// module github.com/prometheus/prometheus v0.316.0 is Prometheus 3.16.0. Grafana
 // picks its Prometheus features by the version in buildinfo, so buildinfo
 // reports this version, with vigil's own version as semver build metadata.
-const prometheusCompatVersion = "3.10.0"
+const prometheusCompatVersion = "3.16.0"
 
 // Limits as Prometheus's defaults; the remote read endpoint is not routed, but
 // the API builds its handler.
