@@ -35,7 +35,7 @@ const DefaultReloadInterval = time.Second
 // Options configure the Manager.
 type Options struct {
 	// Appendable receives every scraped sample; a *tsdb.DB is one. It is
-	// the AppendableV2 interface because that is what Prometheus v0.310's
+	// the AppendableV2 interface because that is what Prometheus v0.316's
 	// own server hands its scrape manager (storage.Appendable is the older
 	// path being migrated away from).
 	Appendable storage.AppendableV2

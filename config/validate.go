@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 var ruleNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -130,7 +131,7 @@ func (c *Config) validateCollectors(r *reporter) {
 			if expr == "" {
 				continue
 			}
-			if _, err := parser.ParseExpr(expr); err != nil {
+			if _, err := promqlparse.ParseExpr(expr); err != nil {
 				r.valueErr(0, "collectors.app.signals."+key, "%q is not PromQL: %s", expr, err)
 			}
 		}
@@ -211,7 +212,7 @@ func (c *Config) validateRules(r *reporter) {
 		}
 		if strings.TrimSpace(rule.Condition) == "" {
 			r.valueErr(0, joinPath(p, "condition"), "is required")
-		} else if _, err := parser.ParseExpr(rule.Condition); err != nil {
+		} else if _, err := promqlparse.ParseExpr(rule.Condition); err != nil {
 			r.valueErr(0, joinPath(p, "condition"), "%q is not valid PromQL: %v", rule.Condition, err)
 		}
 		if rule.Duration < 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/auth"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -267,7 +268,7 @@ func expand(expr string) string {
 // metricNames parses expr and returns every metric name it reads. A
 // selector without a fixed name is an error: the test could not check it.
 func metricNames(expr string) ([]string, error) {
-	node, err := parser.ParseExpr(expand(expr))
+	node, err := promqlparse.ParseExpr(expand(expr))
 	if err != nil {
 		return nil, fmt.Errorf("parse %q: %w", expr, err)
 	}
@@ -405,7 +406,7 @@ func TestVariablesListValues(t *testing.T) {
 			}
 			expr, err := variableExpr(q)
 			require.NoError(t, err, where)
-			node, err := parser.ParseExpr(expand(expr))
+			node, err := promqlparse.ParseExpr(expand(expr))
 			require.NoError(t, err, where)
 			vs, ok := node.(*parser.VectorSelector)
 			require.Truef(t, ok, "%s: %q is not a selector", where, expr)
@@ -445,7 +446,7 @@ func TestPodVariable(t *testing.T) {
 		if q.where == "variable pod" {
 			continue
 		}
-		node, err := parser.ParseExpr(expand(q.expr))
+		node, err := promqlparse.ParseExpr(expand(q.expr))
 		require.NoError(t, err, "%s: %s", q.file, q.where)
 		selectors := 0
 		parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // Silences, as implemented here (Alertmanager's, adapted to incidents):
@@ -81,7 +81,7 @@ func parseSilenceMatchers(text string) ([]*labels.Matcher, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, invalidSilence(`matchers are required: a selector such as {alertname="HighCPU"}`)
 	}
-	ms, err := parser.ParseMetricSelector(text)
+	ms, err := promqlparse.ParseMetricSelector(text)
 	if err != nil {
 		return nil, invalidSilence("matchers %q: %v", text, err)
 	}

@@ -10,12 +10,12 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/model/timestamp"
-	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 const (
@@ -129,19 +129,19 @@ func BenchmarkRuleGroupEvalPrometheus(b *testing.B) {
 	g := promrules.NewGroup(promrules.GroupOptions{
 		Name: "bench", File: "bench.yml", Interval: time.Hour, Rules: rs,
 		Opts: &promrules.ManagerOptions{
-			QueryFunc:  promrules.EngineQueryFunc(engine, db),
-			Appendable: db,
-			Queryable:  db,
-			Context:    context.Background(),
-			Logger:     logger,
-			NotifyFunc: func(context.Context, string, ...*promrules.Alert) {},
+			QueryFunc:    promrules.EngineQueryFunc(engine, db),
+			AppendableV2: db,
+			Queryable:    db,
+			Context:      context.Background(),
+			Logger:       logger,
+			NotifyFunc:   func(context.Context, string, ...*promrules.Alert) {},
 		},
 	})
 	benchEval(b, g)
 }
 
 func plainRule(b *testing.B, r rulefmt.Rule, logger *slog.Logger) promrules.Rule {
-	expr, err := parser.ParseExpr(r.Expr)
+	expr, err := promqlparse.ParseExpr(r.Expr)
 	require.NoError(b, err)
 	return promrules.NewAlertingRule(r.Alert, expr, time.Duration(r.For), 0,
 		labels.FromMap(r.Labels), labels.FromMap(r.Annotations), labels.EmptyLabels(), "", true, logger)

@@ -13,13 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/collector/postgres"
 	"github.com/vigil-sh/vigil/collector/postgres/pgtest"
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 	"github.com/vigil-sh/vigil/notifier"
 	"github.com/vigil-sh/vigil/notifier/backup"
 )
@@ -283,7 +283,7 @@ disaster_recovery:
 	cfg, err := config.Load(file)
 	require.NoError(t, err)
 	for _, r := range cfg.OwnRules {
-		expr, err := parser.ParseExpr(r.Condition)
+		expr, err := promqlparse.ParseExpr(r.Condition)
 		require.NoError(t, err)
 		got := inputSelectors(expr)
 		switch r.Name {
@@ -291,7 +291,7 @@ disaster_recovery:
 			require.Empty(t, got, r.Name)
 		}
 	}
-	expr, err := parser.ParseExpr(`cpu_usage > 90 and (disk_usage or network_usage)`)
+	expr, err := promqlparse.ParseExpr(`cpu_usage > 90 and (disk_usage or network_usage)`)
 	require.NoError(t, err)
 	got := inputSelectors(expr)
 	require.Len(t, got, 1)

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // SeedGroupName is the name of the one group that holds the alert rules
@@ -89,7 +91,7 @@ func (l *Loader) Load(identifier string, ignoreUnknownFields bool, scheme model.
 }
 
 // Parse implements rules.GroupLoader.
-func (*Loader) Parse(query string) (parser.Expr, error) { return parser.ParseExpr(query) }
+func (*Loader) Parse(query string) (parser.Expr, error) { return promqlparse.ParseExpr(query) }
 
 // SeedGroups translates seed-format rules into one rule group called name.
 // Each error starts with where(i), the location of the i-th rule; a nil
@@ -131,6 +133,11 @@ func LoadFile(file string, ignoreUnknownFields bool, scheme model.ValidationSche
 	}
 	return parseRuleFile(file, content, ignoreUnknownFields, scheme)
 }
+
+// discardLogger takes rulefmt.Parse's warning about a second YAML document
+// in a rule file: like Prometheus before v0.311, vigil reads the first
+// document and ignores the rest without a word.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // parseRuleFile does LoadFile's work on content.
 func parseRuleFile(file string, content []byte, ignoreUnknownFields bool, scheme model.ValidationScheme) (*rulefmt.RuleGroups, []error) {
@@ -176,7 +183,7 @@ func parseRuleFile(file string, content []byte, ignoreUnknownFields bool, scheme
 	case alerts != nil && seedRules != nil:
 		return nil, []error{lineErr(file, seedRules, "use either alerts: {rules: [...]} or rules: [...], not both")}
 	case groups != nil:
-		rgs, errs := rulefmt.Parse(content, ignoreUnknownFields, scheme)
+		rgs, errs := rulefmt.Parse(content, ignoreUnknownFields, scheme, promqlparse.Parser, discardLogger)
 		for i, e := range errs {
 			errs[i] = fileErr(file, e)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // Defaults for Options and the config.
@@ -41,7 +42,7 @@ type Options struct {
 	// Queryable is read by rule expressions and by the `for` restore.
 	Queryable storage.Queryable
 	// Appendable receives recording rule results, ALERTS and ALERTS_FOR_STATE.
-	Appendable storage.Appendable
+	Appendable storage.AppendableV2
 	// Engine evaluates rule expressions.
 	Engine *promql.Engine
 	// ExternalURL goes into alert links; server.external_url wins when set.
@@ -148,7 +149,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		QueryFunc:            promrules.EngineQueryFunc(o.Engine, o.Queryable),
 		NotifyFunc:           notify,
 		Context:              ctx,
-		Appendable:           o.Appendable,
+		AppendableV2:         o.Appendable,
 		Queryable:            o.Queryable,
 		Logger:               logger,
 		Registerer:           reg,
@@ -156,6 +157,7 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*Manage
 		ForGracePeriod:       o.ForGracePeriod,
 		ResendDelay:          o.ResendDelay,
 		GroupLoader:          m.loader,
+		Parser:               promqlparse.Parser,
 	}
 	m.prom = promrules.NewManager(m.promOpts)
 	return m, nil

@@ -25,8 +25,10 @@ func promtoolTestdata(t *testing.T) string {
 // TestPromtoolTestFiles runs promtool's own rule unit test files through
 // vigil's test runner and expects the exit code promtool gives them. Every
 // row is a case of TestRulesUnitTest or TestRulesUnitTestRun in
-// cmd/promtool/unittest_test.go of Prometheus v0.310.0, named as there; opts
+// cmd/promtool/unittest_test.go of Prometheus v0.316.0, named as there; opts
 // are that case's LazyLoaderOpts, run and ignoreUnknownFields arguments.
+// "Enabled feature (experimental functions)" has no row: vigil's runner
+// has no switch for PromQL's experimental functions.
 func TestPromtoolTestFiles(t *testing.T) {
 	dir := promtoolTestdata(t)
 	var (
@@ -52,6 +54,7 @@ func TestPromtoolTestFiles(t *testing.T) {
 		{"TestRulesUnitTest/Enabled feature (@ modifier)", []string{"at-modifier-test.yml"}, at, 0},
 		{"TestRulesUnitTest/Disabled feature (negative offset)", []string{"negative-offset-test.yml"}, none, 1},
 		{"TestRulesUnitTest/Enabled feature (negative offset)", []string{"negative-offset-test.yml"}, negOff, 0},
+		{"TestRulesUnitTest/Disabled feature (experimental functions)", []string{"experimental-functions-test.yml"}, none, 1},
 		{"TestRulesUnitTest/No test group interval", []string{"no-test-group-interval.yml"}, negOff, 0},
 		{"TestRulesUnitTest/Start time tests", []string{"start-time-test.yml"}, at, 0},
 		// The JUnit case runs the files of the four rows above whose options

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // Label names a seed rule's scope is read from and written to.
@@ -53,7 +55,7 @@ func addMatcher(vs *parser.VectorSelector, name, value string) {
 // ScopeString parses the PromQL expression q, scopes it as Scope does and
 // returns it printed back.
 func ScopeString(q string, app, env string) (string, error) {
-	expr, err := parser.ParseExpr(q)
+	expr, err := promqlparse.ParseExpr(q)
 	if err != nil {
 		return "", fmt.Errorf("parse %q: %w", q, err)
 	}

@@ -13,13 +13,13 @@ import (
 	"github.com/prometheus/prometheus/model/timestamp"
 	promvalue "github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // oldErrorRate is the default error_rate before vigil:http_requests:rate1m:
@@ -92,18 +92,18 @@ func signalGroup(t testing.TB, engine *promql.Engine, st storage.Storage, rs []r
 	t.Helper()
 	var prs []promrules.Rule
 	for _, r := range rs {
-		expr, err := parser.ParseExpr(r.Expr)
+		expr, err := promqlparse.ParseExpr(r.Expr)
 		require.NoError(t, err, r.Record)
 		prs = append(prs, promrules.NewRecordingRule(r.Record, expr, labels.EmptyLabels()))
 	}
 	return promrules.NewGroup(promrules.GroupOptions{
 		Name: SignalsGroupName, File: "signals", Interval: time.Second, Rules: prs,
 		Opts: &promrules.ManagerOptions{
-			QueryFunc:  promrules.EngineQueryFunc(engine, st),
-			Appendable: st,
-			Queryable:  st,
-			Context:    context.Background(),
-			Logger:     slog.New(slog.DiscardHandler),
+			QueryFunc:    promrules.EngineQueryFunc(engine, st),
+			AppendableV2: st,
+			Queryable:    st,
+			Context:      context.Background(),
+			Logger:       slog.New(slog.DiscardHandler),
 		},
 	})
 }
@@ -231,7 +231,7 @@ func TestErrorRateEquivalence(t *testing.T) {
 				}
 				jobs := map[string]bool{}
 				for k, v := range want {
-					ls, err := parser.ParseMetric(k)
+					ls, err := promqlparse.ParseMetric(k)
 					require.NoError(t, err)
 					job := ls.Get("job")
 					jobs[job] = true

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 func TestSignalRules(t *testing.T) {
@@ -73,7 +73,7 @@ load 15s
 	// As before, every input of error_rate is one of alternatives: an app
 	// without HTTP metrics has no dead rule input (health.go).
 	for _, rec := range []string{"vigil:http_requests:rate1m", "error_rate"} {
-		expr, err := parser.ParseExpr(byRecord[rec])
+		expr, err := promqlparse.ParseExpr(byRecord[rec])
 		require.NoError(t, err)
 		require.Empty(t, inputSelectors(expr), rec)
 	}
@@ -83,7 +83,7 @@ load 15s
 	signalGroup(t, engine, storage, rs).Eval(context.Background(), at)
 	errRate := map[string]float64{}
 	for k, v := range recordedAt(t, storage, "error_rate", at) {
-		ls, err := parser.ParseMetric(k)
+		ls, err := promqlparse.ParseMetric(k)
 		require.NoError(t, err)
 		errRate[ls.Get("job")] = v
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // Annotation and label names a seed rule's own fields become.
@@ -75,7 +76,7 @@ func TranslateRule(r config.RuleConfig) (rulefmt.Rule, error) {
 	// Rule.Validate reports positions only for the fields checked above, so
 	// an empty node is enough for the remaining checks.
 	var errs []error
-	for _, werr := range out.Validate(rulefmt.RuleNode{}, model.UTF8Validation) {
+	for _, werr := range out.Validate(rulefmt.RuleNode{}, model.UTF8Validation, promqlparse.Parser) {
 		errs = append(errs, &werr)
 	}
 	if len(errs) > 0 {

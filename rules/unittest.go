@@ -21,10 +21,11 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	promrules "github.com/prometheus/prometheus/rules"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // UnitTestOptions are the switches of `vigil test rules`, the same as
@@ -239,13 +240,14 @@ func (tg *testGroup) run(evalInterval time.Duration, order map[string]int, ruleF
 	suite.SubqueryInterval = evalInterval
 
 	mgr := promrules.NewManager(&promrules.ManagerOptions{
-		QueryFunc:   promrules.EngineQueryFunc(suite.QueryEngine(), suite.Storage()),
-		Appendable:  suite.Storage(),
-		Queryable:   suite.Storage(),
-		Context:     context.Background(),
-		NotifyFunc:  func(context.Context, string, ...*promrules.Alert) {},
-		Logger:      slog.New(slog.DiscardHandler),
-		GroupLoader: NewLoader(),
+		QueryFunc:    promrules.EngineQueryFunc(suite.QueryEngine(), suite.Storage()),
+		AppendableV2: suite.Storage(),
+		Queryable:    suite.Storage(),
+		Context:      context.Background(),
+		NotifyFunc:   func(context.Context, string, ...*promrules.Alert) {},
+		Logger:       slog.New(slog.DiscardHandler),
+		GroupLoader:  NewLoader(),
+		Parser:       promqlparse.Parser,
 	})
 	var ext labels.Labels
 	if len(tg.ExternalLabels) > 0 {
@@ -426,7 +428,7 @@ func (tg *testGroup) checkExpr(suite *promqltest.LazyLoader, mint time.Time, et 
 	}
 	var exp sampleList
 	for _, es := range et.ExpSamples {
-		lbls, err := parser.ParseMetric(es.Labels)
+		lbls, err := promqlparse.ParseMetric(es.Labels)
 		if err != nil {
 			return fail(fmt.Errorf("labels %q: %w", es.Labels, err))
 		}
@@ -492,7 +494,7 @@ func (l alertList) String() string {
 
 // parseHistogram reads one native histogram in promqltest's notation.
 func parseHistogram(s string) (*histogram.FloatHistogram, error) {
-	_, values, err := parser.ParseSeriesDesc("{} " + s)
+	_, values, err := promqlparse.ParseSeriesDesc("{} " + s)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("histogram: %w", err)

@@ -17,10 +17,10 @@ import (
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 	"github.com/vigil-sh/vigil/notifier"
 )
 
@@ -295,7 +295,7 @@ func selectorOf(ms []amMatcher) (string, error) {
 // matchersOf reads a vigil silence's selector as Alertmanager matchers; a
 // metric name is the alertname.
 func matchersOf(selector string) []amMatcher {
-	ms, err := parser.ParseMetricSelector(selector)
+	ms, err := promqlparse.ParseMetricSelector(selector)
 	if err != nil {
 		return []amMatcher{}
 	}

@@ -28,13 +28,15 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/notifications"
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // prometheusCompatVersion is the Prometheus release whose API vigil serves: the
-// module github.com/prometheus/prometheus v0.310.0 is Prometheus 3.10.0. Grafana
+// module github.com/prometheus/prometheus v0.316.0 is Prometheus 3.16.0. Grafana
 // picks its Prometheus features by the version in buildinfo, so buildinfo
 // reports this version, with vigil's own version as semver build metadata.
-const prometheusCompatVersion = "3.10.0"
+const prometheusCompatVersion = "3.16.0"
 
 // Limits as Prometheus's defaults; the remote read endpoint is not routed, but
 // the API builds its handler.
@@ -83,7 +85,7 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 	api := apiv1.NewAPI(
 		qe,
 		h.storage,
-		nil, nil, // no remote write or OTLP receiver
+		nil, // no remote write or OTLP receiver
 		h.storage,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return tr },
 		func(context.Context) apiv1.TargetRetriever { return tr },
@@ -103,6 +105,9 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		h.storage,
 		dbDir,
 		false, // admin API disabled
+		// The experimental /api/v1/search/* endpoints (v0.316) stay off:
+		// they answer 503 "search API disabled".
+		false, 0,
 		h.logger,
 		func(context.Context) apiv1.RulesRetriever { return rr },
 		remoteReadSampleLimit,
@@ -119,7 +124,6 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		nil,
 		false, remoteapi.MessageTypes{},
 		false, false, false,
-		false,
 		defaultLookbackDelta,
 		false,
 		false,
@@ -129,6 +133,10 @@ func (h *Handler) newPrometheusAPI() http.Handler {
 		// it (about 7 MB of heap); vigil does not route /openapi.yaml, so the
 		// filter matches no path and the document stays empty.
 		apiv1.OpenAPIOptions{IncludePaths: []string{"/vigil-serves-no-openapi-document"}},
+		promqlparse.Parser,
+		// The experimental query-cost limits and /query_cost endpoints stay
+		// off; the timeout is only read by them.
+		false, defaultQueryTimeout,
 	)
 	r := promroute.New().WithPrefix(apiPrefix)
 	api.Register(r)

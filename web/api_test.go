@@ -146,7 +146,7 @@ func TestPrometheusAPIClient(t *testing.T) {
 	t.Run("Buildinfo", func(t *testing.T) {
 		res, err := client.Buildinfo(ctx)
 		require.NoError(t, err)
-		require.Equal(t, "3.10.0+vigil.0.1.0", res.Version)
+		require.Equal(t, "3.16.0+vigil.0.1.0", res.Version)
 		require.NotEmpty(t, res.GoVersion)
 	})
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/vigil-sh/vigil/config"
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 // maxQueryDepth bounds how deeply a PromQL expression nests. Formatting an
@@ -49,6 +50,12 @@ type queryLimits struct {
 	maxLength, maxForm int64
 	maxConcurrency     int
 	timeout            time.Duration
+	// maxSubquerySteps bounds the steps of one subquery (query.max_samples:
+	// each step of a subquery over one series or more holds a sample).
+	maxSubquerySteps int64
+	// subqueryStep is the step of a subquery written without one: the
+	// scrape interval, as the engines in cmd/vigil are told.
+	subqueryStep time.Duration
 }
 
 func (h *Handler) queryLimits() queryLimits {
@@ -57,15 +64,22 @@ func (h *Handler) queryLimits() queryLimits {
 		MaxConcurrency: config.DefaultQueryMaxConcurrency,
 		MaxLength:      config.DefaultQueryMaxLength,
 		MaxFormSize:    config.DefaultQueryMaxFormSize,
+		MaxSamples:     config.DefaultQueryMaxSamples,
 	}
-	if cfg := h.cfg.Load(); cfg != nil && cfg.Query.MaxConcurrency > 0 {
-		q = cfg.Query
+	var subqueryStep time.Duration
+	if cfg := h.cfg.Load(); cfg != nil {
+		if cfg.Query.MaxConcurrency > 0 {
+			q = cfg.Query
+		}
+		subqueryStep = cfg.Interval()
 	}
 	return queryLimits{
-		maxLength:      int64(q.MaxLength),
-		maxForm:        int64(q.MaxFormSize),
-		maxConcurrency: q.MaxConcurrency,
-		timeout:        time.Duration(q.Timeout),
+		maxLength:        int64(q.MaxLength),
+		maxForm:          int64(q.MaxFormSize),
+		maxConcurrency:   q.MaxConcurrency,
+		timeout:          time.Duration(q.Timeout),
+		maxSubquerySteps: int64(q.MaxSamples),
+		subqueryStep:     subqueryStep,
 	}
 }
 
@@ -92,7 +106,7 @@ func newQueryGate(reg prometheus.Registerer) *queryGate {
 			Help: "Queries of the Prometheus HTTP API running now (at most query.max_concurrency).",
 		}),
 	}
-	for _, r := range []string{"form_size", "length", "depth", "busy"} {
+	for _, r := range []string{"form_size", "length", "depth", "subquery_steps", "busy"} {
 		g.refused.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -185,12 +199,21 @@ func (h *Handler) limitQueries(next http.Handler) http.Handler {
 		defer release()
 		if isExpr {
 			// Parse errors are Prometheus's to answer, in its words.
-			if expr, err := parser.ParseExpr(r.Form.Get("query")); err == nil {
+			if expr, err := promqlparse.ParseExpr(r.Form.Get("query")); err == nil {
 				if d := exprDepth(expr); d > maxQueryDepth {
 					h.queryGate.refused.WithLabelValues("depth").Inc()
 					writePromError(w, http.StatusBadRequest, "bad_data",
 						fmt.Sprintf("query nests %d levels deep; at most %d are accepted", d, maxQueryDepth))
 					return
+				}
+				if path == apiPrefix+"/query" || path == apiPrefix+"/query_range" {
+					steps, ok := querySubquerySteps(r, path, expr, lim.subqueryStep)
+					if ok && lim.maxSubquerySteps > 0 && steps > lim.maxSubquerySteps {
+						h.queryGate.refused.WithLabelValues("subquery_steps").Inc()
+						writePromError(w, http.StatusUnprocessableEntity, "execution",
+							fmt.Sprintf("a subquery would be evaluated at %d steps; at most %d are accepted (query.max_samples)", steps, lim.maxSubquerySteps))
+						return
+					}
 				}
 			}
 		}

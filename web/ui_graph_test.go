@@ -15,9 +15,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 	"github.com/vigil-sh/vigil/notifier"
 )
 
@@ -37,7 +37,7 @@ func TestGraphExpr(t *testing.T) {
 		{`80 < cpu_usage`, `80 < cpu_usage`, 0, false},
 		{`absent(up)`, `absent(up)`, 0, false},
 	} {
-		e, err := parser.ParseExpr(tc.expr)
+		e, err := promqlparse.ParseExpr(tc.expr)
 		require.NoError(t, err)
 		draw, threshold, ok := graphExpr(e)
 		require.Equal(t, tc.draw, draw.String(), tc.expr)
@@ -94,7 +94,7 @@ func TestDrawGraph(t *testing.T) {
 		ramp = append(ramp, promql.FPoint{T: start.Add(time.Duration(i) * time.Minute).UnixMilli(), F: 60 + float64(i)*40/60})
 	}
 	src := &graphSource{threshold: 80, hasThreshold: true, unit: unitPercent}
-	src.draw, _ = parser.ParseExpr(`cpu_usage{app="app"}`)
+	src.draw, _ = promqlparse.ParseExpr(`cpu_usage{app="app"}`)
 
 	t.Run("ramp with threshold", func(t *testing.T) {
 		g := drawGraph("inc-1", "high_cpu", src, []graphSeries{{metric: labels.FromStrings("instance", "a"), points: ramp}}, start, end)
@@ -143,7 +143,7 @@ func TestDrawGraph(t *testing.T) {
 
 	t.Run("flat line, no threshold, seconds", func(t *testing.T) {
 		flat := &graphSource{unit: unitSeconds}
-		flat.draw, _ = parser.ParseExpr(`query_duration`)
+		flat.draw, _ = promqlparse.ParseExpr(`query_duration`)
 		g := drawGraph("x", "slow", flat, []graphSeries{{points: []promql.FPoint{{T: start.UnixMilli(), F: 0.25}, {T: end.UnixMilli(), F: 0.25}}}}, start, end)
 		doc := renderGraph(t, g)
 		require.Empty(t, doc.Lines)

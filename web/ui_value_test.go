@@ -4,8 +4,9 @@ import (
 	"math"
 	"testing"
 
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-sh/vigil/internal/promqlparse"
 )
 
 func TestFormatValue(t *testing.T) {
@@ -70,7 +71,7 @@ func TestUnitOfExpr(t *testing.T) {
 		{`cpu_usage > on() query_duration`, unitNone},
 		{`vector(1)`, unitNone},
 	} {
-		expr, err := parser.ParseExpr(tc.expr)
+		expr, err := promqlparse.ParseExpr(tc.expr)
 		require.NoError(t, err, tc.expr)
 		require.Equal(t, tc.want, unitOfExpr(expr), tc.expr)
 	}

@@ -136,13 +136,13 @@ func startRules(t testing.TB, db *tsdb.DB, engine *promql.Engine) *rules.Manager
 	file := filepath.Join(t.TempDir(), "rules.yml")
 	require.NoError(t, os.WriteFile(file, []byte(ruleFile), 0o600))
 	m := rules.NewManager(&rules.ManagerOptions{
-		QueryFunc:  rules.EngineQueryFunc(engine, db),
-		NotifyFunc: func(context.Context, string, ...*rules.Alert) {},
-		Appendable: db,
-		Queryable:  db,
-		Context:    context.Background(),
-		Logger:     discardLogger(),
-		Registerer: prometheus.NewRegistry(),
+		QueryFunc:    rules.EngineQueryFunc(engine, db),
+		NotifyFunc:   func(context.Context, string, ...*rules.Alert) {},
+		AppendableV2: db,
+		Queryable:    db,
+		Context:      context.Background(),
+		Logger:       discardLogger(),
+		Registerer:   prometheus.NewRegistry(),
 	})
 	require.NoError(t, m.Update(100*time.Millisecond, []string{file}, labels.EmptyLabels(), "", nil))
 	go m.Run()

@@ -41,7 +41,7 @@ import (
 )
 
 const (
-	promVersion = "v0.310.0"
+	promVersion = "v0.316.0"
 	amVersion   = "v0.31.0"
 )
 

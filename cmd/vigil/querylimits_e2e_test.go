@@ -65,7 +65,13 @@ func hostileQueries() []hostileQuery {
 			mw := multipart.NewWriter(pw)
 			go func() {
 				_ = mw.WriteField("query", "up")
-				fw, _ := mw.CreateFormFile("junk", "junk.bin")
+				// vigil may answer 413 and the client close the pipe
+				// before the file part starts: then there is no fw.
+				fw, err := mw.CreateFormFile("junk", "junk.bin")
+				if err != nil {
+					pw.CloseWithError(err)
+					return
+				}
 				chunk := make([]byte, 1<<20)
 				for range 100 {
 					if _, err := fw.Write(chunk); err != nil {
