@@ -50,8 +50,9 @@ type queryLimits struct {
 	maxLength, maxForm int64
 	maxConcurrency     int
 	timeout            time.Duration
-	// maxSubquerySteps bounds the steps of one subquery (query.max_samples:
-	// each step of a subquery over one series or more holds a sample).
+	// maxSubquerySteps bounds the steps of the subqueries one query holds
+	// at once (the API engine's max_samples: each step of a subquery over
+	// one series or more holds a sample).
 	maxSubquerySteps int64
 	// subqueryStep is the step of a subquery written without one: the
 	// scrape interval, as the engines in cmd/vigil are told.
@@ -73,12 +74,21 @@ func (h *Handler) queryLimits() queryLimits {
 		}
 		subqueryStep = cfg.Interval()
 	}
+	// The engine keeps the max_samples and subquery step it was built
+	// with until a restart; the bound is the engine's, not a reloaded one.
+	maxSamples := int64(q.MaxSamples)
+	if h.opts.QueryMaxSamples > 0 {
+		maxSamples = int64(h.opts.QueryMaxSamples)
+	}
+	if h.opts.QueryNoStepSubqueryInterval > 0 {
+		subqueryStep = h.opts.QueryNoStepSubqueryInterval
+	}
 	return queryLimits{
 		maxLength:        int64(q.MaxLength),
 		maxForm:          int64(q.MaxFormSize),
 		maxConcurrency:   q.MaxConcurrency,
 		timeout:          time.Duration(q.Timeout),
-		maxSubquerySteps: int64(q.MaxSamples),
+		maxSubquerySteps: maxSamples,
 		subqueryStep:     subqueryStep,
 	}
 }
@@ -211,7 +221,7 @@ func (h *Handler) limitQueries(next http.Handler) http.Handler {
 					if ok && lim.maxSubquerySteps > 0 && steps > lim.maxSubquerySteps {
 						h.queryGate.refused.WithLabelValues("subquery_steps").Inc()
 						writePromError(w, http.StatusUnprocessableEntity, "execution",
-							fmt.Sprintf("a subquery would be evaluated at %d steps; at most %d are accepted (query.max_samples)", steps, lim.maxSubquerySteps))
+							fmt.Sprintf("subqueries would be evaluated at %d steps at once; at most %d are accepted (query.max_samples)", steps, lim.maxSubquerySteps))
 						return
 					}
 				}

@@ -69,6 +69,13 @@ type Options struct {
 	DBStats *tsdb.DBStats
 	// QueryEngine runs PromQL for /api/v1/query and /api/v1/query_range.
 	QueryEngine *promql.Engine
+	// QueryMaxSamples and QueryNoStepSubqueryInterval are QueryEngine's
+	// MaxSamples and the step it gives a subquery written without one. The
+	// engine keeps them until a restart, and the web layer bounds a
+	// query's subquery steps by them (0: the config's query.max_samples and
+	// scrape interval).
+	QueryMaxSamples             int
+	QueryNoStepSubqueryInterval time.Duration
 	// Rules lists rule groups and alerting rules for /alerts and /api/v1/rules.
 	Rules RulesRetriever
 	// DeadRules lists rule inputs that match no series (rules that cannot

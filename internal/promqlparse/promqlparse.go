@@ -1,9 +1,12 @@
 // Package promqlparse holds the one PromQL parser vigil uses outside the
 // engine. Prometheus v0.311+ dropped the package-level parser functions
 // (parser.ParseExpr and friends) and their global feature switches in favour
-// of parser.NewParser(parser.Options{...}); the zero Options keep what vigil
-// had with the old globals left at their defaults: no experimental functions,
-// no binop fill modifiers, no unquoted UTF-8 names.
+// of parser.NewParser(parser.Options{...}). The zero Options keep the
+// switches vigil left off: no experimental functions, no binop fill
+// modifiers, no unquoted UTF-8 names. What v0.316 no longer gates is
+// accepted, as in Prometheus 3.16, where v0.310 refused it: duration
+// expressions (`x[5m+1m]`), the anchored and smoothed range modifiers and
+// first_over_time (docs/rules.md).
 package promqlparse
 
 import (
