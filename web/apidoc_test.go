@@ -109,7 +109,10 @@ config's ` + "`query`" + ` block: an expression or ` + "`match[]`" + ` over
 ` + "`query.max_form_size`" + ` 413 and one that finds no turn among
 ` + "`query.max_concurrency`" + ` within ` + "`query.timeout`" + ` 503, each
 naming the key; a query over ` + "`query.max_samples`" + ` gets Prometheus's
-422 and one over ` + "`query.timeout`" + ` its 503. Headers must arrive within 10s and a whole request within
+422, and so does one with a subquery of more steps than
+` + "`query.max_samples`" + ` (refused before it runs: Prometheus v0.314 and later
+allocate every step's statistics before they check the sample limit), and
+one over ` + "`query.timeout`" + ` its 503. Headers must arrive within 10s and a whole request within
 20s; one address holds at most 128 connections. The README's Access section
 lists every bound with its default and test.
 
