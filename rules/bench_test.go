@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-sh/vigil/config"
 	"github.com/vigil-sh/vigil/internal/promqlparse"
+	"github.com/vigil-sh/vigil/storage"
 )
 
 const (
@@ -30,10 +31,14 @@ const (
 var benchStart = time.Unix(1_700_000_000, 0).UTC()
 
 // benchDB fills a TSDB head with 10k series (cpu_usage and
-// http_requests_total for 1,000 apps x 5 instances), 10 minutes at 15s.
+// http_requests_total for 1,000 apps x 5 instances), 10 minutes at 15s. The
+// TSDB is opened as vigil opens it (storage.Open: isolation off among
+// others), so that the figures are those of vigil's read path.
 func benchDB(b *testing.B) *tsdb.DB {
 	b.Helper()
-	db := openTestDB(b)
+	db, err := storage.Open(&storage.Options{Dir: b.TempDir()}, nil, nil)
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, db.Close()) })
 	refs := make([]struct {
 		cpu, req labels.Labels
 	}, 0, benchApps*benchInstances)
