@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -46,18 +45,8 @@ func benchSignalGroup(b *testing.B, n int, rs []rulefmt.Rule) {
 	for s := 0; s <= 24; s++ {
 		appendSamples(b, db, benchStart.Add(time.Duration(s)*step), float64(100*s), ls...)
 	}
-	g := signalGroup(b, newTestEngine(), db, rs)
-	ctx := context.Background()
 	ts := benchStart.Add(24 * step)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		g.Eval(ctx, ts.Add(time.Duration(i)*time.Millisecond))
-	}
-	b.StopTimer()
-	for _, r := range g.Rules() {
-		require.NoError(b, r.LastError(), r.Name())
-	}
+	benchEval(b, signalGroup(b, newTestEngine(), db, rs), ts, time.Millisecond)
 	got := recordedAt(b, db, "error_rate", ts.Add(time.Duration(b.N-1)*time.Millisecond))
 	require.Len(b, got, 1)
 	for _, v := range got {

@@ -53,14 +53,10 @@ func TestQueryBounds(t *testing.T) {
 		return mw.FormDataContentType(), &b
 	}
 	ct, big := multipartBody(2 << 20)
+	bigMultipart := httptest.NewRequest(http.MethodPost, "/api/v1/query", big)
+	bigMultipart.Header.Set("Content-Type", ct)
 
-	for _, tc := range []struct {
-		name       string
-		req        *http.Request
-		code       int
-		errType    string
-		errContain string
-	}{
+	for _, tc := range []queryCase{
 		{"long query", httptest.NewRequest(http.MethodGet, "/api/v1/query?query="+url.QueryEscape(long), nil),
 			400, "bad_data", "query is 20001 bytes long; at most 16KiB are accepted (query.max_length)"},
 		{"long query_range", httptest.NewRequest(http.MethodPost, "/api/v1/query_range",
@@ -77,8 +73,7 @@ func TestQueryBounds(t *testing.T) {
 		{"big form", httptest.NewRequest(http.MethodPost, "/api/v1/query",
 			strings.NewReader(url.Values{"query": {"up"}, "junk": {strings.Repeat("x", 1<<20)}}.Encode())),
 			413, "bad_data", "the request's form is larger than 256KiB (query.max_form_size)"},
-		{"big multipart form", httptest.NewRequest(http.MethodPost, "/api/v1/query", big),
-			413, "bad_data", "(query.max_form_size)"},
+		{"big multipart form", bigMultipart, 413, "bad_data", "(query.max_form_size)"},
 		{"big query string", httptest.NewRequest(http.MethodGet, "/api/v1/labels?junk="+strings.Repeat("x", 300<<10), nil),
 			413, "bad_data", "(query.max_form_size)"},
 		{"query within bounds", httptest.NewRequest(http.MethodGet, "/api/v1/query?query="+url.QueryEscape("sum(up) + "+strings.Repeat("1 + ", 90)+"1"), nil),
@@ -87,22 +82,37 @@ func TestQueryBounds(t *testing.T) {
 			200, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			switch {
-			case tc.name == "big multipart form":
-				tc.req.Header.Set("Content-Type", ct)
-			case tc.req.Method == http.MethodPost:
-				tc.req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			}
-			rec := httptest.NewRecorder()
 			start := time.Now()
-			env.h.ServeHTTP(rec, tc.req)
+			tc.check(t, env.h)
 			require.Less(t, time.Since(start), 5*time.Second)
-			require.Equal(t, tc.code, rec.Code, rec.Body.String())
-			a := decodeProm(t, rec)
-			require.Equal(t, tc.errType, a.ErrorType)
-			require.Contains(t, a.Error, tc.errContain)
 		})
 	}
+}
+
+// queryCase is a request to the Prometheus API's query routes and the
+// answer it must get: the status code, the error type and a part of the
+// error (both empty for a success).
+type queryCase struct {
+	name       string
+	req        *http.Request
+	code       int
+	errType    string
+	errContain string
+}
+
+// check sends the request to h (a POST without a content type as a form)
+// and compares the answer.
+func (tc queryCase) check(t *testing.T, h *Handler) {
+	t.Helper()
+	if tc.req.Method == http.MethodPost && tc.req.Header.Get("Content-Type") == "" {
+		tc.req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, tc.req)
+	require.Equal(t, tc.code, rec.Code, rec.Body.String())
+	a := decodeProm(t, rec)
+	require.Equal(t, tc.errType, a.ErrorType)
+	require.Contains(t, a.Error, tc.errContain)
 }
 
 // TestQueryConcurrency: at most query.max_concurrency queries run at once;

@@ -112,7 +112,14 @@ func subqueryGrid(start, end, interval, offset, rangeMillis, sub int64, fixed bo
 func querySubquerySteps(r *http.Request, path string, expr parser.Expr, defaultStep time.Duration) (steps int64, ok bool) {
 	now := time.Now()
 	start, end, step := now, now, time.Duration(0)
-	if path == apiPrefix+"/query_range" {
+	switch {
+	case path == apiPrefix+"/query" && r.FormValue("time") != "":
+		t, err := parseAPITime(r.FormValue("time"))
+		if err != nil {
+			return 0, false
+		}
+		start, end = t, t
+	case path == apiPrefix+"/query_range":
 		var err1, err2, err3 error
 		start, err1 = parseAPITime(r.FormValue("start"))
 		end, err2 = parseAPITime(r.FormValue("end"))

@@ -70,15 +70,15 @@ func TestSubquerySteps(t *testing.T) {
 func TestSubqueryStepsBound(t *testing.T) {
 	env := newTestEnv(t)
 	env.h.SetReady(true)
-	for _, tc := range []struct {
-		name       string
-		req        *http.Request
-		code       int
-		errType    string
-		errContain string
-	}{
+	for _, tc := range []queryCase{
 		{"instant, a day at 1ms", httptest.NewRequest(http.MethodGet, "/api/v1/query?query="+url.QueryEscape("sum_over_time(vector(1)[1d:1ms])"), nil),
 			422, "execution", "subqueries would be evaluated at 86400000 steps at once; at most 1000000 are accepted (query.max_samples)"},
+		// At the time asked for; a time Prometheus cannot read is its to
+		// refuse, in its words.
+		{"instant at a time, a day at 1ms", httptest.NewRequest(http.MethodGet, "/api/v1/query?time=1000000&query="+url.QueryEscape("sum_over_time(vector(1)[1d:1ms])"), nil),
+			422, "execution", "at 86400000 steps at once"},
+		{"instant at a bad time", httptest.NewRequest(http.MethodGet, "/api/v1/query?time=x&query="+url.QueryEscape("sum_over_time(vector(1)[1d:1ms])"), nil),
+			400, "bad_data", `invalid parameter "time"`},
 		{"range, an hour at 1ms", httptest.NewRequest(http.MethodPost, "/api/v1/query_range",
 			strings.NewReader(url.Values{"query": {"max_over_time(vector(1)[1h:1ms])"}, "start": {"0"}, "end": {"3600"}, "step": {"60"}}.Encode())),
 			422, "execution", "at 7200000 steps"},
@@ -107,17 +107,7 @@ func TestSubqueryStepsBound(t *testing.T) {
 			strings.NewReader(url.Values{"query": {"max_over_time(vector(1)[1h:1ms])"}, "start": {"0"}, "end": {"3600"}, "step": {"x"}}.Encode())),
 			400, "bad_data", `invalid parameter "step"`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.req.Method == http.MethodPost {
-				tc.req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			}
-			rec := httptest.NewRecorder()
-			env.h.ServeHTTP(rec, tc.req)
-			require.Equal(t, tc.code, rec.Code, rec.Body.String())
-			a := decodeProm(t, rec)
-			require.Equal(t, tc.errType, a.ErrorType)
-			require.Contains(t, a.Error, tc.errContain)
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, env.h) })
 	}
 }
 
@@ -130,9 +120,7 @@ func TestSubqueryStepsBoundIsTheEngines(t *testing.T) {
 	cfg := testConfig()
 	cfg.Query.MaxSamples = 50_000_000
 	require.NoError(t, env.h.ApplyConfig(cfg))
-	rec := httptest.NewRecorder()
-	env.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/query?query="+
-		url.QueryEscape("count_over_time(vector(1)[20000s:1ms])"), nil))
-	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
-	require.Contains(t, decodeProm(t, rec).Error, "at most 1000000 are accepted")
+	queryCase{"raised by a reload", httptest.NewRequest(http.MethodGet, "/api/v1/query?query="+
+		url.QueryEscape("count_over_time(vector(1)[20000s:1ms])"), nil),
+		http.StatusUnprocessableEntity, "execution", "at most 1000000 are accepted"}.check(t, env.h)
 }

@@ -92,7 +92,7 @@ func gcPercentFor(live, alloc uint64) int {
 const gcReleaseAbove = 8 << 20
 
 // heapMetrics are the runtime/metrics tuneGC reads, in this order.
-var heapMetrics = []string{
+var heapMetrics = [...]string{
 	"/gc/heap/live:bytes",
 	"/gc/heap/goal:bytes",
 	"/memory/classes/heap/objects:bytes",
@@ -153,7 +153,7 @@ func tuneGC(logger *slog.Logger) (stop func()) {
 			case <-t.C:
 			}
 			metrics.Read(samples)
-			var v [6]uint64
+			var v [len(heapMetrics)]uint64
 			for i, s := range samples {
 				if s.Value.Kind() != metrics.KindUint64 {
 					logger.Warn("Go runtime does not report its heap: GOGC stays", "metric", s.Name, "GOGC", current)
